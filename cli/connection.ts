@@ -1,0 +1,88 @@
+// How the CLI reaches gantryd: GANTRY_HOST (unix:///path or host:port) or the default socket,
+// one grpc-js channel shared by every service client, and promise wrappers for unary calls.
+import * as grpc from '@grpc/grpc-js';
+
+export const DEFAULT_SOCKET = '/run/gantry/gantry.sock';
+
+type ClientCtor<T> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => T;
+
+export interface Connection {
+  target: string;
+  /** One client per generated service class, all on the same channel. */
+  client<T extends grpc.Client>(ctor: ClientCtor<T>): T;
+  close(): void;
+}
+
+export function grpcTarget(env: NodeJS.ProcessEnv): string {
+  const host = env.GANTRY_HOST?.trim();
+  if (!host) return `unix://${DEFAULT_SOCKET}`;
+  if (host.startsWith('unix://')) return host;
+  if (host.startsWith('tcp://')) return host.slice('tcp://'.length);
+  return host;
+}
+
+export function dial(target: string): Connection {
+  const clients = new Map<unknown, grpc.Client>();
+  let channel: grpc.Channel | undefined;
+  const options: grpc.ClientOptions = {
+    'grpc.max_receive_message_length': 64 << 20,
+    'grpc.max_send_message_length': 64 << 20,
+  };
+  return {
+    target,
+    client<T extends grpc.Client>(ctor: ClientCtor<T>): T {
+      let c = clients.get(ctor) as T | undefined;
+      if (!c) {
+        if (!channel) {
+          c = new ctor(target, grpc.credentials.createInsecure(), options);
+          channel = c.getChannel() as grpc.Channel;
+        } else {
+          c = new ctor(target, grpc.credentials.createInsecure(), { ...options, channelOverride: channel });
+        }
+        clients.set(ctor, c);
+      }
+      return c;
+    },
+    close() {
+      for (const c of clients.values()) c.close();
+      channel?.close();
+    },
+  };
+}
+
+/** A gRPC failure as the user should read it: the server's message, plus where to look when unreachable. */
+export class CallError extends Error {
+  override name = 'CallError';
+  readonly code: grpc.status;
+  constructor(message: string, code: grpc.status) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function callError(err: grpc.ServiceError, target: string): CallError {
+  if (err.code === grpc.status.UNAVAILABLE) {
+    return new CallError(
+      `cannot reach gantryd at ${target}: ${err.details || err.message}. Is gantryd running? (set GANTRY_HOST to point elsewhere)`,
+      err.code,
+    );
+  }
+  return new CallError(err.details || err.message, err.code);
+}
+
+type UnaryFn<Req, Res> = (
+  req: Req,
+  metadata: grpc.Metadata,
+  options: Partial<grpc.CallOptions>,
+  cb: (err: grpc.ServiceError | null, res: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Calls a unary method with a deadline and returns its response or throws a CallError. */
+export function unary<Req, Res>(conn: Connection, fn: UnaryFn<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    fn(req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
+      if (err) reject(callError(err, conn.target));
+      else resolve(res);
+    });
+  });
+}
