@@ -513,6 +513,18 @@ export interface Cluster {
   rootCaCert: Buffer;
 }
 
+export interface Session {
+  nodeId: string;
+  sessionId: string;
+  /** node id of the manager holding the session */
+  managerId: string;
+  managerAddr: string;
+  /** ms since the epoch */
+  startedAt: number;
+  /** the worker's address as the manager saw it */
+  addr: string;
+}
+
 function createBaseMeta(): Meta {
   return { version: 0, createdAt: 0, updatedAt: 0 };
 }
@@ -4454,6 +4466,121 @@ export const Cluster: MessageFns<Cluster> = {
       ? JoinTokens.fromPartial(object.joinTokens)
       : undefined;
     message.rootCaCert = object.rootCaCert ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSession(): Session {
+  return { nodeId: "", sessionId: "", managerId: "", managerAddr: "", startedAt: 0, addr: "" };
+}
+
+export const Session: MessageFns<Session> = {
+  encode(message: Session, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.sessionId !== "") {
+      writer.uint32(18).string(message.sessionId);
+    }
+    if (message.managerId !== "") {
+      writer.uint32(26).string(message.managerId);
+    }
+    if (message.managerAddr !== "") {
+      writer.uint32(34).string(message.managerAddr);
+    }
+    if (message.startedAt !== 0) {
+      writer.uint32(40).int64(message.startedAt);
+    }
+    if (message.addr !== "") {
+      writer.uint32(50).string(message.addr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Session {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSession();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.sessionId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.managerId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.managerAddr = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.startedAt = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.addr = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Session>): Session {
+    return Session.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Session>): Session {
+    const message = createBaseSession();
+    message.nodeId = object.nodeId ?? "";
+    message.sessionId = object.sessionId ?? "";
+    message.managerId = object.managerId ?? "";
+    message.managerAddr = object.managerAddr ?? "";
+    message.startedAt = object.startedAt ?? 0;
+    message.addr = object.addr ?? "";
     return message;
   },
 };
