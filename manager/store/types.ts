@@ -32,6 +32,8 @@ export interface ReadView {
   tasksByNode(nodeId: string): Task[];
   serviceByName(name: string): Service | undefined;
   cluster(): Cluster | undefined;
+  /** The key's version (etcd mod_revision); the only way to read a session's version (sessions have no meta). */
+  version(kind: Kind, id: string): number | undefined;
 }
 
 /**
