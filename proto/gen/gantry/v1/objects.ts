@@ -523,6 +523,7 @@ export interface Session {
   startedAt: number;
   /** the worker's address as the manager saw it */
   addr: string;
+  meta?: Meta | undefined;
 }
 
 function createBaseMeta(): Meta {
@@ -4471,7 +4472,7 @@ export const Cluster: MessageFns<Cluster> = {
 };
 
 function createBaseSession(): Session {
-  return { nodeId: "", sessionId: "", managerId: "", managerAddr: "", startedAt: 0, addr: "" };
+  return { nodeId: "", sessionId: "", managerId: "", managerAddr: "", startedAt: 0, addr: "", meta: undefined };
 }
 
 export const Session: MessageFns<Session> = {
@@ -4493,6 +4494,9 @@ export const Session: MessageFns<Session> = {
     }
     if (message.addr !== "") {
       writer.uint32(50).string(message.addr);
+    }
+    if (message.meta !== undefined) {
+      Meta.encode(message.meta, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -4558,6 +4562,14 @@ export const Session: MessageFns<Session> = {
             message.addr = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.meta = Meta.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4581,6 +4593,7 @@ export const Session: MessageFns<Session> = {
     message.managerAddr = object.managerAddr ?? "";
     message.startedAt = object.startedAt ?? 0;
     message.addr = object.addr ?? "";
+    message.meta = (object.meta !== undefined && object.meta !== null) ? Meta.fromPartial(object.meta) : undefined;
     return message;
   },
 };
