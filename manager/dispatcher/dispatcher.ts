@@ -1,0 +1,184 @@
+// The dispatcher: the only manager component workers talk to. Join admits a host with a token;
+// Session holds one stream per worker (session.ts). Every manager runs one; sessions live on the
+// manager's etcd lease, so workers of a manager that dies reconnect to another.
+import * as grpc from '@grpc/grpc-js';
+import type { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
+import type { DispatcherServer, JoinRequest, JoinResponse } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import { type Node, NodeAvailability, NodeRole, NodeState, type Task } from '../../proto/gen/gantry/v1/objects.ts';
+import { newId } from '../ids.ts';
+import type { Store } from '../store/types.ts';
+import { type SessionDeps, WorkerSession } from './session.ts';
+import { StatusWriter } from './status-writer.ts';
+import { hashSecret, newNodeSecret, tokenRole } from './tokens.ts';
+
+export interface DispatcherOptions {
+  store: Store;
+  clock: { now(): number };
+  log?: (m: string) => void;
+  managerId: string;
+  managerAddr: string;
+}
+
+export interface LogSubscribeOptions {
+  follow: boolean;
+  tail: number;
+  sinceMs: number;
+}
+
+const DEFAULT_HEARTBEAT_MS = 1000;
+const DEFAULT_GRACE_MS = 3000;
+
+export class Dispatcher {
+  private readonly opts: DispatcherOptions;
+  private readonly log: (m: string) => void;
+  private readonly statuses: StatusWriter;
+  private readonly sessions = new Map<string, WorkerSession>();
+
+  constructor(opts: DispatcherOptions) {
+    this.opts = opts;
+    this.log = opts.log ?? (() => {});
+    this.statuses = new StatusWriter(opts.store, { log: this.log });
+  }
+
+  /** Manager addresses workers may reach (every manager's dispatcher). */
+  managers(): string[] {
+    return this.opts.store
+      .view()
+      .list('nodes')
+      .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.addr)
+      .map((n) => n.managerStatus?.addr as string);
+  }
+
+  private sessionDeps(): SessionDeps {
+    const cluster = () => this.opts.store.view().cluster()?.spec;
+    return {
+      store: this.opts.store,
+      clock: this.opts.clock,
+      log: this.log,
+      statuses: this.statuses,
+      managerId: this.opts.managerId,
+      managerAddr: this.opts.managerAddr,
+      heartbeatMs: () => cluster()?.heartbeatPeriodMs || DEFAULT_HEARTBEAT_MS,
+      graceMs: () => cluster()?.nodeDownGraceMs || DEFAULT_GRACE_MS,
+      managers: () => this.managers(),
+      onOpen: (s) => {
+        const old = this.sessions.get(s.nodeId);
+        this.sessions.set(s.nodeId, s);
+        if (old && old !== s) this.log(`node ${s.nodeId} replaced its session ${old.sessionId}`);
+      },
+      onClose: (s) => {
+        if (this.sessions.get(s.nodeId) === s) this.sessions.delete(s.nodeId);
+      },
+    };
+  }
+
+  service(): DispatcherServer {
+    return {
+      join: (call, cb) => {
+        this.join(call.request).then(
+          (res) => cb(null, res),
+          (err: grpc.ServiceError) => cb(err.code !== undefined ? err : { code: grpc.status.INTERNAL, details: String(err), name: 'Error', message: String(err), metadata: new grpc.Metadata() }),
+        );
+      },
+      session: (call) => new WorkerSession(call, this.sessionDeps()).run(),
+    };
+  }
+
+  private async join(req: JoinRequest): Promise<JoinResponse> {
+    const view = this.opts.store.view();
+    const cluster = view.cluster();
+    const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+    if (!cluster) throw fail(grpc.status.UNAVAILABLE, 'this manager has no cluster yet: run gantry init on it first');
+    const role = tokenRole(cluster, req.token);
+    if (!role) {
+      throw fail(
+        grpc.status.PERMISSION_DENIED,
+        'join token is not valid for this cluster (wrong or rotated): get the current one with `gantry join-token worker` on a manager',
+      );
+    }
+    if (role === 'manager') {
+      throw fail(grpc.status.UNIMPLEMENTED, 'joining as a manager is not supported yet: join with the worker token (`gantry join-token worker`)');
+    }
+    const id = newId();
+    const secret = newNodeSecret();
+    const now = this.opts.clock.now();
+    const node: Node = {
+      id,
+      spec: { name: '', labels: {}, desiredRole: NodeRole.NODE_ROLE_WORKER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
+      description: req.description,
+      status: { state: NodeState.NODE_STATE_UNKNOWN, message: 'joined', addr: req.advertiseAddr, lastHeartbeat: now },
+      role: NodeRole.NODE_ROLE_WORKER,
+      secretHash: hashSecret(secret),
+    };
+    const res = await this.opts.store.commit([{ op: 'create', kind: 'nodes', object: node }]);
+    if (!res.ok) throw fail(grpc.status.ABORTED, `could not record node ${id}: ${res.conflict.reason}; try again`);
+    this.log(`node ${id} (${req.description?.hostname}) joined as ${role}`);
+    return {
+      nodeId: id,
+      nodeSecret: secret,
+      role: NodeRole.NODE_ROLE_WORKER,
+      managers: this.managers(),
+      clusterId: cluster.id,
+      etcdInitialCluster: [],
+      etcdMemberName: '',
+    };
+  }
+
+  /**
+   * Streams the logs of `tasks` from the workers that run them. A node that is not connected here
+   * yields one message with `error` set; the other nodes keep streaming (never fail the whole stream).
+   */
+  async subscribe(tasks: Task[], opts: LogSubscribeOptions, onMessage: (m: LogMessage) => void, signal: AbortSignal): Promise<void> {
+    const view = this.opts.store.view();
+    const byNode = new Map<string, Task[]>();
+    for (const t of tasks) {
+      if (!t.nodeId) continue;
+      byNode.set(t.nodeId, [...(byNode.get(t.nodeId) ?? []), t]);
+    }
+    const parts = [...byNode].map(
+      ([nodeId, nodeTasks]) =>
+        new Promise<void>((resolve) => {
+          const hostname = view.get('nodes', nodeId)?.description?.hostname ?? nodeId;
+          const base = (t: Task | undefined): LogMessage => ({
+            taskId: t?.id ?? '',
+            nodeId,
+            serviceName: t?.serviceName ?? '',
+            slot: t?.slot ?? 0,
+            stream: '',
+            timeMs: 0,
+            data: Buffer.alloc(0),
+            nodeHostname: hostname,
+            error: '',
+          });
+          const session = this.sessions.get(nodeId);
+          if (!session) {
+            onMessage({ ...base(nodeTasks[0]), error: `node ${hostname} is not connected to this manager: its logs are unavailable` });
+            return resolve();
+          }
+          const byId = new Map(nodeTasks.map((t) => [t.id, t]));
+          const cancel = session.subscribeLogs(
+            { subscriptionId: newId(), taskIds: [...byId.keys()], follow: opts.follow, tail: opts.tail, sinceMs: opts.sinceMs },
+            {
+              chunk: (c) => onMessage({ ...base(byId.get(c.taskId)), taskId: c.taskId, stream: c.stream, timeMs: c.timeMs, data: c.data }),
+              done: (d) => {
+                if (d.error) onMessage({ ...base(nodeTasks[0]), error: d.error });
+                signal.removeEventListener('abort', onAbort);
+                resolve();
+              },
+            },
+          );
+          const onAbort = () => {
+            cancel();
+            resolve();
+          };
+          if (signal.aborted) onAbort();
+          else signal.addEventListener('abort', onAbort, { once: true });
+        }),
+    );
+    await Promise.all(parts);
+  }
+
+  async stop(): Promise<void> {
+    await this.statuses.stop();
+  }
+}

@@ -1,0 +1,256 @@
+// One worker's session on this manager: registration, the assignment stream (complete set, then
+// changes), heartbeats, status reports and log subscriptions. The protocol is drawn in
+// proto/gantry/v1/dispatcher.proto; the lifecycle here is:
+//
+//   Register ─▶ verify node secret ─▶ Session key (on our lease) + node READY ─▶ SessionInfo
+//            ─▶ Assignments(full) ─▶ Assignments(changes)… until the stream ends, the heartbeat
+//               is late (grace), the node is removed, or another manager took the session over
+//   end ─▶ delete our Session key ─▶ node DISCONNECTED(lastHeartbeat) unless a newer session exists
+import type * as grpc from '@grpc/grpc-js';
+import type { LogChunk, LogDone, LogSubscribe, ManagerMessage, WorkerMessage } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import { type Node, NodeState, type Session } from '../../proto/gen/gantry/v1/objects.ts';
+import { newId } from '../ids.ts';
+import type { Store, StoreEvent } from '../store/types.ts';
+import { type AssignmentDelta, assignmentChanges, assignmentSet } from './assignments.ts';
+import type { StatusWriter } from './status-writer.ts';
+import { secretMatches } from './tokens.ts';
+import { retryUpdate } from './update-node.ts';
+
+export interface SessionDeps {
+  store: Store;
+  clock: { now(): number };
+  log: (m: string) => void;
+  statuses: StatusWriter;
+  managerId: string;
+  managerAddr: string;
+  heartbeatMs(): number;
+  graceMs(): number;
+  managers(): string[];
+  onOpen(s: WorkerSession): void;
+  onClose(s: WorkerSession): void;
+}
+
+type Call = grpc.ServerDuplexStream<WorkerMessage, ManagerMessage>;
+
+export interface LogHandlers {
+  chunk(c: LogChunk): void;
+  done(d: LogDone): void;
+}
+
+const REGISTER_TIMEOUT_MS = 10_000;
+const ASSIGNMENT_DEBOUNCE_MS = 5;
+
+export class WorkerSession {
+  nodeId = '';
+  readonly sessionId = newId();
+  private readonly call: Call;
+  private readonly deps: SessionDeps;
+  private lastHeartbeat = 0;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private pendingDelta: AssignmentDelta = { tasks: [], removed: [] };
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly logSubs = new Map<string, LogHandlers>();
+  private closed = false;
+
+  constructor(call: Call, deps: SessionDeps) {
+    this.call = call;
+    this.deps = deps;
+  }
+
+  run(): void {
+    const registerTimer = setTimeout(() => this.fail('INVALID_ARGUMENT', 'no Register message within 10s'), REGISTER_TIMEOUT_MS);
+    this.call.on('data', (msg: WorkerMessage) => {
+      const m = msg.msg;
+      if (!m) return;
+      if (!this.nodeId) {
+        clearTimeout(registerTimer);
+        if (m.$case !== 'register') return this.fail('FAILED_PRECONDITION', 'the first message of a session must be Register');
+        void this.register(m.value.nodeId, m.value.nodeSecret, m.value).catch((err) =>
+          this.fail('UNAVAILABLE', `registering node ${m.value.nodeId} failed: ${(err as Error).message}`),
+        );
+        return;
+      }
+      switch (m.$case) {
+        case 'register':
+          return this.fail('FAILED_PRECONDITION', 'Register sent twice in one session');
+        case 'heartbeat':
+          this.lastHeartbeat = this.deps.clock.now();
+          return;
+        case 'statuses':
+          this.lastHeartbeat = this.deps.clock.now();
+          for (const u of m.value.updates) if (u.status) this.deps.statuses.enqueue(this.nodeId, u.taskId, u.status);
+          return;
+        case 'logChunk':
+          this.logSubs.get(m.value.subscriptionId)?.chunk(m.value);
+          return;
+        case 'logDone': {
+          const h = this.logSubs.get(m.value.subscriptionId);
+          this.logSubs.delete(m.value.subscriptionId);
+          h?.done(m.value);
+          return;
+        }
+        default: {
+          const never: never = m;
+          return never;
+        }
+      }
+    });
+    this.call.on('end', () => this.close('worker ended the session'));
+    this.call.on('error', () => this.close('stream error'));
+    this.call.on('cancelled', () => this.close('worker went away'));
+    this.call.on('close', () => this.close('stream closed'));
+  }
+
+  private async register(nodeId: string, secret: string, reg: { description?: Node['description']; addr: string }): Promise<void> {
+    const { store, clock } = this.deps;
+    const node = store.view().get('nodes', nodeId);
+    if (!node || !secretMatches(secret, node.secretHash)) {
+      return this.fail(
+        'UNAUTHENTICATED',
+        node
+          ? `node ${nodeId} presented a wrong node secret: it is not the host that joined as this node`
+          : `node ${nodeId} is not part of this cluster (it was removed?): run 'gantry leave --force' on it and join again`,
+      );
+    }
+    this.nodeId = nodeId;
+    this.lastHeartbeat = clock.now();
+    const peer = this.call.getPeer();
+    const addr = reg.addr || peer.replace(/^ipv4:|^ipv6:/, '').replace(/:\d+$/, '');
+
+    // Subscribe before reading, so no change between the read and the subscription is missed.
+    let baseRevision = Number.POSITIVE_INFINITY;
+    const early: { events: StoreEvent[]; revision: number }[] = [];
+    this.unsubscribe = store.subscribe((events, revision) => {
+      if (baseRevision === Number.POSITIVE_INFINITY) early.push({ events, revision });
+      else if (revision > baseRevision) this.onStoreEvents(events);
+    });
+
+    const session: Session = {
+      nodeId,
+      sessionId: this.sessionId,
+      managerId: this.deps.managerId,
+      managerAddr: this.deps.managerAddr,
+      startedAt: clock.now(),
+      addr,
+    };
+    const existing = store.view().get('sessions', nodeId);
+    const res = existing
+      ? await store.commit([{ op: 'update', kind: 'sessions', object: { ...session, meta: existing.meta }, lease: true }])
+      : await store.commit([{ op: 'create', kind: 'sessions', object: session, lease: true }]);
+    if (!res.ok) {
+      // someone else wrote the session key at the same moment: take it over from the fresh view
+      const now = store.view().get('sessions', nodeId);
+      await store.commit(
+        now
+          ? [{ op: 'update', kind: 'sessions', object: { ...session, meta: now.meta }, lease: true }]
+          : [{ op: 'create', kind: 'sessions', object: session, lease: true }],
+      );
+    }
+    await retryUpdate(store, nodeId, (n) => ({
+      ...n,
+      description: reg.description ?? n.description,
+      status: { state: NodeState.NODE_STATE_READY, message: '', addr, lastHeartbeat: clock.now() },
+    }));
+    if (this.closed) return;
+    this.deps.onOpen(this);
+
+    const view = store.view();
+    baseRevision = view.revision;
+    for (const e of early) if (e.revision > baseRevision) this.onStoreEvents(e.events);
+    this.send({ msg: { $case: 'session', value: { sessionId: this.sessionId, heartbeatPeriodMs: this.deps.heartbeatMs(), managers: this.deps.managers() } } });
+    this.send({ msg: { $case: 'assignments', value: { full: true, tasks: assignmentSet(view, nodeId), removed: [] } } });
+    this.deps.log(`session ${this.sessionId} open for node ${nodeId} (${addr})`);
+
+    const period = this.deps.heartbeatMs();
+    this.heartbeatTimer = setInterval(() => {
+      const silentFor = this.deps.clock.now() - this.lastHeartbeat;
+      if (silentFor > this.deps.graceMs()) this.fail('DEADLINE_EXCEEDED', `no heartbeat from node ${nodeId} for ${silentFor}ms`);
+    }, Math.max(100, Math.floor(period / 2)));
+  }
+
+  private onStoreEvents(events: StoreEvent[]): void {
+    for (const ev of events) {
+      if (ev.kind === 'nodes' && ev.op === 'delete' && ev.id === this.nodeId) {
+        return this.fail('PERMISSION_DENIED', `node ${this.nodeId} was removed from the cluster`);
+      }
+      if (ev.kind === 'sessions' && ev.op === 'put' && ev.object.nodeId === this.nodeId && ev.object.sessionId !== this.sessionId) {
+        return this.fail('ABORTED', `node ${this.nodeId} opened a newer session elsewhere`);
+      }
+    }
+    const delta = assignmentChanges(events, this.nodeId);
+    if (delta.tasks.length === 0 && delta.removed.length === 0) return;
+    // merge into the pending delta (later events win)
+    const tasks = new Map(this.pendingDelta.tasks.map((t) => [t.id, t]));
+    const removed = new Set(this.pendingDelta.removed);
+    for (const id of delta.removed) {
+      tasks.delete(id);
+      removed.add(id);
+    }
+    for (const t of delta.tasks) {
+      removed.delete(t.id);
+      tasks.set(t.id, t);
+    }
+    this.pendingDelta = { tasks: [...tasks.values()], removed: [...removed] };
+    if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => {
+        this.flushTimer = undefined;
+        const d = this.pendingDelta;
+        this.pendingDelta = { tasks: [], removed: [] };
+        this.send({ msg: { $case: 'assignments', value: { full: false, tasks: d.tasks, removed: d.removed } } });
+      }, ASSIGNMENT_DEBOUNCE_MS);
+    }
+  }
+
+  /** Asks the worker for logs of its tasks; chunks and the end come back through `handlers`. */
+  subscribeLogs(sub: LogSubscribe, handlers: LogHandlers): () => void {
+    this.logSubs.set(sub.subscriptionId, handlers);
+    this.send({ msg: { $case: 'logSubscribe', value: sub } });
+    return () => {
+      if (this.logSubs.delete(sub.subscriptionId)) {
+        this.send({ msg: { $case: 'logCancel', value: { subscriptionId: sub.subscriptionId } } });
+      }
+    };
+  }
+
+  private send(m: ManagerMessage): void {
+    if (!this.closed) this.call.write(m);
+  }
+
+  private fail(code: keyof typeof import('@grpc/grpc-js').status, details: string): void {
+    if (this.closed) return;
+    this.deps.log(`session for node ${this.nodeId || '?'} ends: ${details}`);
+    // grpc-js turns an 'error' event on a server stream into the call's final status
+    const status = { INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, PERMISSION_DENIED: 7, FAILED_PRECONDITION: 9, ABORTED: 10, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as Record<string, number>;
+    this.call.emit('error', { code: status[code] ?? 2, details });
+    this.close(details);
+  }
+
+  private close(why: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.unsubscribe?.();
+    for (const [id, h] of this.logSubs) h.done({ subscriptionId: id, error: `node ${this.nodeId} disconnected: ${why}` });
+    this.logSubs.clear();
+    if (!this.nodeId) return;
+    this.deps.onClose(this);
+    void this.release().catch((err) => this.deps.log(`releasing session of ${this.nodeId}: ${(err as Error).message}`));
+  }
+
+  /** Our session key goes; the node is DISCONNECTED unless it already has a newer session. */
+  private async release(): Promise<void> {
+    const { store } = this.deps;
+    const s = store.view().get('sessions', this.nodeId);
+    if (s && s.sessionId !== this.sessionId) return;
+    if (s?.meta) await store.commit([{ op: 'delete', kind: 'sessions', id: this.nodeId, version: s.meta.version }]);
+    const lastHeartbeat = this.lastHeartbeat;
+    await retryUpdate(store, this.nodeId, (n) => {
+      const newer = store.view().get('sessions', this.nodeId);
+      if (newer && newer.sessionId !== this.sessionId) return undefined;
+      if (n.status?.state !== NodeState.NODE_STATE_READY) return undefined;
+      return { ...n, status: { ...n.status, state: NodeState.NODE_STATE_DISCONNECTED, message: 'session ended', lastHeartbeat } };
+    });
+  }
+}
