@@ -2,7 +2,9 @@
  * file helpers shared by every gantry-exec source file. */
 #ifndef GX_UTIL_H
 #define GX_UTIL_H
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
