@@ -1,0 +1,539 @@
+// OciRuntime: containers through any runc-compatible binary (runc, crun, gantry-exec), each held by a
+// detached `gantry-exec monitor` so it outlives gantryd; state lives in <stateDir>/<id>/ for re-adoption.
+//
+//  OciRuntime (gantryd)             gantry-exec monitor (detached)            BIN (runc|crun|gantry-exec)
+//   | mount rootfs, write config.json, meta.json                                |
+//   | spawn `monitor --runtime BIN ... ID` --> | setsid, subreaper                |
+//   |                                          | `BIN create --pid-file ...` ----> | container created (stopped at exec)
+//   | <-- {"pid":N} exit 0  (or 1 + error) --- | holds stdio: ctr.log, attach.sock |
+//   | `BIN start ID` ------------------------------------------------------------> | exec user process
+//   | fs.watch(dir) + connect(attach.sock)     |                                  |
+//   |                                          | <-- SIGCHLD (container exits)    |
+//   | <-- exit.json (tmp+rename), socket EOF - | exits                            |
+//   | `BIN delete --force ID`, unmount rootfs, rm -r <stateDir>/<id> ---------->  |
+//
+// A gantryd restart loses nothing: the monitor keeps running, and a new OciRuntime reads meta.json,
+// asks `BIN state`, and waits on exit.json again.
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync, watch } from 'node:fs';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { basename, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { ALL_CAPS, buildOciSpec, cgroupsPathFor } from './bundle.ts';
+import { type Clock, systemClock } from './clock.ts';
+import { type Log, nullLog } from './log.ts';
+import { defaultMounter, mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
+import {
+  type ContainerConfig, type ContainerState, type ExecResult, type LogEntry, type LogOptions, type Runtime, RuntimeError,
+} from './types.ts';
+
+export interface OciRuntimeOptions {
+  name: string;                 // "runc" | "crun" | "native" | any
+  binary: string;               // the runc-compatible CLI
+  root: string;                 // its --root: <data-dir>/runtime/<name>
+  stateDir: string;             // <data-dir>/containers: one directory per container
+  monitorBinary: string;        // gantry-exec (its `monitor` subcommand)
+  cgroupParent: string;         // gantryd --cgroup-parent, default "gantry"
+  log?: Log;
+  clock?: Clock;
+  rootfs?: RootfsMounter;       // default: worker/rootfs/overlay.ts, else a mount(8) fallback
+  /** Run BIN in a private mount namespace without the cgroup2 mount (crun on a hybrid host). Default: auto. */
+  privateCgroupMount?: boolean;
+  commandTimeoutMs?: number;
+}
+
+/** What is persisted in <stateDir>/<id>/meta.json, enough to re-adopt and remove the container later. */
+export interface ContainerMeta {
+  id: string;
+  runtime: string;
+  createdAt: number;
+  startedAt?: number;
+  stopSignal: string;
+  rootfs: { kind: 'layers' | 'dir'; path: string };
+  labels: Record<string, string>;
+  tty: boolean;
+}
+
+interface ExitFile { exitCode: number; signal: number | null; oomKilled: boolean; finishedAt: string }
+
+const MAX_EXEC_OUTPUT = 4096;
+
+/** True when /sys/fs/cgroup/unified is a cgroup2 mount beside v1 controllers. */
+export function isHybridCgroupHost(): boolean {
+  try {
+    const info = readFileSync('/proc/self/mountinfo', 'utf8');
+    return info.split('\n').some((l) => l.split(' ')[4] === '/sys/fs/cgroup/unified' && l.includes(' - cgroup2 '));
+  } catch {
+    return false;
+  }
+}
+
+/** The host's capability bounding set as CAP_ names (root here may lack CAP_SYS_RESOURCE). */
+export function hostCapabilities(): string[] {
+  try {
+    const m = /CapBnd:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (!m) return ALL_CAPS;
+    const mask = BigInt(`0x${m[1]}`);
+    const order = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE'];
+    return order.filter((_, i) => (mask >> BigInt(i)) & 1n);
+  } catch {
+    return ALL_CAPS;
+  }
+}
+
+/** min(1048576, this process's hard RLIMIT_NOFILE): raising it needs CAP_SYS_RESOURCE. */
+export function hostNofile(): number {
+  try {
+    const m = /Max open files\s+\d+\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (m && m[1] !== 'unlimited') return Math.min(1048576, Number(m[1]));
+  } catch {
+    /* fall through */
+  }
+  return 1048576;
+}
+
+async function writeAtomic(path: string, data: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Reads a rootfs file unless it is a symlink (which would resolve against the host). */
+async function readRootfsFile(rootfs: string, rel: string): Promise<string | undefined> {
+  try {
+    const p = join(rootfs, rel);
+    if ((await lstat(p)).isSymbolicLink()) return undefined;
+    return await readFile(p, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function pidAlive(pid: number, comm?: string): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (/^\d+ \(.*\) [ZX]/.test(stat)) return false;
+    if (comm && !stat.startsWith(`${pid} (${comm})`)) return false;
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function parseLogLine(line: string): (LogEntry & { raw: string }) | undefined {
+  try {
+    const j = JSON.parse(line) as { log: string; stream: string; time: string };
+    return { stream: j.stream === 'stderr' ? 'stderr' : 'stdout', timeMs: Date.parse(j.time), data: Buffer.from(j.log), raw: line };
+  } catch {
+    return undefined;
+  }
+}
+
+type CmdResult = { code: number; stdout: string; stderr: string };
+
+export class OciRuntime implements Runtime {
+  readonly name: string;
+  private readonly o: OciRuntimeOptions;
+  private readonly log: Log;
+  private readonly clock: Clock;
+  private readonly hostCaps = hostCapabilities();
+  private readonly nofile = hostNofile();
+  private mounter: RootfsMounter | undefined;
+  private bin: string;
+  private wrapped = false;
+
+  constructor(opts: OciRuntimeOptions) {
+    this.o = { commandTimeoutMs: 30_000, ...opts };
+    this.name = opts.name;
+    this.log = opts.log ?? nullLog;
+    this.clock = opts.clock ?? systemClock;
+    this.mounter = opts.rootfs;
+    this.bin = opts.binary;
+    const isCrun = basename(opts.binary) === 'crun' || opts.name === 'crun';
+    this.wrapped = opts.privateCgroupMount ?? (isCrun && isHybridCgroupHost());
+  }
+
+  private dir(id: string): string {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)) throw new RuntimeError(`invalid container id "${id}"`);
+    return join(this.o.stateDir, id);
+  }
+
+  /** The runtime binary to call: a wrapper script when BIN must not see the cgroup2 mount. */
+  private async runtimeBin(): Promise<string> {
+    if (!this.wrapped) return this.bin;
+    const wrapper = join(this.o.root, 'bin', 'runtime');
+    if (!existsSync(wrapper)) {
+      await mkdir(join(this.o.root, 'bin'), { recursive: true });
+      // crun 1.8 refuses hybrid cgroups; without the unified mount it sees plain cgroup v1.
+      const script = `#!/bin/sh\n# ${this.name}: run in a private mount namespace without the cgroup2 mount (hybrid host)\n` +
+        `exec unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$0" "$@"' ${JSON.stringify(this.o.binary)} "$@"\n`;
+      await writeFile(`${wrapper}.tmp`, script);
+      await chmod(`${wrapper}.tmp`, 0o755);
+      await rename(`${wrapper}.tmp`, wrapper);
+    }
+    return wrapper;
+  }
+
+  private async cmd(args: string[], timeoutMs = this.o.commandTimeoutMs!): Promise<CmdResult> {
+    const bin = await this.runtimeBin();
+    const full = ['--root', this.o.root, ...args];
+    return new Promise((resolve) => {
+      execFile(bin, full, { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && code !== 0 && !stderr ? err.message : '')) });
+      });
+    });
+  }
+
+  private static errLine(r: CmdResult): string {
+    const lines = r.stderr.trim().split('\n').filter(Boolean);
+    const last = lines[lines.length - 1] ?? `exit status ${r.code}`;
+    const m = /msg="((?:[^"\\]|\\.)*)"/.exec(last);
+    return m ? m[1].replace(/\\(.)/g, '$1') : last;
+  }
+
+  private async readMeta(id: string): Promise<ContainerMeta | undefined> {
+    return readJson<ContainerMeta>(join(this.dir(id), 'meta.json'));
+  }
+
+  private async readExit(id: string): Promise<ExitFile | undefined> {
+    return readJson<ExitFile>(join(this.dir(id), 'exit.json'));
+  }
+
+  private monitorAlive(id: string): boolean {
+    try {
+      const pid = Number(readFileSync(join(this.dir(id), 'monitor.pid'), 'utf8').trim());
+      return pidAlive(pid, 'gantry-monitor');
+    } catch {
+      return false;
+    }
+  }
+
+  private async getMounter(): Promise<RootfsMounter> {
+    if (!this.mounter) this.mounter = await defaultMounter();
+    return this.mounter;
+  }
+
+  async create(config: ContainerConfig): Promise<void> {
+    const dir = this.dir(config.id);
+    if (existsSync(join(dir, 'meta.json'))) throw new RuntimeError(`container ${config.id} already exists in ${dir} (remove it first)`);
+    await mkdir(this.o.root, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    let unmount: (() => Promise<void>) | undefined;
+    try {
+      let rootfs: string;
+      if (config.rootfs.kind === 'layers') {
+        const m = await (await this.getMounter()).mountRootfs({ lowerDirs: config.rootfs.lowerDirs, containerDir: dir, volatile: true });
+        rootfs = m.rootfs;
+        unmount = m.unmount;
+      } else {
+        rootfs = config.rootfs.path;
+        if (!existsSync(rootfs)) throw new RuntimeError(`rootfs directory ${rootfs} for container ${config.id} does not exist`);
+      }
+      const fileSources: Record<string, string> = {};
+      if (config.files?.length) {
+        await mkdir(join(dir, 'files'), { recursive: true });
+        for (const [i, f] of config.files.entries()) {
+          const src = join(dir, 'files', `${i}-${basename(f.path)}`);
+          await writeFile(src, f.content, { mode: f.mode ?? 0o644 });
+          fileSources[f.path] = src;
+        }
+      }
+      const built = buildOciSpec(config, rootfs, {
+        cgroupsPath: cgroupsPathFor(this.o.cgroupParent, config.id),
+        passwd: await readRootfsFile(rootfs, 'etc/passwd'),
+        group: await readRootfsFile(rootfs, 'etc/group'),
+        hostCaps: this.hostCaps,
+        nofile: this.nofile,
+        fileSources,
+      });
+      if (!built.ok) throw new RuntimeError(`container ${config.id}: ${built.error}`);
+      await writeAtomic(join(dir, 'config.json'), JSON.stringify(built.spec));
+      const meta: ContainerMeta = {
+        id: config.id, runtime: this.name, createdAt: this.clock.now(), stopSignal: config.stopSignal || 'SIGTERM',
+        rootfs: { kind: config.rootfs.kind, path: rootfs }, labels: config.labels, tty: config.tty,
+      };
+      await writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
+      const r = await this.spawnMonitor(config, dir);
+      if (r.code !== 0) throw new RuntimeError(`create container ${config.id} with ${this.name}: ${OciRuntime.errLine(r)}`);
+      this.log.debug('created', { id: config.id, out: r.stdout.trim() });
+    } catch (e) {
+      await unmount?.().catch((err) => this.log.warn('unmount after failed create', { id: config.id, err: String(err) }));
+      if ((await mountsUnder(dir)).length === 0) await rm(dir, { recursive: true, force: true });
+      throw e instanceof RuntimeError ? e : new RuntimeError(`create container ${config.id}: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  private async spawnMonitor(config: ContainerConfig, dir: string): Promise<CmdResult> {
+    const args = ['monitor', '--runtime', await this.runtimeBin(), '--runtime-root', this.o.root, '--bundle', dir, '--state-dir', dir];
+    if (config.logMaxBytes) args.push('--log-max-size', String(config.logMaxBytes));
+    if (config.logMaxFiles) args.push('--log-max-files', String(config.logMaxFiles));
+    if (config.tty) args.push('--tty');
+    args.push(config.id);
+    return new Promise((resolve) => {
+      execFile(this.o.monitorBinary, args, { timeout: this.o.commandTimeoutMs }, (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err ? err.message : '') });
+      });
+    });
+  }
+
+  async start(id: string): Promise<void> {
+    const meta = await this.readMeta(id);
+    if (!meta) throw new RuntimeError(`container ${id} not found (create it first)`);
+    const r = await this.cmd(['start', id]);
+    if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
+    meta.startedAt = this.clock.now();
+    await writeAtomic(join(this.dir(id), 'meta.json'), JSON.stringify(meta));
+  }
+
+  async state(id: string): Promise<ContainerState> {
+    const meta = await this.readMeta(id);
+    if (!meta) return { id, status: 'unknown', pid: 0 };
+    const base = { id, startedAt: meta.startedAt };
+    const exit = await this.readExit(id);
+    if (exit) return { ...base, status: 'stopped', pid: 0, exitCode: exit.exitCode, oomKilled: exit.oomKilled, finishedAt: Date.parse(exit.finishedAt) };
+    const r = await this.cmd(['state', id]);
+    if (r.code === 0) {
+      try {
+        const s = JSON.parse(r.stdout) as { status: string; pid: number };
+        if (s.status === 'created' || s.status === 'running') return { ...base, status: s.status, pid: s.pid };
+        if (s.status === 'paused') return { ...base, status: 'running', pid: s.pid };
+      } catch {
+        /* unparsable: treat as unknown below */
+      }
+    }
+    // Stopped (or gone) without exit.json: either the monitor is about to write it, or it died
+    // (host reboot, killed). Re-read once; otherwise the exit code is lost.
+    const late = await this.readExit(id);
+    if (late) return { ...base, status: 'stopped', pid: 0, exitCode: late.exitCode, oomKilled: late.oomKilled, finishedAt: Date.parse(late.finishedAt) };
+    if (this.monitorAlive(id)) return { ...base, status: 'running', pid: 0 };
+    return { ...base, status: 'stopped', pid: 0 };
+  }
+
+  async wait(id: string, signal?: AbortSignal): Promise<ContainerState> {
+    const dir = this.dir(id);
+    if (!(await this.readMeta(id))) throw new RuntimeError(`container ${id} not found`);
+    for (;;) {
+      signal?.throwIfAborted();
+      const changed = this.watchExit(dir, signal);
+      try {
+        if (existsSync(join(dir, 'exit.json')) || !this.monitorAlive(id)) return await this.state(id);
+        await changed.promise;
+      } finally {
+        changed.close();
+      }
+    }
+  }
+
+  /** Resolves on exit.json appearing, the monitor's attach socket closing, or abort (rejects). */
+  private watchExit(dir: string, signal?: AbortSignal): { promise: Promise<void>; close(): void } {
+    let done!: () => void;
+    let fail!: (e: unknown) => void;
+    const promise = new Promise<void>((res, rej) => {
+      done = res;
+      fail = rej;
+    });
+    const watcher = watch(dir, (_ev, file) => {
+      if (file === 'exit.json') done();
+    });
+    watcher.on('error', () => done());
+    const sock = connect(join(dir, 'attach.sock'));
+    sock.on('data', () => {});
+    sock.on('error', () => {});
+    sock.on('close', () => done());
+    const onAbort = () => fail(signal!.reason ?? new Error('aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    promise.catch(() => {});
+    return {
+      promise,
+      close() {
+        watcher.close();
+        sock.destroy();
+        signal?.removeEventListener('abort', onAbort);
+      },
+    };
+  }
+
+  async kill(id: string, sig: string): Promise<void> {
+    const st = await this.state(id);
+    if (st.status === 'stopped' || st.status === 'unknown') return;
+    const r = await this.cmd(['kill', id, sig]);
+    if (r.code !== 0) {
+      const after = await this.state(id);
+      if (after.status === 'stopped') return;
+      throw new RuntimeError(`kill container ${id} with ${sig}: ${OciRuntime.errLine(r)}`);
+    }
+  }
+
+  async stop(id: string, graceMs: number): Promise<ContainerState> {
+    const meta = await this.readMeta(id);
+    if (!meta) return { id, status: 'unknown', pid: 0 };
+    const st = await this.state(id);
+    if (st.status === 'stopped') return st;
+    // A created container's init waits at exec and ignores the stop signal: kill it outright.
+    if (st.status === 'created' || graceMs <= 0) {
+      await this.kill(id, 'SIGKILL');
+      return this.wait(id);
+    }
+    await this.kill(id, meta.stopSignal);
+    const ac = new AbortController();
+    const cancel = this.clock.after(graceMs, () => ac.abort(new Error('grace period over')));
+    try {
+      return await this.wait(id, ac.signal);
+    } catch {
+      this.log.info('stop grace period over, killing', { id, graceMs });
+      await this.kill(id, 'SIGKILL');
+      return this.wait(id);
+    } finally {
+      cancel();
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    const dir = this.dir(id);
+    if (!existsSync(dir)) return;
+    const meta = await this.readMeta(id);
+    const r = await this.cmd(['delete', '--force', id]);
+    if (r.code !== 0 && !/does not exist|not found|no such/i.test(r.stderr)) {
+      const st = await this.cmd(['state', id]);
+      if (st.code === 0) throw new RuntimeError(`remove container ${id}: ${OciRuntime.errLine(r)}`);
+    }
+    if (this.monitorAlive(id)) {
+      // delete --force killed the container; give the monitor its exit, bounded.
+      const ac = new AbortController();
+      const cancel = this.clock.after(5000, () => ac.abort());
+      await this.wait(id, ac.signal).catch(() => {});
+      cancel();
+    }
+    if (meta?.rootfs.kind !== 'dir') await (await this.getMounter()).unmountRootfs(dir);
+    const left = await mountsUnder(dir);
+    if (left.length) throw new RuntimeError(`remove container ${id}: ${left.join(', ')} still mounted (unmount it, then remove again)`);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async list(): Promise<ContainerState[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.o.stateDir);
+    } catch {
+      return [];
+    }
+    const out: ContainerState[] = [];
+    for (const n of names) {
+      const meta = await readJson<ContainerMeta>(join(this.o.stateDir, n, 'meta.json'));
+      if (meta?.runtime === this.name) out.push(await this.state(n));
+    }
+    return out;
+  }
+
+  /** Labels etc. recorded at create (for re-adoption). */
+  async meta(id: string): Promise<ContainerMeta | undefined> {
+    return this.readMeta(id);
+  }
+
+  async *logs(id: string, opts: LogOptions): AsyncIterable<LogEntry> {
+    const dir = this.dir(id);
+    if (!existsSync(dir)) throw new RuntimeError(`container ${id} not found`);
+    // Connect first so nothing written while the files are read is lost; dedupe the overlap.
+    let live: AsyncIterator<string> | undefined;
+    let sock: ReturnType<typeof connect> | undefined;
+    if (opts.follow && existsSync(join(dir, 'attach.sock')) && !existsSync(join(dir, 'exit.json'))) {
+      sock = connect(join(dir, 'attach.sock'));
+      sock.on('error', () => {});
+      const rl = createInterface({ input: sock, crlfDelay: Number.POSITIVE_INFINITY });
+      live = rl[Symbol.asyncIterator]();
+      await new Promise<void>((res) => {
+        sock!.once('connect', () => res());
+        sock!.once('error', () => res());
+        sock!.once('close', () => res());
+      });
+    }
+    const onAbort = () => sock?.destroy();
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const files: string[] = [];
+      for (let i = 20; i >= 1; i--) if (existsSync(join(dir, `ctr.log.${i}`))) files.push(join(dir, `ctr.log.${i}`));
+      files.push(join(dir, 'ctr.log'));
+      let entries: (LogEntry & { raw: string })[] = [];
+      for (const f of files) {
+        let text = '';
+        try {
+          text = await readFile(f, 'utf8');
+        } catch {
+          continue;
+        }
+        for (const line of text.split('\n')) {
+          const e = line ? parseLogLine(line) : undefined;
+          if (e && (!opts.sinceMs || e.timeMs >= opts.sinceMs)) entries.push(e);
+        }
+      }
+      if (opts.tail >= 0) entries = opts.tail === 0 ? [] : entries.slice(-opts.tail);
+      const last = entries[entries.length - 1];
+      const seenAtLast = new Set(entries.filter((e) => e.timeMs === last?.timeMs).map((e) => e.raw));
+      for (const { raw: _raw, ...e } of entries) {
+        if (opts.signal?.aborted) return;
+        yield e;
+      }
+      if (!live) return;
+      for (;;) {
+        const n = await live.next().catch(() => ({ done: true as const, value: undefined }));
+        if (n.done || opts.signal?.aborted) return;
+        const e = parseLogLine(n.value);
+        if (!e) continue;
+        if (last && (e.timeMs < last.timeMs || (e.timeMs === last.timeMs && seenAtLast.has(e.raw)))) continue;
+        if (opts.sinceMs && e.timeMs < opts.sinceMs) continue;
+        const { raw: _r, ...out } = e;
+        yield out;
+      }
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      sock?.destroy();
+    }
+  }
+
+  async exec(id: string, args: string[], timeoutMs: number): Promise<ExecResult> {
+    const bin = await this.runtimeBin();
+    return new Promise((resolve) => {
+      const child = spawn(bin, ['--root', this.o.root, 'exec', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      const add = (d: Buffer) => {
+        if (output.length < MAX_EXEC_OUTPUT) output = (output + d.toString()).slice(0, MAX_EXEC_OUTPUT);
+      };
+      child.stdout.on('data', add);
+      child.stderr.on('data', add);
+      let timedOut = false;
+      let cancelKill = () => {};
+      const cancel = this.clock.after(timeoutMs, () => {
+        timedOut = true;
+        child.kill('SIGTERM'); // runc exec forwards it to the process
+        cancelKill = this.clock.after(2000, () => child.kill('SIGKILL'));
+      });
+      child.on('error', (e) => {
+        cancel();
+        resolve({ exitCode: 126, output: `exec in container ${id}: ${e.message}` });
+      });
+      child.on('close', (code, sig) => {
+        cancel();
+        cancelKill();
+        if (timedOut) resolve({ exitCode: -1, output: `${output}\nexec in container ${id} timed out after ${timeoutMs}ms`.trim() });
+        else resolve({ exitCode: code ?? 128 + (sig ? 9 : 0), output });
+      });
+    });
+  }
+}
+
+/** Where the gantry-exec binary is built in this repository. */
+export function defaultGantryExecPath(): string {
+  return new URL('../../native-exec/build/gantry-exec', import.meta.url).pathname;
+}
