@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything gantry needs on Debian 12, as root: the Debian packages, the npm packages
+# (Node 24 among them), gantry-exec, and the `gantry`/`gantryd` commands in /usr/local/bin.
+# Idempotent. `--bench` also installs the peers the benchmarks compare against (Docker, containerd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+if [ "$(id -u)" != 0 ]; then echo "deploy/install.sh: run as root (gantry runs containers)" >&2; exit 1; fi
+
+pkgs=(ca-certificates git gcc make libc6-dev libseccomp-dev pkg-config protobuf-compiler
+      etcd-server etcd-client docker-registry runc crun busybox-static skopeo umoci
+      iproute2 iptables debootstrap util-linux procps psmisc)
+if [ "${1:-}" = "--bench" ]; then pkgs+=(docker.io containerd hyperfine wrk); fi
+
+missing=()
+for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # no init system may be running (containers, CI): keep package scripts from starting daemons
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+  rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ -f native-exec/Makefile ]; then make -s -C native-exec; fi
+
+for cmd in gantry gantryd; do
+  cat > "/usr/local/bin/$cmd" <<WRAP
+#!/bin/sh
+exec "$top/node_modules/.bin/node" "$top/cli/$cmd.ts" "\$@"
+WRAP
+  chmod 755 "/usr/local/bin/$cmd"
+done
+echo "gantry installed: $(gantry version)"

@@ -1,0 +1,59 @@
+// The worker role's composition root: the runtime, the task manager that runs assigned tasks,
+// and the agent that holds the dispatcher session. Containers outlive it: stop() leaves them running.
+import type { NodeDescription, TaskStatus } from '../proto/gen/gantry/v1/objects.ts';
+import { Agent } from './agent/agent.ts';
+import { TaskManager } from './exec/task-manager.ts';
+import type { ImageStore } from './image/store.ts';
+import type { Runtime } from './runtime/types.ts';
+
+export interface WorkerOptions {
+  nodeId: string;
+  nodeSecret: string;
+  managers: string[];
+  addr: string;
+  stateDir: string;
+  runtime: Runtime;
+  images: ImageStore;
+  description(): NodeDescription;
+  log: (m: string) => void;
+  onManagers?: (managers: string[]) => void;
+}
+
+export class Worker {
+  readonly tasks: TaskManager;
+  readonly agent: Agent;
+
+  constructor(opts: WorkerOptions) {
+    let agent: Agent | undefined;
+    this.tasks = new TaskManager({
+      runtime: opts.runtime,
+      images: opts.images,
+      stateDir: opts.stateDir,
+      clock: { now: () => Date.now() },
+      log: (m: string) => opts.log(`tasks: ${m}`),
+      onStatus: (taskId: string, status: TaskStatus) => agent?.reportStatus(taskId, status),
+    });
+    agent = new Agent({
+      nodeId: opts.nodeId,
+      nodeSecret: opts.nodeSecret,
+      managers: opts.managers,
+      addr: opts.addr,
+      description: opts.description,
+      tasks: this.tasks,
+      log: (m) => opts.log(`agent: ${m}`),
+      onManagers: opts.onManagers,
+    });
+    this.agent = agent;
+  }
+
+  async start(): Promise<void> {
+    await this.tasks.start();
+    this.agent.start();
+  }
+
+  /** Ends the session and the task runners; running containers stay (re-adopted at the next start). */
+  async stop(): Promise<void> {
+    await this.agent.stop();
+    await this.tasks.close();
+  }
+}
