@@ -134,18 +134,12 @@ export class WorkerSession {
       startedAt: clock.now(),
       addr,
     };
-    const existing = store.view().get('sessions', nodeId);
-    const res = existing
-      ? await store.commit([{ op: 'update', kind: 'sessions', object: { ...session, meta: existing.meta }, lease: true }])
-      : await store.commit([{ op: 'create', kind: 'sessions', object: session, lease: true }]);
-    if (!res.ok) {
-      // someone else wrote the session key at the same moment: take it over from the fresh view
-      const now = store.view().get('sessions', nodeId);
-      await store.commit(
-        now
-          ? [{ op: 'update', kind: 'sessions', object: { ...session, meta: now.meta }, lease: true }]
-          : [{ op: 'create', kind: 'sessions', object: session, lease: true }],
-      );
+    // take the session key over (a stale one may still exist on a dead manager's lease)
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const version = store.view().version('sessions', nodeId);
+      const object = { ...session, meta: { version: version ?? 0, createdAt: 0, updatedAt: 0 } };
+      const res = await store.commit([{ op: version === undefined ? 'create' : 'update', kind: 'sessions', object, lease: true }]);
+      if (res.ok) break;
     }
     await retryUpdate(store, nodeId, (n) => ({
       ...n,
@@ -242,9 +236,11 @@ export class WorkerSession {
   /** Our session key goes; the node is DISCONNECTED unless it already has a newer session. */
   private async release(): Promise<void> {
     const { store } = this.deps;
-    const s = store.view().get('sessions', this.nodeId);
+    const view = store.view();
+    const s = view.get('sessions', this.nodeId);
     if (s && s.sessionId !== this.sessionId) return;
-    if (s?.meta) await store.commit([{ op: 'delete', kind: 'sessions', id: this.nodeId, version: s.meta.version }]);
+    const version = view.version('sessions', this.nodeId);
+    if (s && version !== undefined) await store.commit([{ op: 'delete', kind: 'sessions', id: this.nodeId, version }]);
     const lastHeartbeat = this.lastHeartbeat;
     await retryUpdate(store, this.nodeId, (n) => {
       const newer = store.view().get('sessions', this.nodeId);
