@@ -1,0 +1,93 @@
+// The orchestrators' one apply step: writes a tick's actions in two store batches (first desired-
+// state changes, then new tasks), so a replacement is created only once the task it replaces is shut down.
+import { TaskState } from '../../proto/gen/gantry/v1/objects.ts';
+import type { Log } from '../controller.ts';
+import type { Store, Write } from '../store/types.ts';
+import type { OrchestratorAction } from './actions.ts';
+import { nodeKey, type RestartRecord, slotKey } from './restart.ts';
+import { newTask, withDesired } from './task.ts';
+
+export interface ApplyContext {
+  store: Store;
+  now: number;
+  newId(): string;
+  /** Restart records are appended here for restarts that landed. */
+  history: Map<string, RestartRecord[]>;
+  log: Log;
+  name: string;
+}
+
+const MAX_RECORDS = 64;
+
+/** Returns again=true when something conflicted (the next tick re-decides from the fresh view). */
+export async function applyOrchestration(ctx: ApplyContext, actions: readonly OrchestratorAction[]): Promise<{ again: boolean }> {
+  if (actions.length === 0) return { again: false };
+  const first: Write[] = [];
+  for (const a of actions) {
+    switch (a.kind) {
+      case 'shutdown':
+      case 'replace':
+        first.push({ op: 'update', kind: 'tasks', object: withDesired(a.task, TaskState.TASK_STATE_SHUTDOWN) });
+        break;
+      case 'promote':
+        first.push({ op: 'update', kind: 'tasks', object: withDesired(a.task, TaskState.TASK_STATE_RUNNING) });
+        break;
+      case 'create':
+        break;
+      default: {
+        const never: never = a;
+        throw new Error(`unknown action ${JSON.stringify(never)}`);
+      }
+    }
+  }
+  let again = false;
+  let revision = 0;
+  const refused = new Set<string>();
+  if (first.length > 0) {
+    const r = await ctx.store.batch(first);
+    revision = r.revision;
+    for (const c of r.conflicts) refused.add(c.id);
+    if (r.conflicts.length > 0) again = true;
+  }
+
+  const second: Write[] = [];
+  const records: Array<[string, RestartRecord]> = [];
+  for (const a of actions) {
+    if (a.kind !== 'create' && a.kind !== 'replace') continue;
+    if (a.kind === 'replace' && refused.has(a.task.id)) continue;
+    const id = ctx.newId();
+    const delayed = a.delayUntil !== undefined && a.delayUntil > ctx.now;
+    second.push({
+      op: 'create',
+      kind: 'tasks',
+      object: newTask({
+        id,
+        service: a.service,
+        slot: a.slot,
+        nodeId: a.nodeId,
+        now: ctx.now,
+        desiredState: delayed ? TaskState.TASK_STATE_READY : TaskState.TASK_STATE_RUNNING,
+      }),
+    });
+    if (a.kind === 'replace' || a.restart) {
+      const key = a.nodeId ? nodeKey(a.service.id, a.nodeId) : slotKey(a.service.id, a.slot);
+      records.push([key, { at: ctx.now, specVersion: a.service.specVersion, taskId: id, delayUntil: a.delayUntil ?? ctx.now }]);
+    }
+  }
+  if (second.length > 0) {
+    const r = await ctx.store.batch(second);
+    revision = Math.max(revision, r.revision);
+    const failed = new Set(r.conflicts.map((c) => c.id));
+    if (r.conflicts.length > 0) again = true;
+    for (const [key, rec] of records) {
+      if (failed.has(rec.taskId)) continue;
+      let l = ctx.history.get(key);
+      if (!l) ctx.history.set(key, (l = []));
+      l.push(rec);
+      if (l.length > MAX_RECORDS) l.splice(0, l.length - MAX_RECORDS);
+    }
+  }
+  if (again) ctx.log.debug(`${ctx.name}: ${refused.size} writes conflicted; deciding again`);
+  if (revision > 0) await ctx.store.waitFor(revision);
+  return { again };
+}

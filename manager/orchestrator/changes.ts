@@ -1,0 +1,19 @@
+// Which store events matter to the controllers: a task whose desired state, observed state or node
+// changed (not a message-only update), and the ids such an event makes dirty.
+import type { Task } from '../../proto/gen/gantry/v1/objects.ts';
+import type { StoreEvent } from '../store/types.ts';
+
+/** A task was created, deleted, or changed desiredState / status.state / nodeId. */
+export function taskMoved(prev: Task | undefined, next: Task | undefined): boolean {
+  if (!prev || !next) return true;
+  return (
+    prev.desiredState !== next.desiredState ||
+    (prev.status?.state ?? 0) !== (next.status?.state ?? 0) ||
+    prev.nodeId !== next.nodeId
+  );
+}
+
+export function eventTask(e: StoreEvent): { prev?: Task; next?: Task } | undefined {
+  if (e.kind !== 'tasks') return undefined;
+  return e.op === 'put' ? { prev: e.previous, next: e.object } : { prev: e.previous };
+}
