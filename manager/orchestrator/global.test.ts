@@ -1,0 +1,101 @@
+// Table-driven tests of reconcileGlobal: one task per eligible node across node changes (join,
+// pause, drain, down, removed, labels), restarts on the same node, constraints.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { fixtures as f, type NodeOptions, type ServiceOptions, type TaskOptions } from '../store/fixtures.ts';
+import type { OrchestratorAction } from './actions.ts';
+import { reconcileGlobal } from './global.ts';
+
+const NOW = 1_000_000;
+
+function summary(a: OrchestratorAction): string {
+  switch (a.kind) {
+    case 'create':
+      return `create on ${a.nodeId}${a.delayUntil ? ` delay ${a.delayUntil - NOW}` : ''}`;
+    case 'replace':
+      return `replace ${a.task.id} on ${a.nodeId}${a.delayUntil ? ` delay ${a.delayUntil - NOW}` : ''}`;
+    case 'shutdown':
+      return `shutdown ${a.task.id}: ${a.reason}`;
+    case 'promote':
+      return `promote ${a.task.id}`;
+  }
+}
+
+interface Case {
+  name: string;
+  service?: ServiceOptions;
+  nodes: NodeOptions[];
+  tasks?: TaskOptions[];
+  want: string[];
+}
+
+const on = (nodeId: string, more: TaskOptions = {}): TaskOptions => ({ id: `t-${nodeId}`, nodeId, state: 'running', ...more });
+
+const cases: Case[] = [
+  { name: 'one task per ready node', nodes: [{ id: 'a' }, { id: 'b' }], want: ['create on a', 'create on b'] },
+  { name: 'a node in state unknown (new leader) still gets one', nodes: [{ id: 'a', state: 'unknown' }], want: ['create on a'] },
+  { name: 'a new node joins: only it gets a task', nodes: [{ id: 'a' }, { id: 'b' }], tasks: [on('a')], want: ['create on b'] },
+  { name: 'a paused node keeps its task and gets none new', nodes: [{ id: 'a', availability: 'pause' }, { id: 'b', availability: 'pause' }], tasks: [on('a')], want: [] },
+  { name: 'a drained node: its task is shut down', nodes: [{ id: 'a', availability: 'drain' }], tasks: [on('a')], want: ['shutdown t-a: node is drained'] },
+  { name: 'a down node: its task is shut down, not replaced', nodes: [{ id: 'a', state: 'down' }], tasks: [on('a')], want: ['shutdown t-a: node is down'] },
+  { name: 'a disconnected node keeps its task until it is down', nodes: [{ id: 'a', state: 'disconnected' }], tasks: [on('a')], want: [] },
+  { name: 'a removed node: its task is shut down', nodes: [], tasks: [on('gone')], want: ['shutdown t-gone: node was removed'] },
+  {
+    name: 'constraints: only matching nodes',
+    service: { mode: 'global', constraints: ['node.labels.gpu==yes'] },
+    nodes: [{ id: 'a', labels: { gpu: 'yes' } }, { id: 'b' }],
+    want: ['create on a'],
+  },
+  {
+    name: 'constraints: a node that no longer matches loses its task',
+    service: { mode: 'global', constraints: ['node.labels.gpu==yes'] },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a')],
+    want: ['shutdown t-a: node no longer matches the placement constraints'],
+  },
+  {
+    name: 'restart: a failed task is replaced on the same node after the delay',
+    service: { mode: 'global', restart: { delayMs: 2000 } },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { state: 'failed' })],
+    want: ['replace t-a on a delay 2000'],
+  },
+  {
+    name: 'restart: condition none leaves the node without a task',
+    service: { mode: 'global', restart: { condition: 'none' } },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { state: 'complete' })],
+    want: ['shutdown t-a: task exited; not restarted: restart condition is none'],
+  },
+  {
+    name: 'restart: a dead node-instance stays dead',
+    service: { mode: 'global', restart: { condition: 'none' } },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { state: 'complete', desiredState: 'shutdown' })],
+    want: [],
+  },
+  {
+    name: 'node back from down: a new task (the old one was shut down)',
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { state: 'running', desiredState: 'shutdown' })],
+    want: ['create on a'],
+  },
+  {
+    name: 'two runnable tasks on one node: the extra one goes',
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { id: 'x', state: 'running' }), on('a', { id: 'y', state: 'pending' })],
+    want: ['shutdown y: another task of this service runs on the node'],
+  },
+];
+
+describe('orchestrator/global', () => {
+  for (const c of cases) {
+    it(`global: ${c.name}`, () => {
+      const service = f.service({ id: 'g', mode: 'global', restart: { delayMs: 0 }, ...c.service });
+      const nodes = c.nodes.map((o) => f.node(o));
+      const tasks = (c.tasks ?? []).map((o) => f.task({ service, ...o }));
+      const r = reconcileGlobal({ service, tasks, nodes, history: new Map(), now: NOW });
+      assert.deepEqual(r.actions.map(summary), c.want);
+    });
+  }
+});
