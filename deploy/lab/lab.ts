@@ -39,8 +39,13 @@ async function main(argv: string[]): Promise<number> {
     case 'up': {
       const id = flag(head, 'id');
       const lab = await Lab.up({ hosts: num(head, 'hosts'), id: id ? Number(id) : undefined, runtime: flag(head, 'runtime'), owner: null });
-      if (head.includes('--cluster')) await formCluster(lab);
-      else if (head.includes('--start')) await Promise.all(lab.hosts.map((h) => h.start()));
+      try {
+        if (head.includes('--cluster')) await formCluster(lab);
+        else if (head.includes('--start')) await Promise.all(lab.hosts.map((h) => h.start()));
+      } catch (err) {
+        await lab.down().catch(() => {});
+        throw err;
+      }
       console.log(`lab ${lab.id}: ${lab.root}`);
       for (const h of lab.hosts) console.log(`  ${h.index}  ${h.name}  ${h.ip}  GANTRY_HOST=unix://${h.socket}  log ${h.logFile}`);
       console.log(`down: node deploy/lab/lab.ts down --id ${lab.id}`);
