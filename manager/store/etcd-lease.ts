@@ -1,0 +1,149 @@
+// This manager process's etcd lease: granted at open, kept alive on one stream (every ttl/3), re-granted
+// when lost. Keys written with `lease: true` and our election key hang on it, so they vanish when we die.
+import type { EtcdRpc } from './etcd-rpc.ts';
+
+export class LeaseKeeper {
+  private rpc: EtcdRpc;
+  private ttlMs: number;
+  private log: (m: string) => void;
+  private current = '0';
+  private lastAck = 0;
+  private lostListeners = new Set<(oldId: string) => void>();
+  private stream: ReturnType<EtcdRpc['keepAliveStream']> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private regranting: Promise<string> | undefined;
+
+  constructor(rpc: EtcdRpc, ttlMs: number, log: (m: string) => void) {
+    this.rpc = rpc;
+    this.ttlMs = ttlMs;
+    this.log = log;
+  }
+
+  /** etcd TTLs are whole seconds, at least 2 (etcd raises shorter ones anyway). */
+  get ttlSeconds(): number {
+    return Math.max(2, Math.ceil(this.ttlMs / 1000));
+  }
+
+  get id(): string {
+    return this.current;
+  }
+
+  /** True while a keepalive was acknowledged recently enough that the lease cannot have expired. */
+  alive(now = Date.now()): boolean {
+    return this.current !== '0' && now - this.lastAck < this.ttlSeconds * 1000 - 250;
+  }
+
+  onLost(listener: (oldId: string) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  async start(): Promise<void> {
+    await this.grant();
+    this.timer = setInterval(() => this.tick(), Math.max(200, Math.floor(this.ttlMs / 3)));
+    this.timer.unref?.();
+  }
+
+  /** A live lease id, re-granting first if ours was lost. */
+  async ensure(): Promise<string> {
+    if (this.current !== '0' && this.alive()) return this.current;
+    if (this.current !== '0') this.lose();
+    return this.regrant();
+  }
+
+  /** Our lease is gone on the server (etcd said "lease not found"). */
+  async replace(): Promise<string> {
+    if (this.current !== '0') this.lose();
+    return this.regrant();
+  }
+
+  private regrant(): Promise<string> {
+    this.regranting ??= this.grant().finally(() => {
+      this.regranting = undefined;
+    });
+    return this.regranting;
+  }
+
+  private async grant(): Promise<string> {
+    const res = await this.rpc.leaseGrant(this.ttlSeconds);
+    if (res.error) throw new Error(`etcd refused a lease: ${res.error}`);
+    this.current = res.ID;
+    this.lastAck = Date.now();
+    this.log(`store: lease ${BigInt(res.ID).toString(16)} granted (ttl ${res.TTL}s)`);
+    return res.ID;
+  }
+
+  private lose(): void {
+    const old = this.current;
+    if (old === '0') return;
+    this.current = '0';
+    this.log(`store: lease ${BigInt(old).toString(16)} lost (no keepalive for ${Date.now() - this.lastAck} ms); keys written with lease are gone`);
+    for (const l of [...this.lostListeners]) {
+      try {
+        l(old);
+      } catch (err) {
+        this.log(`store: lease-lost listener threw: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private tick(): void {
+    if (this.closed) return;
+    if (this.current === '0') {
+      void this.regrant().catch(() => {});
+      return;
+    }
+    if (!this.alive()) {
+      this.lose();
+      void this.regrant().catch(() => {});
+      return;
+    }
+    if (!this.stream) this.openStream();
+    try {
+      this.stream?.write({ ID: this.current });
+    } catch {
+      this.stream = undefined;
+    }
+  }
+
+  private openStream(): void {
+    const s = this.rpc.keepAliveStream();
+    this.stream = s;
+    s.on('data', (res: { ID: string; TTL: string }) => {
+      if (res.ID !== this.current) return;
+      if (Number(res.TTL) <= 0) {
+        this.lose();
+        void this.regrant().catch(() => {});
+        return;
+      }
+      this.lastAck = Date.now();
+    });
+    const drop = () => {
+      if (this.stream === s) this.stream = undefined;
+    };
+    s.on('error', drop);
+    s.on('end', drop);
+    s.on('close', drop);
+  }
+
+  /** Stops keepalives; with revoke, deletes the lease (and our leased keys) now. */
+  async close(revoke: boolean): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    const s = this.stream;
+    this.stream = undefined;
+    if (s) {
+      s.on('error', () => {});
+      s.cancel();
+    }
+    if (revoke && this.current !== '0') {
+      try {
+        await this.rpc.leaseRevoke(this.current);
+      } catch (err) {
+        this.log(`store: could not revoke lease (it expires in ${this.ttlSeconds}s): ${(err as Error).message}`);
+      }
+    }
+    this.current = '0';
+  }
+}
