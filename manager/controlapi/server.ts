@@ -11,7 +11,6 @@ import type {
   ListServicesResponse,
   ListTasksRequest,
   ListTasksResponse,
-  LogMessage,
   RemoveNodeRequest,
   RemoveServiceRequest,
   RotateJoinTokenRequest,
@@ -20,6 +19,7 @@ import type {
   UpdateServiceRequest,
   CreateServiceRequest,
 } from '../../proto/gen/gantry/v1/control.ts';
+import { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
 import type { Cluster, Node, NodeSpec, Service, ServiceSpec, Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Kind, Leadership, Objects, Store, Write } from '../store/types.ts';
@@ -404,13 +404,13 @@ export function controlApi(deps: ControlDeps): ControlApi {
         (m) => {
           if (signal.aborted) return;
           const t = byId.get(m.taskId);
-          onMessage({
+          onMessage(LogMessage.fromPartial({
             ...m,
             serviceName: m.serviceName || t?.serviceName || '',
             slot: m.slot || t?.slot || 0,
             nodeId: m.nodeId || t?.nodeId || '',
             nodeHostname: m.nodeHostname || hostnames.get(m.nodeId || t?.nodeId || '') || '',
-          });
+          }));
         },
         signal,
       );

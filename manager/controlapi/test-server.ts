@@ -56,8 +56,15 @@ export async function startTestServer(opts: Partial<Omit<ControlDeps, 'store'>> 
 
 /** Promise form of a unary ControlClient call (pass client.method.bind(client)); rejects with the ServiceError. */
 export function call<Req, Res>(
-  fn: (req: Req, cb: (err: grpc.ServiceError | null, res: Res) => void) => unknown,
+  fn: (
+    req: Req,
+    metadata: grpc.Metadata,
+    options: Partial<grpc.CallOptions>,
+    cb: (err: grpc.ServiceError | null, res: Res) => void,
+  ) => grpc.ClientUnaryCall,
   req: Req,
 ): Promise<Res> {
-  return new Promise((resolve, reject) => fn(req, (err, res) => (err ? reject(err) : resolve(res))));
+  return new Promise((resolve, reject) =>
+    fn(req, new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, res) => (err ? reject(err) : resolve(res))),
+  );
 }
