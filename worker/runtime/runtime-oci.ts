@@ -448,10 +448,12 @@ export class OciRuntime implements Runtime {
     // Connect first so nothing written while the files are read is lost; dedupe the overlap.
     let live: AsyncIterator<string> | undefined;
     let sock: ReturnType<typeof connect> | undefined;
+    let rl: ReturnType<typeof createInterface> | undefined;
     if (opts.follow && existsSync(join(dir, 'attach.sock')) && !existsSync(join(dir, 'exit.json'))) {
       sock = connect(join(dir, 'attach.sock'));
       sock.on('error', () => {});
-      const rl = createInterface({ input: sock, crlfDelay: Number.POSITIVE_INFINITY });
+      rl = createInterface({ input: sock, crlfDelay: Number.POSITIVE_INFINITY });
+      sock.on('close', () => rl?.close());
       live = rl[Symbol.asyncIterator]();
       await new Promise<void>((res) => {
         sock!.once('connect', () => res());
@@ -459,7 +461,10 @@ export class OciRuntime implements Runtime {
         sock!.once('close', () => res());
       });
     }
-    const onAbort = () => sock?.destroy();
+    const onAbort = () => {
+      sock?.destroy();
+      rl?.close();
+    };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const files: string[] = [];
@@ -487,6 +492,7 @@ export class OciRuntime implements Runtime {
       }
       if (!live) return;
       for (;;) {
+        if (opts.signal?.aborted) return;
         const n = await live.next().catch(() => ({ done: true as const, value: undefined }));
         if (n.done || opts.signal?.aborted) return;
         const e = parseLogLine(n.value);
@@ -499,6 +505,7 @@ export class OciRuntime implements Runtime {
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
       sock?.destroy();
+      rl?.close();
     }
   }
 

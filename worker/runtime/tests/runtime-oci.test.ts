@@ -1,0 +1,178 @@
+// Integration tests for OciRuntime with real containers (runc, crun; gantry-exec when it can run
+// containers): lifecycle, logs, exit codes, stop grace, exec, overlay rootfs, surviving gantryd.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { OciRuntime } from '../runtime-oci.ts';
+import type { LogEntry } from '../types.ts';
+import {
+  busyboxRootfs, CRUN, cgroupsContaining, containerConfig, GANTRY_EXEC, mountsContaining, processesContaining, RUNC,
+  removeCgroups, rmrf, tempDir, unique, waitFor,
+} from './fixtures.ts';
+
+const nativeWorks = existsSync(GANTRY_EXEC) && spawnSync(GANTRY_EXEC, ['--root', '/tmp/gantry-probe-root', 'list'], { timeout: 5000 }).status === 0;
+const runtimes: { name: string; binary: string; skip: string | false }[] = [
+  { name: 'runc', binary: RUNC, skip: existsSync(GANTRY_EXEC) ? false : 'gantry-exec (the monitor) is not built: make -C native-exec' },
+  { name: 'crun', binary: CRUN, skip: !existsSync(CRUN) ? 'crun not installed' : existsSync(GANTRY_EXEC) ? false : 'gantry-exec not built' },
+  { name: 'native', binary: GANTRY_EXEC, skip: nativeWorks ? false : 'gantry-exec cannot run containers yet (no `list`)' },
+];
+
+function setup(t: { after(fn: () => unknown): void }, name: string, binary: string) {
+  const tmp = tempDir(`gantry-rt-${name}`);
+  const cgroupParent = unique('gantry-test');
+  const rt = new OciRuntime({
+    name, binary, root: join(tmp, 'runtime', name), stateDir: join(tmp, 'containers'), monitorBinary: GANTRY_EXEC, cgroupParent,
+  });
+  const rootfs = busyboxRootfs(join(tmp, 'busybox'));
+  const made: string[] = [];
+  t.after(async () => {
+    for (const id of made) await rt.remove(id).catch(() => {});
+    for (const id of made) for (const p of processesContaining(id)) process.kill(p, 'SIGKILL');
+    removeCgroups(cgroupParent);
+    for (const m of mountsContaining(tmp).reverse()) spawnSync('umount', ['-l', m]);
+    rmrf(tmp);
+  });
+  const id = (p: string) => {
+    const v = unique(p);
+    made.push(v);
+    return v;
+  };
+  return { tmp, rt, rootfs, cgroupParent, id };
+}
+
+async function collect(it: AsyncIterable<LogEntry>): Promise<LogEntry[]> {
+  const out: LogEntry[] = [];
+  for await (const e of it) out.push(e);
+  return out;
+}
+
+for (const r of runtimes) {
+  test(`runtime-oci(${r.name}): create, start, logs, exit code, remove leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, cgroupParent, id, tmp } = setup(t, r.name, r.binary);
+    const cid = id('life');
+    await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'echo out-$HOSTNAME; echo err >&2; exit 3'], { hostname: 'box1' }));
+    assert.equal((await rt.state(cid)).status, 'created');
+    assert.ok(cgroupsContaining(cgroupParent).length > 0, 'container cgroup exists');
+    await rt.start(cid);
+    const st = await rt.wait(cid);
+    assert.equal(st.status, 'stopped');
+    assert.equal(st.exitCode, 3);
+    const logs = await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }));
+    assert.deepEqual(logs.map((l) => [l.stream, l.data.toString()]).sort(), [['stderr', 'err\n'], ['stdout', 'out-box1\n']]);
+    const tail = await collect(rt.logs(cid, { follow: false, tail: 1, sinceMs: 0 }));
+    assert.equal(tail.length, 1);
+    assert.deepEqual((await rt.list()).map((s) => [s.id, s.status, s.exitCode]), [[cid, 'stopped', 3]]);
+    await rt.remove(cid);
+    await rt.remove(cid); // idempotent
+    assert.equal((await rt.state(cid)).status, 'unknown');
+    assert.deepEqual(mountsContaining(tmp), []);
+    assert.deepEqual(cgroupsContaining(cid), []);
+    assert.deepEqual(processesContaining(cid), []);
+    assert.ok(!existsSync(join(tmp, 'containers', cid)));
+  });
+
+  test(`runtime-oci(${r.name}): stop sends the stop signal, then SIGKILL after the grace`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id } = setup(t, r.name, r.binary);
+    const polite = id('polite');
+    const stubborn = id('stubborn');
+    await rt.create(containerConfig(polite, { kind: 'dir', path: rootfs }, ['sh', '-c', "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.05; done"]));
+    await rt.create(containerConfig(stubborn, { kind: 'dir', path: rootfs }, ['sh', '-c', "trap '' TERM; echo ready; while true; do sleep 0.05; done"]));
+    await rt.start(polite);
+    await rt.start(stubborn);
+    for (const c of [polite, stubborn]) {
+      await waitFor(async () => ((await collect(rt.logs(c, { follow: false, tail: -1, sinceMs: 0 }))).length ? null : `${c} not ready`));
+      assert.equal((await rt.state(c)).status, 'running');
+    }
+    const a = await rt.stop(polite, 20_000);
+    assert.equal(a.exitCode, 0, 'exited on SIGTERM by itself');
+    const b = await rt.stop(stubborn, 300);
+    assert.equal(b.exitCode, 137, 'killed after the grace');
+    const logs = await collect(rt.logs(polite, { follow: false, tail: -1, sinceMs: 0 }));
+    assert.deepEqual(logs.map((l) => l.data.toString()), ['ready\n', 'bye\n']);
+  });
+
+  test(`runtime-oci(${r.name}): follow streams live lines; exec runs in the container`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id } = setup(t, r.name, r.binary);
+    const cid = id('follow');
+    await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'echo first; read x < /dev/null; sleep 0.3; for i in 1 2 3; do echo line$i; sleep 0.1; done; sleep 1000']));
+    await rt.start(cid);
+    const ac = new AbortController();
+    const got: string[] = [];
+    for await (const e of rt.logs(cid, { follow: true, tail: -1, sinceMs: 0, signal: ac.signal })) {
+      got.push(e.data.toString());
+      if (got.length === 4) ac.abort();
+    }
+    assert.deepEqual(got, ['first\n', 'line1\n', 'line2\n', 'line3\n']);
+    const ex = await rt.exec(cid, ['sh', '-c', 'echo in-$(hostname); exit 2'], 10_000);
+    assert.equal(ex.exitCode, 2);
+    assert.match(ex.output, /in-/);
+    const st = await rt.stop(cid, 200);
+    assert.equal(st.status, 'stopped');
+  });
+
+  test(`runtime-oci(${r.name}): overlay rootfs over layers keeps the lower dir clean`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id, tmp } = setup(t, r.name, r.binary);
+    const cid = id('layers');
+    await rt.create(containerConfig(cid, { kind: 'layers', lowerDirs: [rootfs] }, ['sh', '-c', 'echo x > /written; cat /etc/hosts'], {
+      files: [{ path: '/etc/hosts', content: '127.0.0.1 gantry-test\n' }], user: 'nobody', readOnlyRootfs: false,
+    }));
+    await rt.start(cid);
+    const st = await rt.wait(cid);
+    const logs = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((l) => l.data.toString()).join('');
+    assert.match(logs, /127\.0\.0\.1 gantry-test/);
+    assert.match(logs, /Permission denied/, 'runs as nobody, cannot write /');
+    assert.equal(st.exitCode, 0);
+    assert.ok(!existsSync(join(rootfs, 'written')));
+    assert.ok(!existsSync(join(rootfs, 'etc', 'hosts')) || !readFileSync(join(rootfs, 'etc', 'hosts'), 'utf8').includes('gantry-test'));
+    await rt.remove(cid);
+    assert.deepEqual(mountsContaining(tmp), []);
+  });
+
+  test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id, tmp, cgroupParent } = setup(t, r.name, r.binary);
+    const cid = id('bad');
+    await assert.rejects(rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['/no/such/binary'])), (e: Error) => {
+      assert.match(e.message, new RegExp(`create container ${cid}.*no/such/binary|no such file`, 'i'));
+      return true;
+    });
+    assert.ok(!existsSync(join(tmp, 'containers', cid)));
+    assert.deepEqual(cgroupsContaining(cgroupParent).filter((c) => c.includes(cid)), []);
+    assert.deepEqual(await rt.list(), []);
+  });
+}
+
+test('runtime-oci(runc): the container outlives the process that created it, and is re-adopted', { skip: runtimes[0].skip, timeout: 60_000 }, async (t) => {
+  const { rt, rootfs, id, tmp, cgroupParent } = setup(t, 'runc', RUNC);
+  const cid = id('survive');
+  const script = `
+    import { OciRuntime } from ${JSON.stringify(new URL('../runtime-oci.ts', import.meta.url).pathname)};
+    const rt = new OciRuntime({ name: 'runc', binary: ${JSON.stringify(RUNC)}, root: ${JSON.stringify(join(tmp, 'runtime', 'runc'))},
+      stateDir: ${JSON.stringify(join(tmp, 'containers'))}, monitorBinary: ${JSON.stringify(GANTRY_EXEC)}, cgroupParent: ${JSON.stringify(cgroupParent)} });
+    await rt.create({ id: ${JSON.stringify(cid)}, rootfs: { kind: 'dir', path: ${JSON.stringify(rootfs)} },
+      args: ['sh', '-c', "trap 'echo term; exit 7' TERM; echo alive; while true; do sleep 0.05; done"], env: [], cwd: '/', user: '',
+      hostname: 'h', tty: false, readOnlyRootfs: false, capAdd: [], capDrop: [], limits: {}, mounts: [], network: { mode: 'none' },
+      stopSignal: 'SIGTERM', labels: { task: 't1' } });
+    await rt.start(${JSON.stringify(cid)});
+    process.stdout.write('started\\n');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d) => String(d).includes('started') && resolve());
+    child.on('exit', (c) => reject(new Error(`creator exited ${c}`)));
+  });
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  const list = await rt.list();
+  assert.deepEqual(list.map((s) => [s.id, s.status]), [[cid, 'running']]);
+  assert.deepEqual((await rt.meta(cid))?.labels, { task: 't1' });
+  const waited = rt.wait(cid);
+  const st = await rt.stop(cid, 10_000);
+  assert.equal(st.exitCode, 7);
+  assert.equal((await waited).exitCode, 7);
+  const logs = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((l) => l.data.toString());
+  assert.deepEqual(logs, ['alive\n', 'term\n']);
+});
