@@ -87,12 +87,10 @@ export class ControllerLoop {
     // Subscribe before the first read, so nothing between the read and the subscription is lost.
     this.unsubscribe = this.deps.store.subscribe((events) => {
       if (this.stopped) return;
-      for (const e of events) {
-        if (this.hooks.interested(e)) {
-          this.markDirty();
-          return;
-        }
-      }
+      // Every event is offered (hooks collect dirty ids as they answer), then one mark.
+      let any = false;
+      for (const e of events) if (this.hooks.interested(e)) any = true;
+      if (any) this.markDirty();
     });
     this.markDirty();
   }

@@ -37,6 +37,7 @@ describe('controllers', () => {
 
   it('controllers: 50 replicas are all ASSIGNED within a few debounce periods', async (t) => {
     const h = await cluster(t, Array.from({ length: 10 }, (_, i) => ({ id: `n${i}` })));
+    await h.run(50); // the loops' first full scan is over: from now on only events drive them
     await f.seed(h.store, { services: [f.service({ id: 's', replicas: 50 })] });
     await h.run(60);
     const ts = h.tasks('s');
