@@ -116,22 +116,31 @@ async function healthy(clientUrl: string, timeoutMs: number): Promise<void> {
   }
 }
 
-export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMember> {
-  const log = opts.log ?? (() => {});
-  const binary = opts.binary ?? '/usr/bin/etcd';
+/**
+ * The URLs this member has (or will have): ports chosen on first use and kept in <dataDir>/member.json.
+ * A joining manager calls this first, so the leader can MemberAdd its peer URL before it starts.
+ */
+export async function memberUrls(
+  opts: Pick<EtcdMemberOptions, 'dataDir' | 'name' | 'host' | 'log'>,
+): Promise<{ clientUrl: string; peerUrl: string }> {
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   const metaPath = join(opts.dataDir, 'member.json');
-  const pidFile = join(opts.dataDir, 'etcd.pid');
   let p = await readJson<Persisted>(metaPath);
   if (!p || p.host !== opts.host || p.name !== opts.name) {
-    if (p) log(`etcd: member.json was for ${p.name}@${p.host}; choosing new ports for ${opts.name}@${opts.host}`);
+    if (p) opts.log?.(`etcd: member.json was for ${p.name}@${p.host}; choosing new ports for ${opts.name}@${opts.host}`);
     p = { name: opts.name, host: opts.host, clientPort: await freePort(opts.host), peerPort: await freePort(opts.host) };
     while (p.peerPort === p.clientPort) p.peerPort = await freePort(opts.host);
     await writeJson(metaPath, p);
   }
   const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  const clientUrl = `http://${hostPart}:${p.clientPort}`;
-  const peerUrl = `http://${hostPart}:${p.peerPort}`;
+  return { clientUrl: `http://${hostPart}:${p.clientPort}`, peerUrl: `http://${hostPart}:${p.peerPort}` };
+}
+
+export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMember> {
+  const log = opts.log ?? (() => {});
+  const binary = opts.binary ?? '/usr/bin/etcd';
+  const { clientUrl, peerUrl } = await memberUrls(opts);
+  const pidFile = join(opts.dataDir, 'etcd.pid');
   await killStale(pidFile, opts.dataDir, log);
 
   const baseArgs = [
@@ -170,6 +179,7 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
   let backoff = 200;
   let startedAt = 0;
   let exited: Promise<void> = Promise.resolve();
+  let spawnError: string | undefined;
 
   const member: EtcdMember = {
     name: opts.name,
@@ -191,7 +201,8 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
     for (const s of [c.stdout, c.stderr]) if (s) createInterface({ input: s }).on('line', (l) => log(`etcd[${opts.name}]: ${l}`));
     exited = new Promise((resolve) => {
       c.on('error', (err) => {
-        log(`etcd: cannot run ${binary}: ${err.message} (is etcd-server installed?)`);
+        spawnError = `cannot run ${binary}: ${err.message} (is etcd-server installed?)`;
+        log(`etcd: ${spawnError}`);
       });
       c.on('close', (code, signal) => {
         if (child === c) child = undefined;
@@ -218,6 +229,7 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
     let last: unknown;
     while (Date.now() < deadline) {
       if (stopped) throw new Error(`etcd ${opts.name} was stopped`);
+      if (spawnError) throw new Error(`etcd ${opts.name}: ${spawnError}`);
       try {
         await healthy(clientUrl, Math.max(100, Math.min(1000, deadline - Date.now())));
         return;
