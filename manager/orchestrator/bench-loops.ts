@@ -22,7 +22,11 @@ for (;;) {
   steps++;
   const ts = h.tasks('s');
   if (ts.length === REPLICAS && ts.every((t) => t.status?.state === TaskState.TASK_STATE_ASSIGNED)) break;
-  if (steps > 1000) throw new Error(`did not converge: ${JSON.stringify(Object.entries(Object.groupBy(ts, (t) => String(t.status?.state))).map(([k, v]) => [k, v?.length, v?.[0]?.status?.message]))}`);
+  if (steps > 1000) {
+    const byState = new Map<number, number>();
+    for (const t of ts) byState.set(t.status?.state ?? 0, (byState.get(t.status?.state ?? 0) ?? 0) + 1);
+    throw new Error(`did not converge: tasks by state ${JSON.stringify([...byState])}`);
+  }
 }
 const ms = Number(process.hrtime.bigint() - t0) / 1e6;
 console.log(
