@@ -26,6 +26,8 @@ export class Swarm {
   /**
    * Starts dockerd and `docker swarm init`. On this machine dockerd needs --iptables=false and
    * --bridge=none (no NAT setup, no docker0); swarm's own ingress/gwbridge work in the netns.
+   * DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 stops the swarm agent from trying a registry before
+   * using the imported image (no network here: it would only add DNS timeouts to Swarm's times).
    */
   static async start(tag?: string): Promise<Swarm> {
     const s = new Swarm(tag);
@@ -59,7 +61,7 @@ export class Swarm {
         '--cgroup-parent',
         `/${this.cgroupParent}`,
       ],
-      { detached: true, stdio: ['ignore', out, out] },
+      { detached: true, stdio: ['ignore', out, out], env: { ...process.env, DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: '1' } },
     );
     fs.closeSync(out);
     child.unref();

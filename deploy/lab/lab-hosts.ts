@@ -39,6 +39,8 @@ export interface LabOptions {
   waitForSocket?: boolean;
   /** gantryd --runtime (native|runc|crun|sim); gantryd's default when absent. */
   runtime?: string;
+  /** Extra environment for the daemon. */
+  env?: NodeJS.ProcessEnv;
   /** Who owns the lab: a pid (cleanup removes the lab once it is dead) or null (kept until `lab down`). Default: this process. */
   owner?: number | null;
 }
@@ -179,7 +181,7 @@ export class LabHost implements HostInfo {
       detached: true,
       stdio: ['ignore', log, log],
       cwd: REPO_ROOT,
-      env: { ...process.env, GANTRY_LAB_HOST: this.name },
+      env: { ...process.env, ...this.#lab.env, GANTRY_LAB_HOST: this.name },
     });
     fs.closeSync(log);
     this.#child = child;
@@ -316,6 +318,7 @@ export class Lab {
   readonly root: string;
   readonly hosts: LabHost[];
   readonly waitForSocket: boolean;
+  readonly env: NodeJS.ProcessEnv;
   readonly #daemon: (host: HostInfo, extraArgs: string[]) => string[];
 
   constructor(id: number, hosts: number, opts: Omit<LabOptions, 'hosts' | 'id'> = {}) {
@@ -324,6 +327,7 @@ export class Lab {
     const runtime = opts.runtime;
     this.#daemon = opts.daemon ?? ((h, extra) => gantrydArgv(h, runtime, extra));
     this.waitForSocket = opts.waitForSocket ?? opts.daemon === undefined;
+    this.env = opts.env ?? {};
     this.hosts = Array.from({ length: hosts }, (_, i) => new LabHost(this, hostInfo(id, i)));
   }
 
