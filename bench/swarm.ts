@@ -121,14 +121,14 @@ export class Swarm {
     }
     const left = await killAll(() => {
       const set = new Set(netnsPids(this.ns));
-      for (const d of cgroupDirs(this.cgroupParent)) for (const p of cgroupPids(d)) set.add(p);
+      for (const d of cgroupDirs(this.cgroupParent, { whole: true })) for (const p of cgroupPids(d)) set.add(p);
       for (const p of processesUsing(this.root)) set.add(p);
       return [...set];
     });
     if (left.length) errors.push(`processes survived: ${left.join(', ')}`);
     const mounts = await unmountTree(this.root);
     if (mounts.length) errors.push(`mounts stayed: ${mounts.join(', ')}`);
-    for (const d of cgroupDirs(this.cgroupParent)) errors.push(...removeCgroupTree(d));
+    for (const d of cgroupDirs(this.cgroupParent, { whole: true })) errors.push(...removeCgroupTree(d));
     await run('ip', ['netns', 'del', this.ns]);
     if (!mounts.length) fs.rmSync(this.root, { recursive: true, force: true });
     return errors;

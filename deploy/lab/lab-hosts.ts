@@ -241,7 +241,7 @@ export class LabHost implements HostInfo {
     fs.rmSync(this.#pidFile, { force: true });
     const mounts = await unmountTree(this.dir);
     fs.rmSync(this.runDir, { recursive: true, force: true });
-    const cg = cgroupDirs(this.cgroupParent).flatMap(removeCgroupTree);
+    const cg = cgroupDirs(this.cgroupParent, { whole: true }).flatMap(removeCgroupTree);
     if (mounts.length || cg.length) {
       throw new Error(`lab host ${this.name}: could not remove mounts [${mounts.join(', ')}] or cgroups [${cg.join(', ')}]`);
     }
@@ -250,7 +250,7 @@ export class LabHost implements HostInfo {
   /** Every process that belongs to this host: in its netns or in its cgroup parent. */
   pids(): number[] {
     const set = new Set(netnsPids(this.ns));
-    for (const d of cgroupDirs(this.cgroupParent)) for (const p of cgroupPids(d)) set.add(p);
+    for (const d of cgroupDirs(this.cgroupParent, { whole: true })) for (const p of cgroupPids(d)) set.add(p);
     return [...set];
   }
 

@@ -94,8 +94,12 @@ export function cgroupMounts(): string[] {
   return out;
 }
 
-/** Every cgroup directory (in any hierarchy) whose name starts with `prefix`, at depth ≤ 3, deepest paths not included. */
-export function cgroupDirs(prefix: string): string[] {
+/**
+ * Every cgroup directory (in any hierarchy, depth ≤ 3) whose name starts with `prefix`; with
+ * `whole`, only the name itself or it plus a non-digit suffix (`gantry-lab1-h1` but not `…-h10`).
+ */
+export function cgroupDirs(prefix: string, opts: { whole?: boolean } = {}): string[] {
+  const hit = (name: string) => name.startsWith(prefix) && (!opts.whole || name.length === prefix.length || !/[0-9]/.test(name[prefix.length]));
   const out: string[] = [];
   const walk = (dir: string, depth: number) => {
     let entries: fs.Dirent[];
@@ -107,7 +111,7 @@ export function cgroupDirs(prefix: string): string[] {
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const p = `${dir}/${e.name}`;
-      if (e.name.startsWith(prefix)) out.push(p);
+      if (hit(e.name)) out.push(p);
       else if (depth < 3) walk(p, depth + 1);
     }
   };

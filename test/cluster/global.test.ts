@@ -21,7 +21,7 @@ import {
   waitReady,
 } from '../helpers/lab.ts';
 
-describe('cluster global', { skip: clusterSkipReason(), concurrency: 1 }, () => {
+describe('cluster global', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_000 }, () => {
   let c: ClusterLab;
   before(async () => {
     c = await startClusterLab({ hosts: 5, join: 4 });

@@ -22,7 +22,7 @@ import {
   waitConverged,
 } from '../helpers/lab.ts';
 
-describe('cluster placement', { skip: clusterSkipReason(), concurrency: 1 }, () => {
+describe('cluster placement', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_000 }, () => {
   let c: ClusterLab;
   before(async () => {
     c = await startClusterLab({ hosts: 4 });
