@@ -10,7 +10,7 @@
 
 static int wr(const char *dir, const char *file, const char *val, gx_err *err) {
   cleanup_free char *p = xasprintf("%s/%s", dir, file);
-  cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC | O_TRUNC);
+  cleanup_close int fd = open(p, O_WRONLY | O_CLOEXEC | O_TRUNC | O_CREAT, 0644); /* O_CREAT: harmless on cgroupfs, needed on the test tree */
   if (fd < 0) return gx_fail(err, errno, "open `%s`", p);
   if (write(fd, val, strlen(val)) < 0) return gx_fail(err, errno, "write `%s` to `%s`", val, p);
   return 0;

@@ -1,7 +1,7 @@
 // tests/helpers.ts — fixtures for gantry-exec tests: build the binaries, make busybox bundles
 // with the probe inside, run commands, and find leftovers (cgroups, mounts, processes).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -198,3 +198,78 @@ export function unique(prefix: string): string {
 }
 
 export { execFileSync };
+
+/** A gantry-exec state root plus bundles, with leak checks and cleanup for one test file. */
+export class Harness {
+  root = '';
+  dirs: string[] = [];
+  ids: string[] = [];
+  cgroupParents: string[] = [];
+
+  constructor() {
+    ensureBuilt();
+    this.root = tempDir('gx-root');
+    this.dirs.push(this.root);
+  }
+
+  /** Run gantry-exec; output goes through files, so a container holding our stdio cannot block us. */
+  gx(args: string[], opts: { env?: Record<string, string> } = {}): RunResult {
+    const dir = tempDir('gx-out');
+    const outPath = join(dir, 'out');
+    const errPath = join(dir, 'err');
+    const out = openSync(outPath, 'w+');
+    const err = openSync(errPath, 'w+');
+    try {
+      const r = spawnSync(GANTRY_EXEC, ['--root', this.root, ...args], {
+        stdio: ['ignore', out, err], timeout: 30000, env: { ...process.env, ...opts.env },
+      });
+      return { status: r.status, stdout: readFileSync(outPath, 'utf8'), stderr: readFileSync(errPath, 'utf8') };
+    } finally {
+      closeSync(out);
+      closeSync(err);
+      rmrf(dir);
+    }
+  }
+
+  gxAsync(args: string[]): Promise<RunResult> {
+    return runAsync(GANTRY_EXEC, ['--root', this.root, ...args]);
+  }
+
+  /** A new id and bundle for spec (edit it first). */
+  bundle(args: string[], edit: (s: Spec) => void = () => {}): { id: string; bundle: string; spec: Spec } {
+    const id = unique('gx');
+    this.ids.push(id);
+    const bundle = tempDir('gx-bundle');
+    this.dirs.push(bundle);
+    const spec = baseSpec(args);
+    edit(spec);
+    makeBundle(bundle, spec);
+    return { id, bundle, spec };
+  }
+
+  state(id: string): Record<string, any> {
+    const r = this.gx(['state', id]);
+    if (r.status !== 0) throw new Error(`state ${id}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  }
+
+  /** What a container left behind: state dir, cgroups, mounts, processes. Empty when clean. */
+  leftovers(id: string, bundle?: string): string[] {
+    const left: string[] = [];
+    if (existsSync(join(this.root, id))) left.push(`state dir ${join(this.root, id)}`);
+    for (const c of cgroupsContaining(id)) left.push(`cgroup ${c}`);
+    if (bundle) for (const m of mountsContaining(bundle)) left.push(`mount ${m}`);
+    for (const p of processesContaining(id)) left.push(`process ${p}`);
+    return left;
+  }
+
+  cleanup(): void {
+    for (const id of this.ids) {
+      this.gx(['delete', '--force', id]);
+      for (const p of processesContaining(id)) killQuietly(p);
+      for (const c of cgroupsContaining(id)) rmdirQuietly(c);
+    }
+    for (const c of this.cgroupParents) for (const d of cgroupsContaining(c)) rmdirQuietly(d);
+    for (const d of this.dirs) rmrf(d);
+  }
+}
