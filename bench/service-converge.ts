@@ -2,7 +2,8 @@
 // the same run (same busybox rootfs, same polling), plus gantry's host-failure replacement time on the lab.
 //
 //   node_modules/.bin/node bench/service-converge.ts [--replicas 1,10,50] [--only gantry|swarm]
-//        [--runtime native|runc|crun] [--failover] [--failover-replicas 12] [--rounds 1]
+//        [--runtime native|runc|crun] [--hosts 1] [--failover] [--failover-replicas 12] [--rounds 1]
+//   --hosts N > 1: both systems on N lab hosts (gantryd per netns host; a dockerd swarm per netns host).
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { dial, unary } from '../cli/connection.ts';
@@ -14,7 +15,7 @@ import { ControlClient } from '../proto/gen/gantry/v1/control.ts';
 import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
-import { dockerOk, swarmLab, swarmNodeId, swarmRunning } from './swarm-lab.ts';
+import { docker, dockerOk, swarmLab, swarmNodeId, swarmRunning } from './swarm-lab.ts';
 
 const IMAGE = 'gantry-bench/busybox:1';
 const POLL_MS = 25;
@@ -26,6 +27,7 @@ interface Opts {
   failover: boolean;
   failoverReplicas: number;
   rounds: number;
+  hosts: number;
 }
 
 function parse(argv: string[]): Opts {
@@ -42,6 +44,7 @@ function parse(argv: string[]): Opts {
     failover: argv.includes('--failover'),
     failoverReplicas: Number(get('failover-replicas') ?? 12),
     rounds: Number(get('rounds') ?? 1),
+    hosts: Number(get('hosts') ?? 1),
   };
 }
 
@@ -105,19 +108,49 @@ async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<
 // ---------------------------------------------------------------------------------------------
 // Swarm
 
-async function swarmConverge(s: Swarm, n: number, tag: string): Promise<number> {
+/** What the converge loop needs from a swarm: a single dockerd (Swarm) or a lab of them (swarm-lab). */
+interface SwarmTarget {
+  env: NodeJS.ProcessEnv;
+  running(service: string): Promise<number>;
+  docker(args: string[]): Promise<{ code: number; stderr: string }>;
+  containersLeft(service: string): Promise<number>;
+}
+
+function singleSwarm(s: Swarm): SwarmTarget {
+  return {
+    env: { ...process.env, DOCKER_HOST: `unix://${s.socket}`, DOCKER_CONFIG: `${s.root}/cli` },
+    running: async (name) => (await s.runningTasks(name)).length,
+    docker: (args) => s.docker(args),
+    containersLeft: async (name) => (await s.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${name}`])).stdout.trim().split('\n').filter(Boolean).length,
+  };
+}
+
+function labSwarm(lab: Lab): SwarmTarget {
+  const m = lab.host(0);
+  return {
+    env: { ...process.env, DOCKER_HOST: `unix://${m.runDir}/docker.sock`, DOCKER_CONFIG: `${m.dir}/docker-cli` },
+    running: async (name) => (await swarmRunning(m, name)).length,
+    docker: (args) => docker(m, args),
+    containersLeft: async (name) => {
+      let n = 0;
+      for (const h of lab.hosts) n += (await docker(h, ['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${name}`])).stdout.trim().split('\n').filter(Boolean).length;
+      return n;
+    },
+  };
+}
+
+async function swarmConverge(s: SwarmTarget, n: number, tag: string): Promise<number> {
   const name = `conv${n}x${tag}`;
-  const env = { ...process.env, DOCKER_HOST: `unix://${s.socket}`, DOCKER_CONFIG: `${s.root}/cli` };
   const t0 = performance.now();
-  const created = await exec('docker', ['service', 'create', '-d', '--no-resolve-image', '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], env);
+  const created = await exec('docker', ['service', 'create', '-d', '--no-resolve-image', '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], s.env);
   if (created.code !== 0) throw new Error(`docker service create ${name}: ${created.out.trim()}`);
-  await pollUntil(async () => (await s.runningTasks(name)).length, n, 300_000, `swarm ${name}`);
+  await pollUntil(() => s.running(name), n, 300_000, `swarm ${name}`);
   const ms = performance.now() - t0;
   const rm = await s.docker(['service', 'rm', name]);
   if (rm.code !== 0) throw new Error(`docker service rm ${name}: ${rm.stderr}`);
   await until(async () => {
-    const left = (await s.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${name}`])).stdout.trim();
-    return left === '' || `${name} containers still running`;
+    const left = await s.containersLeft(name);
+    return left === 0 || `${name}: ${left} containers still running`;
   }, 120_000, 200);
   return ms;
 }
@@ -181,10 +214,10 @@ async function main(): Promise<void> {
 
   if (o.only !== 'swarm') {
     await cleanupLabs();
-    const lab = await Lab.up({ hosts: 1, runtime: o.runtime });
+    const lab = await Lab.up({ hosts: o.hosts, runtime: o.runtime });
     try {
       const h = await formCluster(lab);
-      await gantryOk(h, ['image', 'import', tar, IMAGE]);
+      await Promise.all(lab.hosts.map((x) => gantryOk(x, ['image', 'import', tar, IMAGE])));
       const t = gantryTarget(h);
       try {
         for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (g[n] ??= []).push(await gantryConverge(t, n, `g${r}`));
@@ -197,13 +230,24 @@ async function main(): Promise<void> {
   }
 
   if (o.only !== 'gantry') {
-    const s = await Swarm.start();
-    try {
-      await s.importImage(tar, IMAGE);
-      for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (d[n] ??= []).push(await swarmConverge(s, n, `s${r}`));
-    } finally {
-      const errs = await s.stop();
-      if (errs.length) console.error(`swarm cleanup: ${errs.join('; ')}`);
+    if (o.hosts > 1) {
+      const lab = await swarmLab(o.hosts, { tar, ref: IMAGE });
+      try {
+        const s = labSwarm(lab);
+        for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (d[n] ??= []).push(await swarmConverge(s, n, `s${r}`));
+      } finally {
+        await lab.down();
+      }
+    } else {
+      const sw = await Swarm.start();
+      try {
+        await sw.importImage(tar, IMAGE);
+        const s = singleSwarm(sw);
+        for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (d[n] ??= []).push(await swarmConverge(s, n, `s${r}`));
+      } finally {
+        const errs = await sw.stop();
+        if (errs.length) console.error(`swarm cleanup: ${errs.join('; ')}`);
+      }
     }
   }
 
@@ -215,7 +259,7 @@ async function main(): Promise<void> {
   if (o.failover && o.only !== 'gantry') swarmFailoverMs = await swarmFailover(tar, o.failoverReplicas);
 
   const median = (xs: number[] | undefined) => (xs?.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : undefined);
-  console.log(`\nservice converge: create --replicas N → N running (busybox \`sleep 1d\`, runtime ${o.runtime ?? 'gantryd default'}; median of ${o.rounds})`);
+  console.log(`\nservice converge: create --replicas N → N running on ${o.hosts} host(s) (busybox \`sleep 1d\`, runtime ${o.runtime ?? 'gantryd default'}; median of ${o.rounds})`);
   console.log('N\tgantry\tswarm\tgantry/swarm');
   for (const n of o.replicas) {
     const a = median(g[n]);
