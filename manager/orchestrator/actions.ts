@@ -11,7 +11,9 @@ export type OrchestratorAction =
   /** desiredState → SHUTDOWN (scale down, node gone, restart policy says no, duplicate). */
   | { kind: 'shutdown'; task: Task; reason: string }
   /** desiredState READY → RUNNING once its restart delay has passed. */
-  | { kind: 'promote'; task: Task };
+  | { kind: 'promote'; task: Task }
+  /** A job's task completed: desiredState → COMPLETE (done; nothing restarts it). */
+  | { kind: 'finish'; task: Task };
 
 export interface Reconciled {
   actions: OrchestratorAction[];
@@ -29,6 +31,8 @@ export function describe(a: OrchestratorAction): string {
       return `shut down ${a.task.id} (${a.reason})`;
     case 'promote':
       return `promote ${a.task.id}`;
+    case 'finish':
+      return `finish ${a.task.id}`;
     default: {
       const never: never = a;
       return String(never);

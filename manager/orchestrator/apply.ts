@@ -32,6 +32,9 @@ export async function applyOrchestration(ctx: ApplyContext, actions: readonly Or
       case 'promote':
         first.push({ op: 'update', kind: 'tasks', object: withDesired(a.task, TaskState.TASK_STATE_RUNNING) });
         break;
+      case 'finish':
+        first.push({ op: 'update', kind: 'tasks', object: withDesired(a.task, TaskState.TASK_STATE_COMPLETE) });
+        break;
       case 'create':
         break;
       default: {

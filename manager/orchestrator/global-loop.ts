@@ -1,11 +1,12 @@
-// GlobalOrchestrator: the leader's loop around reconcileGlobal — any node change re-reconciles every
-// global service; service and task changes re-reconcile their service.
+// GlobalOrchestrator: the loop around reconcileGlobal and reconcileGlobalJob — any node change
+// re-reconciles every global service; service and task changes re-reconcile their service.
 import { type Clock, ControllerLoop, type Log, type TickResult } from '../controller.ts';
 import { newId as defaultNewId } from '../ids.ts';
 import type { ReadView, Store } from '../store/types.ts';
 import { applyOrchestration } from './apply.ts';
 import { eventTask, taskMoved } from './changes.ts';
 import { reconcileGlobal } from './global.ts';
+import { reconcileGlobalJob } from './jobs.ts';
 import type { OrchestratorOptions } from './replicated-loop.ts';
 import type { RestartRecord } from './restart.ts';
 
@@ -80,8 +81,10 @@ export class GlobalOrchestrator {
         for (const k of this.history.keys()) if (k.startsWith(`${id}/`)) this.history.delete(k);
         continue;
       }
-      if (service.spec?.mode?.$case !== 'global') continue;
-      const r = reconcileGlobal({ service, tasks: view.tasksByService(id), nodes, history: this.history, now });
+      const mode = service.spec?.mode?.$case;
+      if (mode !== 'global' && mode !== 'globalJob') continue;
+      const input = { service, tasks: view.tasksByService(id), nodes, history: this.history, now };
+      const r = mode === 'global' ? reconcileGlobal(input) : reconcileGlobalJob(input);
       actions.push(...r.actions);
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }

@@ -211,4 +211,30 @@ describe('controllers', () => {
     await h.run(100);
     assert.equal(h.tasks('s').length, 2);
   });
+
+  it('controllers: a replicated job runs its completions, at most max-concurrent at a time', async (t) => {
+    const h = await cluster(t, [{ id: 'a' }, { id: 'b' }]);
+    const job = f.service({ id: 'j', mode: 'replicated-job', restart: { condition: 'on-failure', delayMs: 0 } });
+    job.spec!.mode = { $case: 'replicatedJob', value: { maxConcurrent: 2, totalCompletions: 3 } };
+    await f.seed(h.store, { services: [job] });
+    await h.run(100);
+    assert.equal(h.runnable('j').length, 2);
+    await h.workersAct();
+    await h.report(h.runnable('j'), S.TASK_STATE_COMPLETE, 0);
+    await h.run(100);
+    assert.equal(h.tasks('j').filter((x) => x.desiredState === S.TASK_STATE_COMPLETE).length, 2);
+    assert.equal(h.runnable('j').length, 1, 'the third completion');
+    await h.workersAct();
+    await h.report(h.runnable('j'), S.TASK_STATE_FAILED, 1);
+    await h.run(100);
+    assert.equal(h.runnable('j').length, 1, 'the failure is retried');
+    await h.workersAct();
+    await h.report(h.runnable('j'), S.TASK_STATE_COMPLETE, 0);
+    await h.run(100);
+    assert.equal(h.runnable('j').length, 0);
+    assert.deepEqual(
+      h.tasks('j').filter((x) => x.status?.state === S.TASK_STATE_COMPLETE).map((x) => x.slot).sort(),
+      [1, 2, 3],
+    );
+  });
 });

@@ -1,11 +1,12 @@
-// ReplicatedOrchestrator: the leader's loop around reconcileReplicated — marks services dirty on
-// service, task and node events, reconciles them on a debounced tick, applies the actions.
+// ReplicatedOrchestrator: the loop around reconcileReplicated and reconcileReplicatedJob — marks
+// services dirty on service, task and node events, reconciles them on a debounced tick, applies.
 import type { Node } from '../../proto/gen/gantry/v1/objects.ts';
 import { type Clock, type ControllerDeps, ControllerLoop, type Log, type TickResult } from '../controller.ts';
 import { newId as defaultNewId } from '../ids.ts';
 import type { ReadView, Store } from '../store/types.ts';
 import { applyOrchestration } from './apply.ts';
 import { eventTask, taskMoved } from './changes.ts';
+import { reconcileReplicatedJob } from './jobs.ts';
 import { reconcileReplicated } from './replicated.ts';
 import type { RestartRecord } from './restart.ts';
 
@@ -91,8 +92,10 @@ export class ReplicatedOrchestrator {
         for (const k of this.history.keys()) if (k.startsWith(`${id}/`)) this.history.delete(k);
         continue;
       }
-      if (service.spec?.mode?.$case !== 'replicated') continue;
-      const r = reconcileReplicated({ service, tasks: view.tasksByService(id), node, history: this.history, now });
+      const mode = service.spec?.mode?.$case;
+      if (mode !== 'replicated' && mode !== 'replicatedJob') continue;
+      const input = { service, tasks: view.tasksByService(id), node, history: this.history, now };
+      const r = mode === 'replicated' ? reconcileReplicated(input) : reconcileReplicatedJob(input);
       actions.push(...r.actions);
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }

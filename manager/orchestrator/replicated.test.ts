@@ -20,6 +20,8 @@ function summary(a: OrchestratorAction): string {
       return `shutdown ${a.task.id}: ${a.reason}`;
     case 'promote':
       return `promote ${a.task.id}`;
+    case 'finish':
+      return `finish ${a.task.id}`;
   }
 }
 
