@@ -1,6 +1,6 @@
 // Test images made from busybox-static (/bin/busybox): a rootfs tarball, hand-made layer tars, and OCI image
 // layouts (OCI or Docker media types, gzip/zstd/plain layers) that skopeo can push to a registry.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -124,7 +124,39 @@ export function writeOciLayout(
   return { manifestDigest, configDigest, layerDigests, diffIds, manifest, config };
 }
 
-/** skopeo copy of an OCI layout tag to a plain-HTTP registry. */
-export function skopeoPush(layoutDir: string, tag: string, dest: string, extra: string[] = []): void {
-  execFileSync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', ...extra, `oci:${layoutDir}:${tag}`, `docker://${dest}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** skopeo copy of an OCI layout tag to a plain-HTTP registry (async: a token server may run in this process). */
+export async function skopeoPush(layoutDir: string, tag: string, dest: string, extra: string[] = []): Promise<void> {
+  await skopeo(['copy', '--quiet', '--dest-tls-verify=false', ...extra, `oci:${layoutDir}:${tag}`, `docker://${dest}`]);
+}
+
+/** Runs skopeo without blocking the event loop; rejects with its stderr. */
+export function skopeo(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('skopeo', args, { maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`skopeo ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Adds a multi-platform image index tagged `tag` to the layout at `dir`, over already written manifests. */
+export function writeOciIndex(dir: string, tag: string, entries: Array<{ image: BuiltImage; platform: { os: string; architecture: string; variant?: string }; docker?: boolean }>, opts: { docker?: boolean } = {}): string {
+  const idx = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: opts.docker ? 'application/vnd.docker.distribution.manifest.list.v2+json' : 'application/vnd.oci.image.index.v1+json',
+    manifests: entries.map((e) => ({
+      mediaType: e.docker ? 'application/vnd.docker.distribution.manifest.v2+json' : 'application/vnd.oci.image.manifest.v1+json',
+      digest: e.image.manifestDigest,
+      size: e.image.manifest.length,
+      platform: e.platform,
+    })),
+  }));
+  const d = sha(idx);
+  fs.writeFileSync(path.join(dir, 'blobs', 'sha256', d.slice(7)), idx);
+  const indexPath = path.join(dir, 'index.json');
+  const index = JSON.parse(fs.readFileSync(indexPath, 'utf8')) as { manifests: Array<{ annotations?: Record<string, string> }> };
+  index.manifests = index.manifests.filter((m) => m.annotations?.['org.opencontainers.image.ref.name'] !== tag);
+  index.manifests.push({ mediaType: opts.docker ? 'application/vnd.docker.distribution.manifest.list.v2+json' : 'application/vnd.oci.image.index.v1+json', digest: d, size: idx.length, annotations: { 'org.opencontainers.image.ref.name': tag } } as { annotations: Record<string, string> });
+  fs.writeFileSync(indexPath, JSON.stringify(index));
+  return d;
 }

@@ -79,14 +79,14 @@ export function parseReference(input: string): ParseResult {
   return { ok: true, ref: { domain, path, tag, digest } };
 }
 
-export class ReferenceError extends Error {
-  override name = 'ReferenceError';
+export class InvalidReferenceError extends Error {
+  override name = 'InvalidReferenceError';
 }
 
-/** parseReference that throws a ReferenceError with the reason. */
+/** parseReference that throws a InvalidReferenceError with the reason. */
 export function mustParse(input: string): Reference {
   const r = parseReference(input);
-  if (!r.ok) throw new ReferenceError(r.reason);
+  if (!r.ok) throw new InvalidReferenceError(r.reason);
   return r.ref;
 }
 

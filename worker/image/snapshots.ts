@@ -27,7 +27,7 @@ export class Snapshots {
     try {
       st = fs.lstatSync(s.whiteoutTemplate);
     } catch {}
-    if (!st || !st.isCharacterDevice() || st.rdev !== 0) {
+    if (!st?.isCharacterDevice() || st.rdev !== 0) {
       fs.rmSync(s.whiteoutTemplate, { force: true });
       const r = spawnSync('mknod', ['-m', '000', s.whiteoutTemplate, 'c', '0', '0'], { encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`cannot create whiteout device ${s.whiteoutTemplate}: ${r.stderr || r.error?.message} (needs root / CAP_MKNOD)`);

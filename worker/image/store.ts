@@ -13,6 +13,8 @@ import {
   type ImageConfigFile, type Manifest, type OciImageConfig, type Platform,
 } from './oci.ts';
 import { familiarString, formatReference, mustParse, parseReference, type Reference, repoName } from './reference.ts';
+import { pullImage, resolveRemoteDigest } from './pull.ts';
+import type { RegistryClientOptions } from './registry.ts';
 import { Snapshots } from './snapshots.ts';
 
 export interface LayerRecord {
@@ -423,6 +425,19 @@ export class ImageStore {
       out.push(this.snapshots.dir(c));
     }
     return out;
+  }
+
+  // ------------------------------------------------------------------ registries
+
+  /** Pulls ref (tag or digest) from its registry; layers already here are not fetched again. */
+  async pull(ref: string, opts: PullOptions & Partial<RegistryClientOptions> = {}): Promise<ImageInfo> {
+    return pullImage(this, ref, opts);
+  }
+
+  /** The manifest (or index) digest a tag has in its registry now. */
+  async resolveRemote(ref: string, opts: PullOptions & Partial<RegistryClientOptions> = {}): Promise<{ digest: string }> {
+    const r = await resolveRemoteDigest(this, ref, opts);
+    return { digest: r.digest };
   }
 
   // ------------------------------------------------------------------ import
