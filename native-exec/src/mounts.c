@@ -2,6 +2,7 @@
  * (RESOLVE_IN_ROOT, so `..` and symlinks cannot leave the rootfs), create it, mount through
  * /proc/self/fd/N, then apply read-only/nosuid/... remounts and propagation. */
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <string.h>
@@ -17,36 +18,79 @@ static int openat2_in_root(int rootfd, const char *rel, int flags) {
   return syscall(SYS_openat2, rootfd, *rel ? rel : ".", &how, sizeof how);
 }
 
-/* An O_PATH fd for path inside rootfd; with create, missing parents become dirs and the leaf a
- * dir (dir) or an empty file. */
+/* Resolve path as if rootfd were "/" (symlinks followed, absolute ones restart at the root, `..`
+ * stops at the root) into a symlink-free relative path whose tail may not exist yet. */
+static int secure_join(int rootfd, const char *path, char *out, size_t outsz, gx_err *err) {
+  char rest[PATH_MAX * 2], tmp[PATH_MAX * 2], target[PATH_MAX];
+  snprintf(rest, sizeof rest, "%s", path);
+  out[0] = 0;
+  int links = 0;
+  char *p = rest;
+  while (*p) {
+    while (*p == '/') p++;
+    if (!*p) break;
+    char *end = strchrnul(p, '/');
+    size_t len = end - p;
+    if (len == 1 && p[0] == '.') {
+      p = end;
+      continue;
+    }
+    if (len == 2 && p[0] == '.' && p[1] == '.') {
+      char *slash = strrchr(out, '/');
+      if (slash) *slash = 0;
+      else out[0] = 0;
+      p = end;
+      continue;
+    }
+    size_t ol = strlen(out);
+    if (ol + len + 2 >= outsz) return gx_fail(err, ENAMETOOLONG, "resolve `%s` in rootfs", path);
+    snprintf(out + ol, outsz - ol, "%s%.*s", ol ? "/" : "", (int)len, p);
+    ssize_t n = readlinkat(rootfd, out, target, sizeof target - 1);
+    if (n < 0) { /* not a symlink, or not there yet: keep the component */
+      p = end;
+      continue;
+    }
+    if (++links > 40) return gx_fail(err, ELOOP, "resolve `%s` in rootfs", path);
+    target[n] = 0;
+    out[ol] = 0; /* drop the link itself */
+    if (target[0] == '/') out[0] = 0;
+    snprintf(tmp, sizeof tmp, "%s/%s", target, end);
+    snprintf(rest, sizeof rest, "%s", tmp);
+    p = rest;
+  }
+  return 0;
+}
+
+/* An O_PATH fd for path inside rootfd; with create, missing directories along the (symlink-
+ * resolved, root-confined) path are made and the leaf becomes a dir (dir) or an empty file. */
 int open_in_root(int rootfd, const char *path, bool create, bool dir, gx_err *err) {
-  while (*path == '/') path++;
-  int fd = openat2_in_root(rootfd, path, O_PATH);
-  if (fd >= 0 || errno != ENOENT || !create) {
-    if (fd < 0) return gx_fail(err, errno, "open `%s` in rootfs", path);
-    return fd;
+  char rel[PATH_MAX];
+  if (secure_join(rootfd, path, rel, sizeof rel, err) < 0) return -1;
+  int fd = openat2_in_root(rootfd, rel, O_PATH);
+  if (fd >= 0) return fd;
+  if (errno != ENOENT || !create) return gx_fail(err, errno, "open `%s` in rootfs", path);
+  cleanup_close int cur = dup(rootfd);
+  if (cur < 0) return gx_fail(err, errno, "dup rootfs fd");
+  for (char *c = rel; *c;) {
+    char *end = strchrnul(c, '/');
+    bool last = !*end;
+    *end = 0;
+    if (!last || dir) {
+      if (mkdirat(cur, c, 0755) < 0 && errno != EEXIST) return gx_fail(err, errno, "mkdir `%s` in rootfs", path);
+    } else {
+      int f = openat(cur, c, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+      if (f < 0 && errno != EEXIST) return gx_fail(err, errno, "create `%s` in rootfs", path);
+      if (f >= 0) close(f);
+    }
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+    int next = syscall(SYS_openat2, cur, c, &how, sizeof how);
+    if (next < 0) return gx_fail(err, errno, "open `%s` in rootfs", path);
+    close(cur);
+    cur = next;
+    if (last) break;
+    c = end + 1;
   }
-  cleanup_free char *parent = xstrdup(path);
-  char *slash = strrchr(parent, '/');
-  const char *base = slash ? slash + 1 : parent;
-  cleanup_close int pfd = -1;
-  if (slash) {
-    *slash = 0;
-    pfd = open_in_root(rootfd, parent, true, true, err);
-  } else {
-    pfd = dup(rootfd);
-  }
-  if (pfd < 0) return -1;
-  if (dir) {
-    if (mkdirat(pfd, base, 0755) < 0 && errno != EEXIST) return gx_fail(err, errno, "mkdir `/%s` in rootfs", path);
-  } else {
-    int f = openat(pfd, base, O_CREAT | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (f < 0 && errno != EEXIST) return gx_fail(err, errno, "create `/%s` in rootfs", path);
-    if (f >= 0) close(f);
-  }
-  fd = openat2_in_root(rootfd, path, O_PATH);
-  if (fd < 0) return gx_fail(err, errno, "open `/%s` in rootfs", path);
-  return fd;
+  return steal_fd(&cur);
 }
 
 static unsigned long vfs_flags(const char *path) {
