@@ -79,6 +79,9 @@ export class LeaseKeeper {
     if (old === '0') return;
     this.current = '0';
     this.log(`store: lease ${BigInt(old).toString(16)} lost (no keepalive for ${Date.now() - this.lastAck} ms); keys written with lease are gone`);
+    // If it is in fact still alive on the server, end it now, so its keys do not linger for a TTL
+    // next to the ones our listeners are about to write again.
+    this.rpc.leaseRevoke(old).catch(() => {});
     for (const l of [...this.lostListeners]) {
       try {
         l(old);

@@ -298,3 +298,62 @@ describe('memory store', () => {
     assert.throws(() => fixtures.task({ state: 'bogus' as 'new' }), /unknown task state "bogus"/);
   });
 });
+
+describe('memory election', () => {
+  test('memory election: the first candidate leads; resign and setLeader move it on', async () => {
+    const { MemoryElection } = await import('./memory-leadership.ts');
+    const e = new MemoryElection();
+    const log: string[] = [];
+    const a = e.leadership('a');
+    a.onChange((v) => log.push(`a:${v}`));
+    const b = e.leadership('b');
+    b.onChange((v) => log.push(`b:${v}`));
+    assert.equal(a.isLeader(), true);
+    assert.equal(b.isLeader(), false);
+    assert.equal(await b.leader(), 'a');
+    e.setLeader('b');
+    assert.deepEqual(log, ['a:false', 'b:true']);
+    await b.resign();
+    assert.equal(a.isLeader(), true);
+    assert.equal(await a.leader(), 'a');
+    assert.throws(() => e.setLeader('zz'), /no candidate "zz" \(candidates: a\)/);
+  });
+});
+
+describe('memory store snapshots', () => {
+  test('memory store: views taken between changes each keep their own revision', async () => {
+    const store = new MemoryStore();
+    const svc = fixtures.service({ name: 'web' });
+    const [t1, t2, t3] = [1, 2, 3].map((slot) => fixtures.task({ service: svc, slot, nodeId: 'n1' }));
+    await fixtures.seed(store, { services: [svc], tasks: [t1, t2] });
+    const v1 = store.view();
+    const moved = { ...v1.get('tasks', t1.id)!, nodeId: 'n2' };
+    await store.commit([
+      { op: 'update', kind: 'tasks', object: moved },
+      { op: 'create', kind: 'tasks', object: t3 },
+    ]);
+    const v2 = store.view();
+    await store.commit([
+      { op: 'delete', kind: 'tasks', id: t2.id },
+      { op: 'update', kind: 'services', object: { ...v2.get('services', svc.id)!, spec: { ...svc.spec!, name: 'www' } } },
+    ]);
+    const v3 = store.view();
+    const ids = (ts: { slot: number }[]) => ts.map((t) => t.slot).sort();
+    assert.deepEqual(ids(v1.tasksByNode('n1')), [1, 2]);
+    assert.deepEqual(ids(v2.tasksByNode('n1')), [2, 3]);
+    assert.deepEqual(ids(v3.tasksByNode('n1')), [3]);
+    assert.deepEqual(ids(v1.tasksByNode('n2')), []);
+    assert.deepEqual(ids(v3.tasksByNode('n2')), [1]);
+    assert.deepEqual(ids(v1.list('tasks')), [1, 2]);
+    assert.deepEqual(ids(v2.list('tasks')), [1, 2, 3]);
+    assert.deepEqual(ids(v3.tasksByService(svc.id)), [1, 3]);
+    assert.equal(v2.serviceByName('web')?.id, svc.id);
+    assert.equal(v2.serviceByName('www'), undefined);
+    assert.equal(v3.serviceByName('www')?.id, svc.id);
+    assert.equal(v3.serviceByName('web'), undefined);
+    assert.equal(v1.version('tasks', t1.id), v1.revision);
+    assert.equal(v3.version('tasks', t1.id), v2.revision);
+    assert.equal(v1.get('tasks', t3.id), undefined);
+    assert.deepEqual([v1.revision + 1, v2.revision + 1], [v2.revision, v3.revision]);
+  });
+});

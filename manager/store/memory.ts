@@ -1,13 +1,12 @@
 // MemoryStore: the cluster state in memory with its indexes, revision counter, ordered listeners and
 // version-checked writes. It is the test double for controller loops AND the informer's copy inside EtcdStore.
-import type { Service, Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { copy, createdAtOf, idOf, setMeta, versionOf } from './codec.ts';
+import { Gen, keyOf, Tables, View } from './memory-tables.ts';
 import {
   type CommitResult,
   type Conflict,
   KINDS,
   type Kind,
-  type Objects,
   type ReadView,
   type Store,
   type StoredObject,
@@ -22,158 +21,6 @@ export type Change =
   | { kind: Kind; op: 'delete'; id: string };
 
 export type Listener = (events: StoreEvent[], revision: number) => void;
-
-type Maps = { [K in Kind]: Map<string, Objects[K]> };
-
-/**
- * The tables behind one revision. Views keep a reference to the Tables they were taken from; the
- * store forks (copy-on-write, map by map) before mutating tables a view has seen, so a view stays a
- * true snapshot while writes that nobody observed in between cost nothing extra.
- */
-class Tables {
-  objects: Maps;
-  versions: Map<string, number>;
-  tasksByService: Map<string, Map<string, Task>>;
-  tasksByNode: Map<string, Map<string, Task>>;
-  serviceByName: Map<string, Service>;
-  private owned = new Set<object>();
-
-  constructor(from?: Tables) {
-    if (from) {
-      this.objects = { ...from.objects };
-      this.versions = from.versions;
-      this.tasksByService = from.tasksByService;
-      this.tasksByNode = from.tasksByNode;
-      this.serviceByName = from.serviceByName;
-      return;
-    }
-    this.objects = { nodes: new Map(), services: new Map(), tasks: new Map(), clusters: new Map(), sessions: new Map() };
-    this.versions = new Map();
-    this.tasksByService = new Map();
-    this.tasksByNode = new Map();
-    this.serviceByName = new Map();
-    for (const k of KINDS) this.owned.add(this.objects[k]);
-    for (const m of [this.versions, this.tasksByService, this.tasksByNode, this.serviceByName]) this.owned.add(m);
-  }
-
-  private own<M extends Map<unknown, unknown>>(m: M): M {
-    if (this.owned.has(m)) return m;
-    const c = new Map(m) as M;
-    this.owned.add(c);
-    return c;
-  }
-
-  put<K extends Kind>(kind: K, id: string, object: Objects[K], version: number): Objects[K] | undefined {
-    const map = (this.objects[kind] = this.own(this.objects[kind]) as Maps[K]);
-    const previous = map.get(id);
-    map.set(id, object);
-    this.versions = this.own(this.versions);
-    this.versions.set(`${kind}/${id}`, version);
-    this.unindex(kind, id, previous);
-    this.index(kind, id, object);
-    return previous;
-  }
-
-  delete<K extends Kind>(kind: K, id: string): Objects[K] | undefined {
-    const map = (this.objects[kind] = this.own(this.objects[kind]) as Maps[K]);
-    const previous = map.get(id);
-    if (!previous) return undefined;
-    map.delete(id);
-    this.versions = this.own(this.versions);
-    this.versions.delete(`${kind}/${id}`);
-    this.unindex(kind, id, previous);
-    return previous;
-  }
-
-  private index(kind: Kind, id: string, object: StoredObject): void {
-    if (kind === 'tasks') {
-      const t = object as Task;
-      this.tasksByService = this.addTo(this.tasksByService, t.serviceId, id, t);
-      this.tasksByNode = this.addTo(this.tasksByNode, t.nodeId, id, t);
-    } else if (kind === 'services') {
-      const s = object as Service;
-      const name = s.spec?.name;
-      if (name) {
-        this.serviceByName = this.own(this.serviceByName);
-        this.serviceByName.set(name, s);
-      }
-    }
-  }
-
-  private unindex(kind: Kind, id: string, previous: StoredObject | undefined): void {
-    if (!previous) return;
-    if (kind === 'tasks') {
-      const t = previous as Task;
-      this.tasksByService = this.removeFrom(this.tasksByService, t.serviceId, id);
-      this.tasksByNode = this.removeFrom(this.tasksByNode, t.nodeId, id);
-    } else if (kind === 'services') {
-      const name = (previous as Service).spec?.name;
-      if (name && this.serviceByName.get(name)?.id === id) {
-        this.serviceByName = this.own(this.serviceByName);
-        this.serviceByName.delete(name);
-        // Another service may carry the same name (the control API prevents it, the store does not).
-        for (const other of this.objects.services.values()) {
-          if (other.id !== id && other.spec?.name === name) this.serviceByName.set(name, other);
-        }
-      }
-    }
-  }
-
-  private addTo(index: Map<string, Map<string, Task>>, key: string, id: string, t: Task) {
-    if (!key) return index;
-    index = this.own(index);
-    const inner = this.own(index.get(key) ?? new Map<string, Task>());
-    inner.set(id, t);
-    index.set(key, inner);
-    return index;
-  }
-
-  private removeFrom(index: Map<string, Map<string, Task>>, key: string, id: string) {
-    const existing = key ? index.get(key) : undefined;
-    if (!existing?.has(id)) return index;
-    index = this.own(index);
-    const inner = this.own(existing);
-    inner.delete(id);
-    if (inner.size === 0) index.delete(key);
-    else index.set(key, inner);
-    return index;
-  }
-}
-
-class View implements ReadView {
-  readonly revision: number;
-  private t: Tables;
-  constructor(t: Tables, revision: number) {
-    this.t = t;
-    this.revision = revision;
-  }
-  get<K extends Kind>(kind: K, id: string): Objects[K] | undefined {
-    return this.t.objects[kind].get(id) as Objects[K] | undefined;
-  }
-  list<K extends Kind>(kind: K): Objects[K][] {
-    return [...this.t.objects[kind].values()] as Objects[K][];
-  }
-  tasksByService(serviceId: string): Task[] {
-    return [...(this.t.tasksByService.get(serviceId)?.values() ?? [])];
-  }
-  tasksByNode(nodeId: string): Task[] {
-    return [...(this.t.tasksByNode.get(nodeId)?.values() ?? [])];
-  }
-  serviceByName(name: string): Service | undefined {
-    return this.t.serviceByName.get(name);
-  }
-  cluster() {
-    for (const c of this.t.objects.clusters.values()) return c;
-    return undefined;
-  }
-  version(kind: Kind, id: string): number | undefined {
-    return this.t.versions.get(`${kind}/${id}`);
-  }
-}
-
-function keyOf(kind: Kind, id: string): string {
-  return `${kind}/${id}`;
-}
 
 /** The key a write touches, for duplicate detection and conflicts. */
 export function writeId(w: Write): string {
@@ -220,7 +67,8 @@ export interface MemoryStoreOptions {
 
 export class MemoryStore implements Store {
   private t = new Tables();
-  private shared = false;
+  /** The generation views were last taken at; weak, so an unobserved store keeps no undo log. */
+  private gen: WeakRef<Gen> | undefined;
   private rev = 0;
   private listeners = new Set<Listener>();
   private queue: Array<[StoreEvent[], number]> = [];
@@ -241,8 +89,14 @@ export class MemoryStore implements Store {
   }
 
   view(): ReadView {
-    this.shared = true;
-    return new View(this.t, this.rev);
+    let g = this.gen?.deref();
+    if (!g || g.undo.size > 0) {
+      const fresh = new Gen();
+      if (g) g.next = fresh;
+      this.gen = new WeakRef(fresh);
+      g = fresh;
+    }
+    return new View(this.t, g, this.rev);
   }
 
   subscribe(listener: Listener): () => void {
@@ -258,7 +112,7 @@ export class MemoryStore implements Store {
     this.throwIfUnavailable();
     assertDistinctKeys(writes);
     for (const w of writes) {
-      const conflict = checkWrite(w, this.t.versions.get(keyOf(w.kind, writeId(w))));
+      const conflict = checkWrite(w, this.t.version(w.kind, writeId(w)));
       if (conflict) return { ok: false, conflict };
     }
     const revision = this.rev + 1;
@@ -274,7 +128,7 @@ export class MemoryStore implements Store {
     const accepted: Write[] = [];
     for (const w of writes) {
       const k = keyOf(w.kind, writeId(w));
-      const stored = staged.has(k) ? staged.get(k) : this.t.versions.get(k);
+      const stored = staged.has(k) ? staged.get(k) : this.t.version(w.kind, writeId(w));
       const conflict = checkWrite(w, stored);
       if (conflict) {
         conflicts.push(conflict);
@@ -285,7 +139,7 @@ export class MemoryStore implements Store {
         // simply apply what we have so far first, so it sees the first write's version.
         this.applyChanges(this.toChanges(accepted.splice(0), this.rev + 1), this.rev + 1);
         staged.clear();
-        const again = checkWrite(w, this.t.versions.get(k));
+        const again = checkWrite(w, this.t.version(w.kind, writeId(w)));
         if (again) {
           conflicts.push(again);
           continue;
@@ -335,20 +189,21 @@ export class MemoryStore implements Store {
    * Objects are stored as given: the caller passes fresh objects nobody else holds.
    */
   applyChanges(changes: Change[], revision: number): StoreEvent[] {
-    if (this.shared) {
-      this.t = new Tables(this.t);
-      this.shared = false;
-    }
+    const undo = this.gen?.deref()?.undo;
     const events: StoreEvent[] = [];
     for (const c of changes) {
+      const id = c.op === 'put' ? idOf(c.kind, c.object) : c.id;
+      if (undo) {
+        const k = keyOf(c.kind, id);
+        if (!undo.has(k)) undo.set(k, this.t.entry(c.kind, id) ?? null);
+      }
       if (c.op === 'put') {
-        const id = idOf(c.kind, c.object);
-        const previous = this.t.put(c.kind, id, c.object, c.version);
+        const previous = this.t.put(c.kind, id, c.object, c.version)?.object;
         events.push({ kind: c.kind, op: 'put', object: c.object, previous } as StoreEvent);
       } else {
-        const previous = this.t.delete(c.kind, c.id);
-        this.leased.delete(keyOf(c.kind, c.id));
-        if (previous) events.push({ kind: c.kind, op: 'delete', id: c.id, previous } as StoreEvent);
+        const previous = this.t.delete(c.kind, id)?.object;
+        this.leased.delete(keyOf(c.kind, id));
+        if (previous) events.push({ kind: c.kind, op: 'delete', id, previous } as StoreEvent);
       }
     }
     if (revision > this.rev) this.rev = revision;
@@ -364,14 +219,14 @@ export class MemoryStore implements Store {
     const fresh = new Set<string>();
     const changes: Change[] = [];
     for (const o of objects) {
-      const k = keyOf(o.kind, idOf(o.kind, o.object));
-      fresh.add(k);
-      if (this.t.versions.get(k) !== o.version) changes.push({ kind: o.kind, op: 'put', object: o.object, version: o.version });
+      const id = idOf(o.kind, o.object);
+      fresh.add(keyOf(o.kind, id));
+      if (this.t.version(o.kind, id) !== o.version) changes.push({ kind: o.kind, op: 'put', object: o.object, version: o.version });
     }
-    for (const k of this.t.versions.keys()) {
-      if (fresh.has(k)) continue;
-      const i = k.indexOf('/');
-      changes.push({ kind: k.slice(0, i) as Kind, op: 'delete', id: k.slice(i + 1) });
+    for (const kind of KINDS) {
+      for (const id of this.t.objects[kind].keys()) {
+        if (!fresh.has(keyOf(kind, id))) changes.push({ kind, op: 'delete', id });
+      }
     }
     return this.applyChanges(changes, revision);
   }
@@ -388,7 +243,7 @@ export class MemoryStore implements Store {
       if (w.op === 'delete') return { kind: w.kind, op: 'delete', id: w.id };
       const object = copy(w.kind, w.object);
       const id = idOf(w.kind, object);
-      const stored = this.t.objects[w.kind].get(id);
+      const stored = this.t.entry(w.kind, id)?.object;
       const createdAt = w.op === 'create' ? now : (stored ? createdAtOf(w.kind, stored) : 0) || now;
       setMeta(w.kind, object, { version: revision, createdAt, updatedAt: now });
       if (w.lease) this.leased.add(keyOf(w.kind, id));
