@@ -3,7 +3,7 @@
 import { NodeState } from '../../proto/gen/gantry/v1/objects.ts';
 import { type Clock, type ControllerDeps, ControllerLoop, type Log, type TickResult } from '../controller.ts';
 import type { ReadView, Store, Write } from '../store/types.ts';
-import { checkNodeHealth } from './nodehealth.ts';
+import { checkNodeHealth } from './node-health.ts';
 
 export class NodeHealth {
   private readonly store: Store;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { fixtures as f, type NodeOptions } from '../store/fixtures.ts';
-import { checkNodeHealth, MESSAGE_DISCONNECTED, MESSAGE_HEARTBEAT } from './nodehealth.ts';
+import { checkNodeHealth, MESSAGE_DISCONNECTED, MESSAGE_HEARTBEAT } from './node-health.ts';
 
 const T0 = 1_000_000;
 

@@ -4,7 +4,7 @@ import { type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import { Allocator } from '../allocator/allocator-loop.ts';
 import { type ControllerDeps, silentLog } from '../controller.ts';
 import { ManualClock } from '../fake-clock.ts';
-import { NodeHealth } from '../nodehealth/nodehealth-loop.ts';
+import { NodeHealth } from '../nodehealth/node-health-loop.ts';
 import { TaskReaper } from '../reaper/reaper-loop.ts';
 import { Scheduler } from '../scheduler/scheduler-loop.ts';
 import { MemoryStore } from '../store/memory.ts';
