@@ -74,7 +74,7 @@ int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n) {
 static int bind_ro(const char *src, const char *dst, unsigned long flags, gx_err *err) {
   if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0) return gx_fail(err, errno, "bind mount `%s` on `%s`", src, dst);
   if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC | (flags & MS_RDONLY), NULL) < 0)
-    return gx_fail(err, errno, "remount `%s`", dst);
+    return gx_fail(err, errno, "remount `%s` read-only", dst);
   return 0;
 }
 
@@ -86,7 +86,13 @@ int cgroup_mount(const struct cgroup *cg, int rootfd, const char *dest, unsigned
   snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
   if (cg->mode == 2) {
     cleanup_free char *src = xasprintf("%s%s", cg->root, cg->path);
-    return bind_ro(src, target, flags, err);
+    if (mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0) return gx_fail(err, errno, "bind mount `%s` on `%s`", src, dest);
+    cleanup_close int top = open_in_root(rootfd, dest, false, true, err); /* the new mount, not the dir below */
+    if (top < 0) return -1;
+    snprintf(target, sizeof target, "/proc/self/fd/%d", top);
+    if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC | (flags & MS_RDONLY), NULL) < 0)
+      return gx_fail(err, errno, "remount cgroup `%s` read-only", dest);
+    return 0;
   }
   if (mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
     return gx_fail(err, errno, "mount tmpfs on cgroup dir `%s`", dest);
