@@ -1,0 +1,100 @@
+// The Controller a task runner drives (prepare → start → wait → shutdown → remove), and its
+// implementation over a Runtime and the image store. Every method is safe to call again.
+import type { Task } from '../../proto/gen/gantry/v1/objects.ts';
+import type { ContainerState, Runtime } from '../runtime/types.ts';
+import { containerConfigFor, type ImageConfigLike, imageRef, type NetworkAttachmentResult } from './container-config.ts';
+
+export interface Controller {
+  /** Image present, container created (not started). */
+  prepare(signal?: AbortSignal): Promise<void>;
+  start(): Promise<void>;
+  /** Resolves when the container exits; rejects when signal aborts. */
+  wait(signal?: AbortSignal): Promise<ContainerState>;
+  /** Stops the container if there is one (stop signal, SIGKILL after graceMs). */
+  shutdown(graceMs: number): Promise<ContainerState | undefined>;
+  /** Deletes the container and everything it held. */
+  remove(): Promise<void>;
+}
+
+/**
+ * What the task manager needs from the image store (worker/image/store.ts's ImageStore fits).
+ * I is the store's image handle, passed back to it untouched.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the handle type is the store's own; any lets ImageStore's wider params fit
+export interface TaskImages<I extends { id: string } = any> {
+  resolveLocal(ref: string): Promise<I | undefined>;
+  pull(ref: string, opts?: { signal?: AbortSignal }): Promise<I>;
+  imageConfig(info: I): Promise<ImageConfigLike>;
+  snapshotDirs(info: I): Promise<string[]>;
+  markInUse?(imageId: string, containerId: string): Promise<void>;
+  release?(containerId: string): Promise<void>;
+}
+
+/** Optional hook for the network code: a netns and /etc files per task, released on remove. */
+export interface TaskNetworks {
+  attach(task: Task): Promise<NetworkAttachmentResult>;
+  detach(taskId: string): Promise<void>;
+}
+
+/** An error that is worth retrying (the runner backs off) instead of rejecting/failing the task. */
+export class TemporaryError extends Error {
+  override name = 'TemporaryError';
+}
+
+export class ContainerController implements Controller {
+  private readonly task: () => Task;
+  private readonly runtime: Runtime;
+  private readonly images: TaskImages;
+  private readonly networks: TaskNetworks | undefined;
+
+  constructor(deps: { task: () => Task; runtime: Runtime; images: TaskImages; networks?: TaskNetworks }) {
+    this.task = deps.task;
+    this.runtime = deps.runtime;
+    this.images = deps.images;
+    this.networks = deps.networks;
+  }
+
+  private get id(): string {
+    return this.task().id;
+  }
+
+  async prepare(signal?: AbortSignal): Promise<void> {
+    const existing = await this.runtime.state(this.id);
+    if (existing.status === 'created') return; // made before a gantryd restart
+    if (existing.status !== 'unknown') await this.runtime.remove(this.id);
+    const task = this.task();
+    const ref = imageRef(task);
+    if (!ref) throw new Error(`task ${task.id} names no image`);
+    const info = (await this.images.resolveLocal(ref)) ?? (await this.images.pull(ref, { signal }));
+    const cfg = await this.images.imageConfig(info);
+    const dirs = await this.images.snapshotDirs(info);
+    const net = this.networks ? await this.networks.attach(task) : undefined;
+    const built = containerConfigFor(task, cfg, dirs, net);
+    if (!built.ok) throw new Error(built.error);
+    await this.runtime.create(built.config);
+    await this.images.markInUse?.(info.id, this.id);
+  }
+
+  async start(): Promise<void> {
+    const st = await this.runtime.state(this.id);
+    if (st.status === 'running' || (st.status === 'stopped' && st.startedAt)) return; // started before a restart
+    if (st.status === 'unknown') throw new Error(`container for task ${this.id} is gone (it was removed while gantryd was down)`);
+    await this.runtime.start(this.id);
+  }
+
+  wait(signal?: AbortSignal): Promise<ContainerState> {
+    return this.runtime.wait(this.id, signal);
+  }
+
+  async shutdown(graceMs: number): Promise<ContainerState | undefined> {
+    const st = await this.runtime.state(this.id);
+    if (st.status === 'unknown') return undefined;
+    return this.runtime.stop(this.id, graceMs);
+  }
+
+  async remove(): Promise<void> {
+    await this.runtime.remove(this.id);
+    await this.images.release?.(this.id);
+    await this.networks?.detach(this.id);
+  }
+}
