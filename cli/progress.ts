@@ -1,0 +1,181 @@
+// Waiting for a service to converge after create/scale/update: a pure assessment of one observation
+// (converged, failing, stuck pending, or still moving, with per-slot lines) and the polling loop that prints it.
+import type { ServiceSummary } from '../proto/gen/gantry/v1/control.ts';
+import type { Service, Task } from '../proto/gen/gantry/v1/objects.ts';
+import { taskStateName } from './format.ts';
+
+const PENDING = 64;
+const ASSIGNED = 192;
+const RUNNING = 512;
+const COMPLETE = 576;
+const SHUTDOWN = 640;
+const FAILED = 704;
+const REJECTED = 768;
+
+/** Poll period and how long a reasoned "pending" or a dead slot must last before we call it stuck. */
+export const progressTiming = { pollMs: 500, settleMs: 5000, failuresPerSlot: 2 };
+
+export interface Observation {
+  service: Service;
+  summary: Pick<ServiceSummary, 'running' | 'desired' | 'completed'>;
+  tasks: Task[];
+  hostnames: Map<string, string>;
+  /** Tasks that existed before the command changed anything: their failures are not ours. */
+  baseline: Set<string>;
+  now: number;
+}
+
+/** Carried between observations: since when each slot has been stuck (pending with a reason, or dead). */
+export type StuckSince = Map<string, number>;
+
+export type Assessment =
+  | { kind: 'converged'; headline: string; lines: string[] }
+  | { kind: 'waiting'; headline: string; lines: string[] }
+  | { kind: 'failed'; headline: string; lines: string[]; error: string }
+  | { kind: 'stuck'; headline: string; lines: string[]; error: string };
+
+function isJob(s: Service): boolean {
+  const m = s.spec?.mode?.$case;
+  return m === 'replicatedJob' || m === 'globalJob';
+}
+
+function slotKey(t: Task): string {
+  return t.slot > 0 ? String(t.slot) : t.nodeId;
+}
+
+function newest(a: Task, b: Task): Task {
+  const ca = a.meta?.createdAt ?? 0;
+  const cb = b.meta?.createdAt ?? 0;
+  if (ca !== cb) return ca > cb ? a : b;
+  const liveA = (a.status?.state ?? 0) < COMPLETE;
+  const liveB = (b.status?.state ?? 0) < COMPLETE;
+  if (liveA !== liveB) return liveA ? a : b;
+  return (a.status?.state ?? 0) >= (b.status?.state ?? 0) ? a : b;
+}
+
+function reason(t: Task): string {
+  return t.status?.err || t.status?.message || '';
+}
+
+export function assess(o: Observation, stuck: StuckSince): Assessment {
+  const name = o.service.spec?.name ?? o.service.id;
+  const job = isJob(o.service);
+  const current = o.tasks.filter((t) => t.specVersion === o.service.specVersion && t.jobIteration === o.service.jobIteration);
+  const running = current.filter((t) => t.status?.state === RUNNING && t.desiredState === RUNNING).length;
+  const completed = current.filter((t) => t.status?.state === COMPLETE).length;
+  const desired = o.summary.desired;
+  const headline = job ? `${name}: ${completed}/${desired} completed, ${running} running` : `${name}: ${running}/${desired} running`;
+
+  // newest task per slot among those the orchestrator still wants (or that just died)
+  const bySlot = new Map<string, Task>();
+  const failures = new Map<string, Task[]>();
+  for (const t of current) {
+    const k = slotKey(t);
+    const s = t.status?.state ?? 0;
+    if ((s === FAILED || s === REJECTED) && !o.baseline.has(t.id)) failures.set(k, [...(failures.get(k) ?? []), t]);
+    if (!job && t.desiredState > RUNNING && s < SHUTDOWN) continue; // being shut down (scale-down)
+    const prev = bySlot.get(k);
+    bySlot.set(k, prev ? newest(prev, t) : t);
+  }
+  const label = (k: string) => (/^\d+$/.test(k) ? `${name}.${k}` : `${name}@${o.hostnames.get(k) ?? k}`);
+  const lines: string[] = [];
+  const slots = [...bySlot.keys()].sort((a, b) => (/^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a.localeCompare(b)));
+  if (o.service.spec?.mode?.$case === 'replicated') {
+    const replicas = o.service.spec.mode.value.replicas;
+    for (const k of [...slots]) if (Number(k) > replicas) slots.splice(slots.indexOf(k), 1);
+    for (let i = 1; i <= replicas; i++) if (!bySlot.has(String(i))) slots.push(String(i));
+    slots.sort((a, b) => Number(a) - Number(b));
+  }
+  const stuckSlots: string[] = [];
+  for (const k of slots) {
+    const t = bySlot.get(k);
+    if (!t) {
+      lines.push(`${label(k)}: no task yet`);
+      continue;
+    }
+    const s = t.status?.state ?? 0;
+    const why = reason(t);
+    const host = t.nodeId ? ` on ${o.hostnames.get(t.nodeId) ?? t.nodeId}` : '';
+    lines.push(`${label(k)}: ${taskStateName(s).toLowerCase()}${s >= ASSIGNED ? host : ''}${why ? `: ${why}` : ''}`);
+    const stuckNow = (s <= PENDING && why !== '') || ((s === FAILED || s === REJECTED || (s === COMPLETE && !job)) && !o.baseline.has(t.id));
+    if (stuckNow) {
+      if (!stuck.has(k)) stuck.set(k, o.now);
+      if (o.now - (stuck.get(k) ?? o.now) >= progressTiming.settleMs) stuckSlots.push(k);
+    } else {
+      stuck.delete(k);
+    }
+  }
+
+  const repeated = [...failures.entries()].filter(([, ts]) => ts.length >= progressTiming.failuresPerSlot);
+  if (repeated.length > 0) {
+    const detail = repeated.map(([k, ts]) => `${label(k)} failed ${ts.length} times, last: ${reason(ts.reduce(newest)) || 'no reason given'}`);
+    return {
+      kind: 'failed',
+      headline,
+      lines,
+      error: `service "${name}" does not converge: ${detail.join('; ')}. The service stays and keeps retrying per its restart policy (gantry service ps ${name}); fix it with gantry service update, or gantry service rm ${name}`,
+    };
+  }
+  const done = job ? completed >= desired : running >= desired && slots.every((k) => bySlot.get(k)?.status?.state === RUNNING);
+  if (done) return { kind: 'converged', headline, lines };
+  // Report "stuck" only once every slot has settled (running, or stuck long enough): nothing is still moving.
+  const settled = slots.every((k) => stuckSlots.includes(k) || bySlot.get(k)?.status?.state === RUNNING || (job && bySlot.get(k)?.status?.state === COMPLETE));
+  if (stuckSlots.length > 0 && settled) {
+    const pending = stuckSlots.filter((k) => (bySlot.get(k)?.status?.state ?? 0) <= PENDING);
+    const dead = stuckSlots.filter((k) => !pending.includes(k));
+    const parts: string[] = [];
+    if (pending.length > 0) {
+      parts.push(
+        `${pending.length} of ${desired} tasks cannot be placed yet (${pending.map((k) => `${label(k)}: ${reason(bySlot.get(k)!)}`).join('; ')}); the service stays and they will be placed when a node fits`,
+      );
+    }
+    if (dead.length > 0) {
+      parts.push(`${dead.map((k) => `${label(k)} ended ${taskStateName(bySlot.get(k)?.status?.state).toLowerCase()}${reason(bySlot.get(k)!) ? `: ${reason(bySlot.get(k)!)}` : ''}`).join('; ')} and was not restarted (see its restart policy)`);
+    }
+    return { kind: 'stuck', headline, lines, error: `service "${name}": ${parts.join('; ')} (gantry service ps ${name})` };
+  }
+  return { kind: 'waiting', headline, lines };
+}
+
+export interface ProgressIO {
+  observe(): Promise<Observation | undefined>;
+  out: NodeJS.WritableStream;
+  isTTY: boolean;
+  sleep(ms: number): Promise<void>;
+}
+
+/**
+ * Polls until the service converges (0), fails or gets stuck (1, with the reasons on stderr via the
+ * returned message). Without a TTY it prints each changed line once; on a TTY it redraws in place.
+ */
+export async function waitForConvergence(io: ProgressIO): Promise<{ ok: true } | { ok: false; error: string }> {
+  const stuck: StuckSince = new Map();
+  const printed = new Map<string, string>();
+  let drawn = 0;
+  let lastHeadline = '';
+  for (;;) {
+    const o = await io.observe();
+    if (!o) return { ok: false, error: 'the service was removed while waiting for it to converge' };
+    const a = assess(o, stuck);
+    if (io.isTTY) {
+      if (drawn > 0) io.out.write(`\x1b[${drawn}A`);
+      const all = [a.headline, ...a.lines.map((l) => `  ${l}`)];
+      io.out.write(all.map((l) => `\x1b[2K${l}\n`).join(''));
+      drawn = all.length;
+    } else {
+      if (a.headline !== lastHeadline) io.out.write(`${a.headline}\n`);
+      lastHeadline = a.headline;
+      for (const l of a.lines) {
+        const key = l.slice(0, l.indexOf(':'));
+        if (printed.get(key) !== l) io.out.write(`  ${l}\n`);
+        printed.set(key, l);
+      }
+    }
+    if (a.kind === 'converged') {
+      io.out.write('verify: Service converged\n');
+      return { ok: true };
+    }
+    if (a.kind === 'failed' || a.kind === 'stuck') return { ok: false, error: a.error };
+    await io.sleep(progressTiming.pollMs);
+  }
+}

@@ -1,0 +1,308 @@
+// The mapping from `service create` / `service update` flags to a ServiceSpec: one table of flags,
+// each with the edit it makes, so update reuses create's flags (the rolling-update work adds more).
+import type { FlagDef, ParsedArgs } from './args.ts';
+import { UsageError } from './args.ts';
+import {
+  DEFAULT_STOP_GRACE_PERIOD_MS,
+  defaultRestartPolicy,
+  defaultUpdateConfig,
+} from '../manager/controlapi/defaults.ts';
+import {
+  ContainerSpec,
+  type ResourceRequirements,
+  type RestartPolicy,
+  ServiceSpec,
+  TaskSpec,
+  type UpdateConfig,
+} from '../proto/gen/gantry/v1/objects.ts';
+import { type Parsed, parseBytes, parseCount, parseCpus, parseDuration } from './units.ts';
+
+function need<T>(p: Parsed<T>, flag: string): T {
+  if (!p.ok) throw new UsageError(`--${flag}: ${p.error}`);
+  return p.value;
+}
+
+function keyValue(text: string, flag: string): [string, string] {
+  const eq = text.indexOf('=');
+  if (eq === 0) throw new UsageError(`--${flag} "${text}": the key is empty (write KEY=VALUE)`);
+  return eq < 0 ? [text, ''] : [text.slice(0, eq), text.slice(eq + 1)];
+}
+
+export function task(spec: ServiceSpec): TaskSpec {
+  spec.task ??= TaskSpec.fromPartial({});
+  return spec.task;
+}
+export function container(spec: ServiceSpec): ContainerSpec {
+  const t = task(spec);
+  t.container ??= ContainerSpec.fromPartial({ stopGracePeriodMs: DEFAULT_STOP_GRACE_PERIOD_MS });
+  return t.container;
+}
+function resources(spec: ServiceSpec): Required<ResourceRequirements> {
+  const t = task(spec);
+  t.resources ??= { limits: undefined, reservations: undefined };
+  t.resources.limits ??= { nanoCpus: 0, memoryBytes: 0 };
+  t.resources.reservations ??= { nanoCpus: 0, memoryBytes: 0 };
+  return t.resources as Required<ResourceRequirements>;
+}
+function restart(spec: ServiceSpec): RestartPolicy {
+  const t = task(spec);
+  t.restart ??= defaultRestartPolicy();
+  return t.restart;
+}
+function placement(spec: ServiceSpec) {
+  const t = task(spec);
+  t.placement ??= { constraints: [], preferences: [], maxReplicas: 0, platforms: [] };
+  return t.placement;
+}
+function updateConfig(spec: ServiceSpec, which: 'update' | 'rollback'): UpdateConfig {
+  spec[which] ??= defaultUpdateConfig();
+  return spec[which] as UpdateConfig;
+}
+
+/** A flag and the edit it makes; `value` is the flag's string, boolean or list. */
+type Apply = (spec: ServiceSpec, value: never) => void;
+export interface SpecFlag extends FlagDef {
+  apply: Apply;
+}
+
+const flag = (name: string, kind: FlagDef['kind'], help: string, apply: Apply, short?: string): SpecFlag =>
+  ({ name, kind, help, short, apply }) as SpecFlag;
+
+const RESTART_CONDITIONS: Record<string, 0 | 1 | 2> = { any: 0, 'on-failure': 1, none: 2 };
+const FAILURE_ACTIONS: Record<string, 0 | 1 | 2> = { pause: 0, continue: 1, rollback: 2 };
+const ORDERS: Record<string, 0 | 1> = { 'stop-first': 0, 'start-first': 1 };
+
+function pick<T>(table: Record<string, T>, text: string, flagName: string): T {
+  if (!(text in table)) throw new UsageError(`--${flagName} "${text}" is not one of: ${Object.keys(table).join(', ')}`);
+  return table[text];
+}
+
+function updateFlags(which: 'update' | 'rollback'): SpecFlag[] {
+  const actions = which === 'update' ? FAILURE_ACTIONS : { pause: 0 as const, continue: 1 as const };
+  return [
+    flag(`${which}-parallelism`, 'string', `maximum number of tasks ${which}d at once (0 = all)`, (s, v: string) => {
+      updateConfig(s, which).parallelism = need(parseCount(v, `--${which}-parallelism`), `${which}-parallelism`);
+    }),
+    flag(`${which}-delay`, 'string', `delay between ${which}s (e.g. 10s)`, (s, v: string) => {
+      updateConfig(s, which).delayMs = need(parseDuration(v), `${which}-delay`);
+    }),
+    flag(`${which}-failure-action`, 'string', `on ${which} failure: ${Object.keys(actions).join('|')}`, (s, v: string) => {
+      updateConfig(s, which).failureAction = pick(actions, v, `${which}-failure-action`);
+    }),
+    flag(`${which}-monitor`, 'string', `how long to watch each ${which}d task for failure (e.g. 5s)`, (s, v: string) => {
+      updateConfig(s, which).monitorMs = need(parseDuration(v), `${which}-monitor`);
+    }),
+    flag(`${which}-max-failure-ratio`, 'string', `failure rate tolerated during an ${which} (0-1)`, (s, v: string) => {
+      const n = Number(v);
+      if (v.trim() === '' || !(n >= 0 && n <= 1)) throw new UsageError(`--${which}-max-failure-ratio must be a number between 0 and 1, not "${v}"`);
+      updateConfig(s, which).maxFailureRatio = n;
+    }),
+    flag(`${which}-order`, 'string', `${which} order: stop-first|start-first`, (s, v: string) => {
+      updateConfig(s, which).order = pick(ORDERS, v, `${which}-order`);
+    }),
+  ];
+}
+
+/** Flags that mean the same on create and update. */
+export const COMMON_SPEC_FLAGS: SpecFlag[] = [
+  flag('workdir', 'string', 'working directory inside the container', (s, v: string) => {
+    container(s).dir = v;
+  }, 'w'),
+  flag('user', 'string', 'user[:group] the container runs as', (s, v: string) => {
+    container(s).user = v;
+  }, 'u'),
+  flag('hostname', 'string', 'container host name', (s, v: string) => {
+    container(s).hostname = v;
+  }),
+  flag('reserve-cpu', 'string', 'CPUs reserved per task (e.g. 0.5)', (s, v: string) => {
+    resources(s).reservations.nanoCpus = need(parseCpus(v), 'reserve-cpu');
+  }),
+  flag('reserve-memory', 'string', 'memory reserved per task (e.g. 512MiB)', (s, v: string) => {
+    resources(s).reservations.memoryBytes = need(parseBytes(v), 'reserve-memory');
+  }),
+  flag('limit-cpu', 'string', 'CPU limit per task (e.g. 1.5)', (s, v: string) => {
+    resources(s).limits.nanoCpus = need(parseCpus(v), 'limit-cpu');
+  }),
+  flag('limit-memory', 'string', 'memory limit per task (e.g. 1GiB)', (s, v: string) => {
+    resources(s).limits.memoryBytes = need(parseBytes(v), 'limit-memory');
+  }),
+  flag('limit-pids', 'string', 'maximum number of processes per task (0 = unlimited)', (s, v: string) => {
+    container(s).pidsLimit = need(parseCount(v, '--limit-pids'), 'limit-pids');
+  }),
+  flag('restart-condition', 'string', 'restart when: any|on-failure|none (default any)', (s, v: string) => {
+    restart(s).condition = pick(RESTART_CONDITIONS, v, 'restart-condition');
+  }),
+  flag('restart-delay', 'string', 'delay between restarts (default 5s)', (s, v: string) => {
+    restart(s).delayMs = need(parseDuration(v), 'restart-delay');
+  }),
+  flag('restart-max-attempts', 'string', 'maximum restarts before giving up (0 = unlimited)', (s, v: string) => {
+    restart(s).maxAttempts = need(parseCount(v, '--restart-max-attempts'), 'restart-max-attempts');
+  }),
+  flag('restart-window', 'string', 'window in which restarts are counted (e.g. 1m)', (s, v: string) => {
+    restart(s).windowMs = need(parseDuration(v), 'restart-window');
+  }),
+  flag('stop-grace-period', 'string', 'time to wait after the stop signal before killing (default 10s)', (s, v: string) => {
+    container(s).stopGracePeriodMs = need(parseDuration(v), 'stop-grace-period');
+  }),
+  flag('stop-signal', 'string', 'signal that stops the container (default SIGTERM)', (s, v: string) => {
+    container(s).stopSignal = v;
+  }),
+  flag('replicas-max-per-node', 'string', 'maximum tasks of this service per node (0 = unlimited)', (s, v: string) => {
+    placement(s).maxReplicas = need(parseCount(v, '--replicas-max-per-node'), 'replicas-max-per-node');
+  }),
+  flag('read-only', 'bool', 'mount the container root filesystem read-only', (s, v: boolean) => {
+    container(s).readOnly = v;
+  }),
+  flag('tty', 'bool', 'allocate a pseudo-TTY', (s, v: boolean) => {
+    container(s).tty = v;
+  }, 't'),
+  ...updateFlags('update'),
+  ...updateFlags('rollback'),
+];
+
+/** Flags only `service create` has (lists that update edits with -add/-rm). */
+export const CREATE_SPEC_FLAGS: SpecFlag[] = [
+  flag('env', 'list', 'environment variable KEY=VALUE (KEY alone: taken from your environment)', () => {}, 'e'),
+  flag('label', 'list', 'service label KEY=VALUE', (s, v: string[]) => {
+    for (const l of v) {
+      const [k, val] = keyValue(l, 'label');
+      s.labels[k] = val;
+    }
+  }, 'l'),
+  flag('container-label', 'list', 'container label KEY=VALUE', (s, v: string[]) => {
+    for (const l of v) {
+      const [k, val] = keyValue(l, 'container-label');
+      container(s).labels[k] = val;
+    }
+  }),
+  flag('constraint', 'list', 'placement constraint, e.g. node.labels.zone==a', (s, v: string[]) => {
+    placement(s).constraints.push(...v);
+  }),
+  flag('placement-pref', 'list', 'placement preference, e.g. spread=node.labels.zone', (s, v: string[]) => {
+    for (const p of v) {
+      const [k, val] = keyValue(p, 'placement-pref');
+      if (k !== 'spread' || val === '') throw new UsageError(`--placement-pref "${p}" must be spread=NODE_ATTRIBUTE (e.g. spread=node.labels.zone)`);
+      placement(s).preferences.push({ spread: val });
+    }
+  }),
+  flag('entrypoint', 'string', 'override the image entrypoint (a command line, split on spaces)', (s, v: string) => {
+    container(s).command = v.trim() === '' ? [] : v.trim().split(/\s+/);
+  }),
+  flag('cap-add', 'list', 'add a Linux capability', (s, v: string[]) => {
+    container(s).capAdd.push(...v);
+  }),
+  flag('cap-drop', 'list', 'drop a Linux capability', (s, v: string[]) => {
+    container(s).capDrop.push(...v);
+  }),
+];
+
+/** Flags only `service update` has. */
+export const UPDATE_SPEC_FLAGS: SpecFlag[] = [
+  flag('image', 'string', 'new image for the service', (s, v: string) => {
+    container(s).image = v;
+  }),
+  flag('env-add', 'list', 'add or replace an environment variable KEY=VALUE', () => {}),
+  flag('env-rm', 'list', 'remove an environment variable KEY', (s, v: string[]) => {
+    container(s).env = container(s).env.filter((e) => !v.includes(e.split('=')[0]));
+  }),
+  flag('label-add', 'list', 'add or replace a service label KEY=VALUE', (s, v: string[]) => {
+    for (const l of v) {
+      const [k, val] = keyValue(l, 'label-add');
+      s.labels[k] = val;
+    }
+  }),
+  flag('label-rm', 'list', 'remove a service label KEY', (s, v: string[]) => {
+    for (const k of v) delete s.labels[k];
+  }),
+  flag('constraint-add', 'list', 'add a placement constraint', (s, v: string[]) => {
+    const p = placement(s);
+    p.constraints.push(...v.filter((c) => !p.constraints.includes(c)));
+  }),
+  flag('constraint-rm', 'list', 'remove a placement constraint', (s, v: string[]) => {
+    placement(s).constraints = placement(s).constraints.filter((c) => !v.includes(c));
+  }),
+  flag('force', 'bool', 'restart every task even if nothing changed', (s, v: boolean) => {
+    if (v) task(s).forceUpdate += 1;
+  }),
+];
+
+/** KEY=VALUE, or KEY alone taken from the caller's environment (dropped when unset, as Docker does). */
+export function envEntries(values: string[], env: NodeJS.ProcessEnv): string[] {
+  const out: string[] = [];
+  for (const e of values) {
+    if (e.startsWith('=')) throw new UsageError(`--env "${e}": the name is empty (write KEY=VALUE)`);
+    if (e.includes('=')) out.push(e);
+    else if (env[e] !== undefined) out.push(`${e}=${env[e]}`);
+  }
+  return out;
+}
+
+/** Replaces or adds KEY=VALUE entries by key. */
+export function mergeEnv(current: string[], add: string[]): string[] {
+  const keys = new Set(add.map((e) => e.split('=')[0]));
+  return [...current.filter((e) => !keys.has(e.split('=')[0])), ...add];
+}
+
+/** Applies every flag of `flags` that `args` carries, in table order. */
+export function applyFlags(spec: ServiceSpec, args: ParsedArgs, flags: SpecFlag[]): void {
+  for (const f of flags) {
+    const v = args.flags.get(f.name);
+    if (v === undefined) continue;
+    f.apply(spec, v as never);
+  }
+}
+
+export type ModeName = 'replicated' | 'global' | 'replicated-job' | 'global-job';
+
+/** The mode from --mode/--replicas/--max-concurrent; undefined when none was given (server default). */
+export function modeFromFlags(mode: string | undefined, replicas: string | undefined, maxConcurrent: string | undefined): ServiceSpec['mode'] {
+  const r = replicas === undefined ? undefined : need(parseCount(replicas, '--replicas'), 'replicas');
+  const mc = maxConcurrent === undefined ? undefined : need(parseCount(maxConcurrent, '--max-concurrent'), 'max-concurrent');
+  const m = (mode ?? 'replicated') as ModeName;
+  if ((m === 'global' || m === 'global-job') && r !== undefined) throw new UsageError(`--replicas cannot be used with --mode ${m}`);
+  if (mc !== undefined && m !== 'replicated-job') throw new UsageError('--max-concurrent can only be used with --mode replicated-job');
+  switch (m) {
+    case 'replicated':
+      return mode === undefined && r === undefined ? undefined : { $case: 'replicated', value: { replicas: r ?? 1 } };
+    case 'global':
+      return { $case: 'global', value: {} };
+    case 'replicated-job':
+      return { $case: 'replicatedJob', value: { totalCompletions: r ?? 1, maxConcurrent: mc ?? r ?? 1 } };
+    case 'global-job':
+      return { $case: 'globalJob', value: {} };
+    default:
+      throw new UsageError(`--mode "${mode}" is not one of: replicated, global, replicated-job, global-job`);
+  }
+}
+
+/** The spec `service create` sends: name, image, command, the flags' edits; absent parts get server defaults. */
+export function createSpec(args: ParsedArgs, env: NodeJS.ProcessEnv, name: string, mode: ServiceSpec['mode']): ServiceSpec {
+  const [image, ...cmd] = args.positionals;
+  if (!image) throw new UsageError('an IMAGE is required: gantry service create [OPTIONS] IMAGE [COMMAND] [ARG...]');
+  const spec = ServiceSpec.fromPartial({ name });
+  spec.mode = mode;
+  const c = container(spec);
+  c.image = image;
+  c.args = cmd;
+  applyFlags(spec, args, [...COMMON_SPEC_FLAGS, ...CREATE_SPEC_FLAGS]);
+  const envFlag = args.flags.get('env');
+  if (Array.isArray(envFlag)) c.env = envEntries(envFlag, env);
+  return spec;
+}
+
+/** Applies `service update` flags onto a copy of the current spec. */
+export function updatedSpec(current: ServiceSpec, args: ParsedArgs, env: NodeJS.ProcessEnv): ServiceSpec {
+  const spec = ServiceSpec.fromPartial(current as never);
+  applyFlags(spec, args, [...COMMON_SPEC_FLAGS, ...UPDATE_SPEC_FLAGS]);
+  const add = args.flags.get('env-add');
+  if (Array.isArray(add)) container(spec).env = mergeEnv(container(spec).env, envEntries(add, env));
+  const replicas = args.flags.get('replicas');
+  if (typeof replicas === 'string') {
+    const n = need(parseCount(replicas, '--replicas'), 'replicas');
+    const m = spec.mode;
+    if (m?.$case === 'replicated') m.value.replicas = n;
+    else if (m?.$case === 'replicatedJob') m.value.totalCompletions = n;
+    else throw new UsageError(`--replicas works only on replicated services; "${spec.name}" is ${m?.$case ?? 'unknown'}`);
+  }
+  return spec;
+}
