@@ -22,6 +22,13 @@ static int wr_ll(const char *dir, const char *file, long long v, gx_err *err) {
   return wr(dir, file, b, err);
 }
 
+static bool has_word(const char *list, const char *w) {
+  size_t l = strlen(w);
+  for (const char *p = list; (p = strstr(p, w)); p += l)
+    if ((p == list || p[-1] == ' ') && (!p[l] || p[l] == ' ' || p[l] == '\n')) return true;
+  return false;
+}
+
 /* "+cpu +memory ..." for the controllers this level offers (all when cgroup.controllers is absent). */
 static int enable_controllers(const char *dir, gx_err *err) {
   static const char *want[] = {"cpu", "cpuset", "io", "memory", "pids"};
@@ -29,11 +36,7 @@ static int enable_controllers(const char *dir, gx_err *err) {
   read_file(cf, &avail, NULL, NULL);
   char line[128] = "";
   for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
-    if (avail) {
-      char *p = strstr(avail, want[i]);
-      size_t l = strlen(want[i]);
-      if (!p || (p > avail && p[-1] != ' ') || (p[l] && p[l] != ' ' && p[l] != '\n')) continue;
-    }
+    if (avail && !has_word(avail, want[i])) continue;
     strcat(line, *line ? " +" : "+");
     strcat(line, want[i]);
   }
