@@ -72,6 +72,7 @@ export class ControllerLoop {
   private wakeAt = Number.POSITIVE_INFINITY;
   private dirty = false;
   private running = false;
+  private current: Promise<void> | undefined;
   private stopped = true;
   private idleWaiters: Array<() => void> = [];
 
@@ -95,7 +96,8 @@ export class ControllerLoop {
     this.markDirty();
   }
 
-  stop(): void {
+  /** Stops reacting; resolves once a tick in flight (if any) has finished its writes. */
+  stop(): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
     this.unsubscribe = undefined;
@@ -105,6 +107,12 @@ export class ControllerLoop {
     this.timerAt = this.wakeAt = Number.POSITIVE_INFINITY;
     this.dirty = false;
     this.notifyIdle();
+    return this.current ?? Promise.resolve();
+  }
+
+  /** True once stop() was called (a tick in flight checks it between its writes). */
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   /** Ask for a tick (after the debounce). */
@@ -133,7 +141,9 @@ export class ControllerLoop {
     this.timer = this.deps.clock.setTimeout(() => {
       this.timer = undefined;
       this.timerAt = Number.POSITIVE_INFINITY;
-      void this.run();
+      this.current = this.run().finally(() => {
+        this.current = undefined;
+      });
     }, ms);
   }
 

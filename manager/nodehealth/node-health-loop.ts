@@ -33,8 +33,9 @@ export class NodeHealth {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a tick in flight has finished. */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   whenIdle(): Promise<void> {

@@ -15,6 +15,8 @@ export interface ApplyContext {
   history: Map<string, RestartRecord[]>;
   log: Log;
   name: string;
+  /** The loop was stopped (leadership lost) while writing: skip what is left. */
+  cancelled?: () => boolean;
 }
 
 const MAX_RECORDS = 64;
@@ -77,7 +79,7 @@ export async function applyOrchestration(ctx: ApplyContext, actions: readonly Or
       records.push([key, { at: ctx.now, specVersion: a.service.specVersion, taskId: id, delayUntil: a.delayUntil ?? ctx.now }]);
     }
   }
-  if (second.length > 0) {
+  if (second.length > 0 && !ctx.cancelled?.()) {
     const r = await ctx.store.batch(second);
     revision = Math.max(revision, r.revision);
     const failed = new Set(r.conflicts.map((c) => c.id));

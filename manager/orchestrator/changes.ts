@@ -1,6 +1,6 @@
 // Which store events matter to the controllers: a task whose desired state, observed state or node
 // changed (not a message-only update), and the ids such an event makes dirty.
-import type { Task } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import type { StoreEvent } from '../store/types.ts';
 
 /** A task was created, deleted, or changed desiredState / status.state / nodeId. */
@@ -11,6 +11,17 @@ export function taskMoved(prev: Task | undefined, next: Task | undefined): boole
     (prev.status?.state ?? 0) !== (next.status?.state ?? 0) ||
     prev.nodeId !== next.nodeId
   );
+}
+
+/**
+ * What the orchestrators and the reaper care about: a task created or deleted, its desired state or
+ * node changed, or it stopped. Progress reports (ACCEPTED … RUNNING) do not change their decisions.
+ */
+export function taskLifecycleChanged(prev: Task | undefined, next: Task | undefined): boolean {
+  if (!prev || !next) return true;
+  if (prev.desiredState !== next.desiredState || prev.nodeId !== next.nodeId) return true;
+  const stopped = (t: Task) => (t.status?.state ?? 0) >= TaskState.TASK_STATE_COMPLETE;
+  return stopped(prev) !== stopped(next);
 }
 
 export function eventTask(e: StoreEvent): { prev?: Task; next?: Task } | undefined {

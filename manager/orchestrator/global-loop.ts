@@ -4,7 +4,7 @@ import { type Clock, ControllerLoop, type Log, type TickResult } from '../contro
 import { newId as defaultNewId } from '../ids.ts';
 import type { ReadView, Store } from '../store/types.ts';
 import { applyOrchestration } from './apply.ts';
-import { eventTask, taskMoved } from './changes.ts';
+import { eventTask, taskLifecycleChanged } from './changes.ts';
 import { reconcileGlobal } from './global.ts';
 import { reconcileGlobalJob } from './jobs.ts';
 import type { OrchestratorOptions } from './replicated-loop.ts';
@@ -38,7 +38,7 @@ export class GlobalOrchestrator {
             return true;
           case 'tasks': {
             const t = eventTask(e);
-            if (!t || !taskMoved(t.prev, t.next)) return false;
+            if (!t || !taskLifecycleChanged(t.prev, t.next)) return false;
             this.dirty.add((t.next ?? t.prev)!.serviceId);
             return true;
           }
@@ -58,9 +58,10 @@ export class GlobalOrchestrator {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  stop(): Promise<void> {
+    const done = this.loop.stop();
     this.history.clear();
+    return done;
   }
 
   whenIdle(): Promise<void> {
@@ -89,7 +90,7 @@ export class GlobalOrchestrator {
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }
     const { again } = await applyOrchestration(
-      { store: this.store, now, newId: this.newId, history: this.history, log: this.log, name: 'orchestrator/global' },
+      { store: this.store, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/global' },
       actions,
     );
     if (again) this.all = true;

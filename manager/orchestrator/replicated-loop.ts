@@ -5,7 +5,7 @@ import { type Clock, type ControllerDeps, ControllerLoop, type Log, type TickRes
 import { newId as defaultNewId } from '../ids.ts';
 import type { ReadView, Store } from '../store/types.ts';
 import { applyOrchestration } from './apply.ts';
-import { eventTask, taskMoved } from './changes.ts';
+import { eventTask, taskLifecycleChanged } from './changes.ts';
 import { reconcileReplicatedJob } from './jobs.ts';
 import { reconcileReplicated } from './replicated.ts';
 import type { RestartRecord } from './restart.ts';
@@ -42,7 +42,7 @@ export class ReplicatedOrchestrator {
             return true;
           case 'tasks': {
             const t = eventTask(e);
-            if (!t || !taskMoved(t.prev, t.next)) return false;
+            if (!t || !taskLifecycleChanged(t.prev, t.next)) return false;
             this.dirty.add((t.next ?? t.prev)!.serviceId);
             return true;
           }
@@ -62,10 +62,11 @@ export class ReplicatedOrchestrator {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  stop(): Promise<void> {
+    const done = this.loop.stop();
     // Restart history does not survive losing leadership (swarmkit does the same).
     this.history.clear();
+    return done;
   }
 
   /** Resolves once no tick is running or due (tests). */
@@ -100,7 +101,7 @@ export class ReplicatedOrchestrator {
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }
     const { again } = await applyOrchestration(
-      { store: this.store, now, newId: this.newId, history: this.history, log: this.log, name: 'orchestrator/replicated' },
+      { store: this.store, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/replicated' },
       actions,
     );
     if (again) this.all = true;

@@ -2,7 +2,7 @@
 // marks tasks of deleted services REMOVE and deletes stopped history beyond the retention limit.
 import { TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import { type ControllerDeps, ControllerLoop, type Log, type TickResult } from '../controller.ts';
-import { eventTask, taskMoved } from '../orchestrator/changes.ts';
+import { eventTask, taskLifecycleChanged } from '../orchestrator/changes.ts';
 import type { ReadView, Store, Write } from '../store/types.ts';
 import { reap } from './reaper.ts';
 
@@ -23,7 +23,7 @@ export class TaskReaper {
           switch (e.kind) {
             case 'tasks': {
               const t = eventTask(e);
-              return t !== undefined && t.next !== undefined && taskMoved(t.prev, t.next);
+              return t !== undefined && t.next !== undefined && taskLifecycleChanged(t.prev, t.next);
             }
             case 'services':
               return e.op === 'delete';
@@ -43,8 +43,9 @@ export class TaskReaper {
     this.loop.start();
   }
 
-  stop(): void {
-    this.loop.stop();
+  /** Resolves once a tick in flight has finished. */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   whenIdle(): Promise<void> {
