@@ -72,7 +72,7 @@ describe('gantry-exec cgroups', () => {
     assert.equal(read('cpuset.mems'), '0');
     assert.equal(read('pids.max'), '100');
     assert.equal(read('io.weight'), '4950', 'blkio 500 -> io 4950 (runc formula)');
-    assert.equal(readFileSync(join(fake, 'cgroup.subtree_control'), 'utf8'), '+cpuset +cpu +io +memory +pids');
+    assert.equal(readFileSync(join(fake, 'cgroup.subtree_control'), 'utf8'), '+cpu +cpuset +io +memory +pids');
     assert.equal(readFileSync(join(fake, 'gantry', 'cgroup.subtree_control'), 'utf8'), '+cpu +memory +pids', 'only what the level offers');
     assert.equal(Number(read('cgroup.procs')), h.state(id).pid);
     assert.equal(h.gx(['delete', '--force', id], { env }).status, 0);
