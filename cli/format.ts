@@ -70,7 +70,8 @@ export function taskStateName(state: number | undefined): string {
 /** "Running 5 seconds ago" */
 export function currentState(task: Task, now: number): string {
   const ts = task.status?.timestamp || task.meta?.updatedAt || 0;
-  const age = ts > 0 ? ` ${humanDuration(Math.max(0, now - ts))} ago` : '';
+  // Docker lower-cases the age: "Running about a minute ago"
+  const age = ts > 0 ? ` ${humanDuration(Math.max(0, now - ts)).toLowerCase()} ago` : '';
   return `${taskStateName(task.status?.state)}${age}`;
 }
 

@@ -1,0 +1,87 @@
+// Convergence assessment: converged, still moving, failing repeatedly, stuck pending with a reason.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { fixtures } from '../manager/store/fixtures.ts';
+import type { Task } from '../proto/gen/gantry/v1/objects.ts';
+import { assess, type Observation, progressTiming, type StuckSince } from './progress.ts';
+
+const web = fixtures.service({ name: 'web', replicas: 3 });
+const hostnames = new Map([['n1', 'host1']]);
+
+function obs(tasks: Task[], now: number, over: Partial<Observation> = {}): Observation {
+  return { service: web, summary: { running: 0, desired: 3, completed: 0 }, tasks, hostnames, baseline: new Set(), now, ...over };
+}
+function t(slot: number, state: Parameters<typeof fixtures.task>[0]['state'], extra: Parameters<typeof fixtures.task>[0] = {}): Task {
+  const task = fixtures.task({ service: web, slot, nodeId: state === 'pending' ? '' : 'n1', state, ...extra });
+  task.meta!.createdAt = extra.timestamp ?? 1;
+  return task;
+}
+
+test('progress: all slots running is converged', () => {
+  const a = assess(obs([t(1, 'running'), t(2, 'running'), t(3, 'running')], 0), new Map());
+  assert.equal(a.kind, 'converged');
+  assert.equal(a.headline, 'web: 3/3 running');
+  assert.deepEqual(a.lines, ['web.1: running on host1', 'web.2: running on host1', 'web.3: running on host1']);
+});
+
+test('progress: a slot with no task yet or starting is waiting', () => {
+  const a = assess(obs([t(1, 'running'), t(2, 'starting')], 0), new Map());
+  assert.equal(a.kind, 'waiting');
+  assert.deepEqual(a.lines, ['web.1: running on host1', 'web.2: starting on host1', 'web.3: no task yet']);
+});
+
+test('progress: pending with a scheduler reason is stuck only after the settle period, and only once the rest settled', () => {
+  const stuck: StuckSince = new Map();
+  const why = 'no suitable node (1 node lacks 512MiB memory)';
+  const tasks = [t(1, 'running'), t(2, 'running'), t(3, 'pending', { message: why })];
+  assert.equal(assess(obs(tasks, 1000), stuck).kind, 'waiting');
+  const a = assess(obs(tasks, 1000 + progressTiming.settleMs), stuck);
+  assert.equal(a.kind, 'stuck');
+  assert.ok(a.kind === 'stuck');
+  assert.equal(
+    a.error,
+    `service "web": 1 of 3 tasks cannot be placed yet (web.3: ${why}); the service stays and they will be placed when a node fits (gantry service ps web)`,
+  );
+  assert.ok(a.lines.includes(`web.3: pending: ${why}`));
+  // another slot still starting: keep waiting even though slot 3 is stuck
+  const moving = [t(1, 'running'), t(2, 'starting'), t(3, 'pending', { message: why })];
+  assert.equal(assess(obs(moving, 1000 + 2 * progressTiming.settleMs), stuck).kind, 'waiting');
+});
+
+test('progress: a slot failing repeatedly fails at once with the last error', () => {
+  const tasks = [
+    t(1, 'running'),
+    t(2, 'running'),
+    t(3, 'failed', { err: 'exec: "nope": not found', timestamp: 1, desiredState: 'shutdown' }),
+    t(3, 'rejected', { err: 'image "x:1" not found', timestamp: 2, desiredState: 'shutdown' }),
+    t(3, 'pending', { timestamp: 3 }),
+  ];
+  tasks[3].meta!.createdAt = 2;
+  tasks[4].meta!.createdAt = 3;
+  const a = assess(obs(tasks, 0), new Map());
+  assert.equal(a.kind, 'failed');
+  assert.ok(a.kind === 'failed');
+  assert.match(a.error, /^service "web" does not converge: web\.3 failed 2 times, last: image "x:1" not found\. The service stays/);
+});
+
+test('progress: failures of tasks that existed before the command are not counted', () => {
+  const old1 = t(3, 'failed', { err: 'old', timestamp: 1 });
+  const old2 = t(3, 'failed', { err: 'old', timestamp: 2 });
+  const a = assess(obs([t(1, 'running'), t(2, 'running'), old1, old2, t(3, 'running', { timestamp: 3 })], 0, { baseline: new Set([old1.id, old2.id]) }), new Map());
+  assert.equal(a.kind, 'converged');
+});
+
+test('progress: scaled-down slots being shut down are not waited for', () => {
+  const one = fixtures.service({ name: 'web', replicas: 1 });
+  one.id = web.id;
+  const tasks = [t(1, 'running'), t(2, 'running', { desiredState: 'shutdown' })];
+  assert.equal(assess(obs(tasks, 0, { service: one, summary: { running: 1, desired: 1, completed: 0 } }), new Map()).kind, 'converged');
+});
+
+test('progress: a job converges when its completions are reached', () => {
+  const job = fixtures.service({ name: 'batch', mode: 'replicated-job', replicas: 2 });
+  const done = [1, 2].map((slot) => fixtures.task({ service: job, slot, nodeId: 'n1', state: 'complete', desiredState: 'complete' }));
+  const a = assess(obs(done, 0, { service: job, summary: { running: 0, desired: 2, completed: 2 } }), new Map());
+  assert.equal(a.kind, 'converged');
+  assert.equal(a.headline, 'batch: 2/2 completed, 0 running');
+});
