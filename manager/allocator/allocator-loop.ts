@@ -30,6 +30,10 @@ export class Allocator {
         this.dirty.add(e.object.id);
         return true;
       },
+      // A failed tick is retried by a wake: look at everything then, the dirty ids were consumed.
+      onWake: () => {
+        this.all = true;
+      },
       tick: (view) => this.tick(view),
     });
   }

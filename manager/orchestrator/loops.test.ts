@@ -237,4 +237,30 @@ describe('controllers', () => {
       [1, 2, 3],
     );
   });
+
+  it('controllers: after the store was unavailable, work left undone is picked up again', async (t) => {
+    const h = await cluster(t, [{ id: 'a' }]);
+    await h.run(50);
+    await f.seed(h.store, { services: [f.service({ id: 's', replicas: 2 })] });
+    h.store.setUnavailable();
+    await h.run(1200);
+    assert.equal(h.tasks('s').length, 0, 'nothing could be written');
+    h.store.setAvailable();
+    await h.run(600);
+    assert.equal(h.tasks('s').length, 2);
+    assert.ok(h.tasks('s').every((x) => x.status?.state === S.TASK_STATE_ASSIGNED));
+  });
+
+  it('controllers: a task whose allocation failed once is allocated when the store is back', async (t) => {
+    const h = await cluster(t, [{ id: 'a' }]);
+    await h.run(50);
+    await f.seed(h.store, { services: [f.service({ id: 's', replicas: 1 })] });
+    await h.run(10); // the orchestrator's tick: the task exists, NEW
+    assert.equal(h.tasks('s')[0]?.status?.state, S.TASK_STATE_NEW);
+    h.store.setUnavailable();
+    await h.run(100);
+    h.store.setAvailable();
+    await h.run(600);
+    assert.equal(h.tasks('s')[0].status?.state, S.TASK_STATE_ASSIGNED);
+  });
 });
