@@ -1,7 +1,7 @@
 // Convergence assessment: converged, still moving, failing repeatedly, stuck pending with a reason.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { fixtures } from '../manager/store/fixtures.ts';
+import { fixtures, type TaskOptions } from '../manager/store/fixtures.ts';
 import type { Task } from '../proto/gen/gantry/v1/objects.ts';
 import { assess, type Observation, progressTiming, type StuckSince } from './progress.ts';
 
@@ -11,7 +11,7 @@ const hostnames = new Map([['n1', 'host1']]);
 function obs(tasks: Task[], now: number, over: Partial<Observation> = {}): Observation {
   return { service: web, summary: { running: 0, desired: 3, completed: 0 }, tasks, hostnames, baseline: new Set(), now, ...over };
 }
-function t(slot: number, state: Parameters<typeof fixtures.task>[0]['state'], extra: Parameters<typeof fixtures.task>[0] = {}): Task {
+function t(slot: number, state: TaskOptions['state'], extra: TaskOptions = {}): Task {
   const task = fixtures.task({ service: web, slot, nodeId: state === 'pending' ? '' : 'n1', state, ...extra });
   task.meta!.createdAt = extra.timestamp ?? 1;
   return task;
