@@ -78,6 +78,12 @@ test('task-manager(sim): a full set removes what it leaves out; removed ids are 
   m.assign([], false, ['a']);
   await until(async () => ((await rt.list()).length === 0 && m.statuses().size === 0 ? null : `${(await rt.list()).length} containers, ${m.statuses().size} tasks`));
   assert.equal(rec.last('b')!.state, S.TASK_STATE_SHUTDOWN);
+  m.assign([task('d'), task('e')], false, []);
+  await until(async () => ((await rt.list()).length === 2 ? null : 'd and e not created'));
+  m.assign([], true, []);
+  await m.drain();
+  assert.deepEqual(await rt.list(), []);
+  assert.equal(m.statuses().size, 0);
 });
 
 test('task-manager(sim): after a restart running containers are re-adopted, not restarted; orphans go after the first full set', async (t) => {

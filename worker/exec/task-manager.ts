@@ -176,6 +176,8 @@ export class TaskManager {
   private sawFull = false;
   private orphansChecked = false;
   private orphanCandidates: string[] = [];
+  private orphansDone: Promise<void> = Promise.resolve();
+  private readonly drained: (() => void)[] = [];
 
   constructor(opts: TaskManagerOptions) {
     this.o = opts;
@@ -251,7 +253,7 @@ export class TaskManager {
     for (const id of removed) this.runners.get(id)?.remove();
     if (this.sawFull && !this.orphansChecked) {
       this.orphansChecked = true;
-      void this.removeOrphans();
+      this.orphansDone = this.removeOrphans();
     }
   }
 
@@ -311,5 +313,15 @@ export class TaskManager {
   async forget(r: Runner): Promise<void> {
     if (this.runners.get(r.task.id) === r) this.runners.delete(r.task.id);
     await this.records.delete(r.task.id);
+    if (this.runners.size === 0) for (const f of this.drained.splice(0)) f();
+  }
+
+  /**
+   * Resolves once every task is gone (after assign([], true, []) every container is stopped and removed),
+   * including containers no task owned. For `gantry leave`.
+   */
+  async drain(): Promise<void> {
+    if (this.runners.size > 0) await new Promise<void>((resolve) => this.drained.push(resolve));
+    await this.orphansDone;
   }
 }
