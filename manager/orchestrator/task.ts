@@ -95,7 +95,8 @@ export function newTask(a: NewTaskArgs): Task {
     serviceName: a.service.spec?.name ?? '',
     slot: a.slot,
     nodeId: a.nodeId ?? '',
-    spec: spec ? structuredClone(spec) : undefined,
+    // Shared, not copied: stores copy (encode) what they are given, and nobody mutates objects.
+    spec,
     specVersion: a.service.specVersion,
     status: {
       timestamp: a.now,
