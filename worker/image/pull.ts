@@ -26,7 +26,7 @@ export function clientFor(store: ImageStore, ref: Reference, opts: PullOptions &
   return new RegistryClient(ref.domain, {
     insecure,
     credentials: opts.credentials,
-    signal: opts.signal,
+    signal: opts.timeoutMs ? AbortSignal.any([AbortSignal.timeout(opts.timeoutMs), ...(opts.signal ? [opts.signal] : [])]) : opts.signal,
     attempts: opts.attempts,
     backoffMs: opts.backoffMs,
     idleTimeoutMs: opts.idleTimeoutMs,

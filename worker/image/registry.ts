@@ -67,7 +67,8 @@ export function isRetryable(e: unknown): boolean {
 interface RequestOptions {
   method?: string;
   headers?: Record<string, string>;
-  body?: Buffer | Readable;
+  /** A buffer, or a factory so that a retried request gets a fresh stream. */
+  body?: Buffer | (() => Readable);
   /** Scopes needed (for Bearer tokens). */
   scopes: string[];
   /** Follow 3xx redirects (blob downloads); uploads handle Location themselves. */
@@ -124,6 +125,7 @@ export class RegistryClient {
     const headers: Record<string, string> = { 'user-agent': 'gantry/0.1', ...(o.headers ?? {}) };
     if (auth) headers.authorization = auth;
     if (Buffer.isBuffer(o.body)) headers['content-length'] = String(o.body.length);
+    const body = typeof o.body === 'function' ? o.body() : o.body;
     return new Promise((resolve, reject) => {
       const req = lib.request(url, { method: o.method ?? 'GET', headers, agent, signal: this.opts.signal }, (res) => {
         res.setTimeout(this.opts.idleTimeoutMs ?? 60_000, () => res.destroy(Object.assign(new Error(`connection to ${url.host} idle for ${this.opts.idleTimeoutMs ?? 60_000} ms`), { code: 'ETIMEDOUT' })));
@@ -131,9 +133,12 @@ export class RegistryClient {
       });
       req.setTimeout(this.opts.idleTimeoutMs ?? 60_000, () => req.destroy(Object.assign(new Error(`connection to ${url.host} idle for ${this.opts.idleTimeoutMs ?? 60_000} ms`), { code: 'ETIMEDOUT' })));
       req.on('error', reject);
-      if (o.body === undefined) req.end();
-      else if (Buffer.isBuffer(o.body)) req.end(o.body);
-      else o.body.pipe(req);
+      if (body === undefined) req.end();
+      else if (Buffer.isBuffer(body)) req.end(body);
+      else {
+        body.on('error', (e) => req.destroy(e));
+        body.pipe(req);
+      }
     });
   }
 
@@ -208,7 +213,6 @@ export class RegistryClient {
           if (ch) this.challenge = ch;
           this.tokens.delete(o.scopes.join(' '));
           reauthed = true;
-          if (!Buffer.isBuffer(o.body) && o.body !== undefined) return res;
           continue;
         }
         if (o.follow && res.status >= 300 && res.status < 400 && res.headers.location) {
@@ -325,7 +329,7 @@ export class RegistryClient {
   async putBlob(repo: string, location: string, digest: string, size: number, open: () => Readable): Promise<void> {
     const url = withDigest(location, digest, this.baseUrl);
     const res = await this.request(url, {
-      method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: open(),
+      method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) }, body: open,
       scopes: [repoScope(repo, ['pull', 'push'])],
     });
     if (res.status !== 201) return this.fail(res, `upload of blob ${digest} to "${repo}" refused`);

@@ -5,6 +5,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
+import { type ArchiveFormat, loadImages, saveImages } from './archive.ts';
 import { applyChanges } from './changes.ts';
 import { ContentStore } from './content.ts';
 import { applyLayer, sniffCompression } from './layer.ts';
@@ -14,6 +15,7 @@ import {
 } from './oci.ts';
 import { familiarString, formatReference, mustParse, parseReference, type Reference, repoName } from './reference.ts';
 import { pullImage, resolveRemoteDigest } from './pull.ts';
+import { type PushOptions, type PushResult, pushImage } from './push.ts';
 import type { RegistryClientOptions } from './registry.ts';
 import { Snapshots } from './snapshots.ts';
 
@@ -70,7 +72,7 @@ interface IndexFile {
 export interface PullProgress {
   /** Layer or config digest; '' for image-level messages. */
   id: string;
-  status: 'resolving' | 'waiting' | 'downloading' | 'verifying' | 'extracting' | 'done' | 'exists' | 'retrying';
+  status: 'resolving' | 'waiting' | 'downloading' | 'verifying' | 'extracting' | 'done' | 'exists' | 'retrying' | 'pushing' | 'mounted';
   current?: number;
   total?: number;
   message?: string;
@@ -82,6 +84,8 @@ export interface PullOptions {
   credentials?: Credentials;
   onProgress?(p: PullProgress): void;
   signal?: AbortSignal;
+  /** Gives up (aborts) after this long. */
+  timeoutMs?: number;
 }
 
 export interface Credentials {
@@ -438,6 +442,21 @@ export class ImageStore {
   async resolveRemote(ref: string, opts: PullOptions & Partial<RegistryClientOptions> = {}): Promise<{ digest: string }> {
     const r = await resolveRemoteDigest(this, ref, opts);
     return { digest: r.digest };
+  }
+
+  /** Pushes a local image under `ref` (which names the target repository and tag). */
+  async push(ref: string, opts: PushOptions & Partial<RegistryClientOptions> = {}): Promise<PushResult> {
+    return pushImage(this, ref, opts);
+  }
+
+  /** Writes images as one tar: docker-archive (docker load / skopeo docker-archive:) or an OCI layout. */
+  async save(refs: string[], out: NodeJS.WritableStream, format: ArchiveFormat = 'docker-archive'): Promise<void> {
+    return saveImages(this, refs, out, format);
+  }
+
+  /** Loads a docker-archive or OCI-layout tar (a path or a stream); returns "Loaded image: …" lines. */
+  async load(input: NodeJS.ReadableStream | string): Promise<string[]> {
+    return loadImages(this, input);
   }
 
   // ------------------------------------------------------------------ import
