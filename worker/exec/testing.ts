@@ -1,6 +1,7 @@
 // Fixture builders for task-manager tests: tasks with container specs, and a recorder of the
 // statuses a TaskManager reports, with a poll helper that says why it is not done yet.
 import { type Task, TaskState, type TaskStatus } from '../../proto/gen/gantry/v1/objects.ts';
+import type { TaskImages } from './controller.ts';
 
 export function task(id: string, over: { image?: string; command?: string[]; args?: string[]; desired?: TaskState; env?: string[]; graceMs?: number } = {}): Task {
   return {
@@ -40,4 +41,22 @@ export async function until(check: () => string | null | Promise<string | null>,
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`timed out: ${why}`);
+}
+
+/** An image store with one image, busybox:latest, whose only layer is a busybox dir. */
+export function dirImages(layer: string): TaskImages<{ id: string }> {
+  return {
+    async resolveLocal(ref) {
+      return ref.startsWith('busybox') ? { id: 'sha256:busybox' } : undefined;
+    },
+    async pull(ref) {
+      throw new Error(`image "${ref}" not found in 127.0.0.1:5000 (404): push it or check the name`);
+    },
+    async imageConfig() {
+      return { Env: ['PATH=/bin'], Cmd: ['sh'] };
+    },
+    async snapshotDirs() {
+      return [layer];
+    },
+  };
 }

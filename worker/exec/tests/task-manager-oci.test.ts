@@ -1,7 +1,7 @@
 // TaskManager end to end with real containers (runc, and gantry-exec when it runs containers):
 // ASSIGNED → RUNNING → SHUTDOWN → removed; exit 1 → FAILED; a missing image → REJECTED.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -11,30 +11,11 @@ import { OciRuntime } from '../../runtime/runtime-oci.ts';
 import {
   busyboxRootfs, cgroupsContaining, GANTRY_EXEC, mountsContaining, processesContaining, RUNC, removeCgroups, rmrf, tempDir, unique,
 } from '../../runtime/tests/fixtures.ts';
-import type { TaskImages } from '../controller.ts';
 import { TaskManager } from '../task-manager.ts';
-import { StatusRecorder, task, until } from '../testing.ts';
+import { dirImages, StatusRecorder, task, until } from '../testing.ts';
 
 const S = TaskState;
 const nativeWorks = existsSync(GANTRY_EXEC) && spawnSync(GANTRY_EXEC, ['--root', '/tmp/gantry-probe-root', 'list'], { timeout: 5000 }).status === 0;
-
-/** An image store with one image, busybox:latest, whose only layer is a busybox dir. */
-function dirImages(layer: string): TaskImages<{ id: string }> {
-  return {
-    async resolveLocal(ref) {
-      return ref.startsWith('busybox') ? { id: 'sha256:busybox' } : undefined;
-    },
-    async pull(ref) {
-      throw new Error(`image "${ref}" not found in 127.0.0.1:5000 (404): push it or check the name`);
-    },
-    async imageConfig() {
-      return { Env: ['PATH=/bin'], Cmd: ['sh'] };
-    },
-    async snapshotDirs() {
-      return [layer];
-    },
-  };
-}
 
 for (const [name, binary, skip] of [
   ['runc', RUNC, existsSync(GANTRY_EXEC) ? false : 'gantry-exec (the monitor) is not built'],
@@ -94,3 +75,51 @@ for (const [name, binary, skip] of [
     }
   });
 }
+
+test('task-manager(runc): a gantryd restart re-adopts the running task without restarting it', { skip: existsSync(GANTRY_EXEC) ? false : 'gantry-exec not built', timeout: 90_000 }, async (t) => {
+  const tmp = tempDir('gantry-tm-readopt');
+  const cgroupParent = unique('gantry-tmtest');
+  const taskId = unique('readopt');
+  const dirs = { name: 'runc', binary: RUNC, root: join(tmp, 'runtime', 'runc'), stateDir: join(tmp, 'containers'), monitor: GANTRY_EXEC, cgroupParent };
+  const layer = busyboxRootfs(join(tmp, 'layer'));
+  const rt = new OciRuntime({ ...dirs, monitorBinary: GANTRY_EXEC });
+  const rec = new StatusRecorder();
+  const m = new TaskManager({ runtime: rt, images: dirImages(layer), stateDir: join(tmp, 'worker'), clock: { now: () => Date.now() }, log: nullLog, onStatus: rec.onStatus, retryMs: 20 });
+  const child = spawn(process.execPath, [new URL('./readopt-child.ts', import.meta.url).pathname, JSON.stringify({
+    ...dirs, layer, workerDir: join(tmp, 'worker'), taskId, command: ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 0.05; done"],
+  })], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(async () => {
+    child.kill('SIGKILL');
+    await m.close();
+    await rt.remove(taskId).catch(() => {});
+    for (const p of processesContaining(taskId)) process.kill(p, 'SIGKILL');
+    removeCgroups(cgroupParent);
+    for (const mp of mountsContaining(tmp).reverse()) spawnSync('umount', ['-l', mp]);
+    rmrf(tmp);
+  });
+  const pid = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      const mm = /running (\d+)/.exec(String(d));
+      if (mm) resolve(Number(mm[1]));
+    });
+    child.on('exit', (c) => reject(new Error(`child gantryd exited ${c}`)));
+  });
+  assert.ok(pid > 0);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+
+  await m.start();
+  assert.equal(m.statuses().get(taskId)?.state, S.TASK_STATE_RUNNING);
+  m.assign([task(taskId, { command: ['sh', '-c', 'ignored: the container exists'], graceMs: 20_000 })], true, []);
+  const st = await rt.state(taskId);
+  assert.equal(st.status, 'running');
+  assert.equal(st.pid, pid, 'the same process: not restarted');
+  assert.deepEqual(rec.states(taskId), [], 'nothing new to report');
+  m.assign([task(taskId, { desired: S.TASK_STATE_SHUTDOWN, graceMs: 20_000 })], false, []);
+  await until(() => (rec.last(taskId)?.state === S.TASK_STATE_SHUTDOWN ? null : `state ${rec.last(taskId)?.state}`));
+  assert.equal(rec.last(taskId)!.container?.exitCode, 0);
+  m.assign([], true, []);
+  await m.drain();
+  assert.deepEqual(await rt.list(), []);
+  assert.deepEqual(mountsContaining(tmp), []);
+});
