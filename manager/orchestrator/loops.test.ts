@@ -263,4 +263,20 @@ describe('controllers', () => {
     await h.run(600);
     assert.equal(h.tasks('s')[0].status?.state, S.TASK_STATE_ASSIGNED);
   });
+
+  it('controllers: removing a service frees its capacity for a waiting one', async (t) => {
+    const h = await cluster(t, [{ id: 'a', cpus: 2 }]);
+    await f.seed(h.store, { services: [f.service({ id: 'old', replicas: 2, reserveCpus: 1 })] });
+    await h.run(100);
+    await h.workersAct();
+    await f.seed(h.store, { services: [f.service({ id: 'new', replicas: 1, reserveCpus: 1 })] });
+    await h.run(100);
+    assert.equal(h.tasks('new')[0].status?.message, 'no suitable node (1 node lacks 1 CPU)');
+    await h.store.batch([{ op: 'delete', kind: 'services', id: 'old' }]);
+    await h.run(200);
+    assert.equal(h.tasks('new')[0].status?.state, S.TASK_STATE_PENDING, 'the old tasks still run until stopped');
+    await h.workersAct();
+    await h.run(50);
+    assert.equal(h.tasks('new')[0].status?.state, S.TASK_STATE_ASSIGNED);
+  });
 });
