@@ -67,6 +67,12 @@ async function act(h: Harness, rnd: () => number, pick: <T>(xs: readonly T[]) =>
   }
 }
 
+function jobService() {
+  const s = f.service({ id: 'jb', mode: 'replicated-job', restart: { condition: 'on-failure', delayMs: 30 } });
+  s.spec!.mode = { $case: 'replicatedJob', value: { maxConcurrent: 3, totalCompletions: 1000 } };
+  return s;
+}
+
 async function churn(seed: number, steps: number): Promise<void> {
   const rnd = prng(seed);
   const pick = <T>(xs: readonly T[]): T | undefined => (xs.length === 0 ? undefined : xs[Math.floor(rnd() * xs.length)]);
@@ -80,6 +86,7 @@ async function churn(seed: number, steps: number): Promise<void> {
       f.service({ id: 'r1', replicas: 4, restart: { delayMs: 100 } }),
       f.service({ id: 'r2', replicas: 3, restart: { delayMs: 0, maxAttempts: 5, windowMs: 2000 } }),
       f.service({ id: 'g', mode: 'global', restart: { delayMs: 50 } }),
+      jobService(),
     ],
   });
   // Checked at every revision, not only between steps: a transient duplicate is a failure too.
@@ -109,6 +116,13 @@ async function churn(seed: number, steps: number): Promise<void> {
       await h.store.batch(writes);
     }
     await h.run(300);
+    const r1 = h.store.view().get('services', 'r1')!;
+    const want = r1.spec?.mode?.$case === 'replicated' ? r1.spec.mode.value.replicas : -1;
+    assert.equal(h.runnable('r1').length, want, `seed ${seed}: r1 has its ${want} replicas`);
+    assert.ok(
+      h.runnable('r1').every((t) => t.status?.state === TaskState.TASK_STATE_ASSIGNED || t.status?.state === TaskState.TASK_STATE_RUNNING),
+      `seed ${seed}: r1's tasks are placed`,
+    );
     const g = h.runnable('g');
     assert.deepEqual(g.map((t) => t.nodeId).sort(), nodeIds, `seed ${seed}: global task on every node`);
   } finally {
