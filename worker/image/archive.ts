@@ -206,7 +206,7 @@ export async function loadImages(store: ImageStore, input: NodeJS.ReadableStream
           tags[0] ? mustParse(tags[0]) : undefined,
         );
         for (const t of tags.slice(1)) info = await store.tag(info.id, t);
-        loaded.push(...(tags.length ? tags.map((t) => `Loaded image: ${t}`) : [`Loaded image ID: ${configDigest}`]));
+        loaded.push(...(tags.length ? tags.map((t) => `Loaded image: ${familiarString(mustParse(t))}`) : [`Loaded image ID: ${configDigest}`]));
       }
       return loaded;
     }
@@ -240,7 +240,7 @@ export async function loadImages(store: ImageStore, input: NodeJS.ReadableStream
           layers.push({ digest: l.digest, mediaType: l.mediaType, size: l.size, diffId: diffIds[i], chainId: chains[i] });
         }
         await unpackAll(store, layers);
-        let ref = undefined;
+        let ref: ReturnType<typeof mustParse> | undefined;
         if (name) {
           const full = parseReference(name);
           // a bare tag ("v1") is not a reference we can name an image by; skopeo/umoci write those
