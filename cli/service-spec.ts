@@ -18,7 +18,7 @@ import {
 import { type Parsed, parseBytes, parseCount, parseCpus, parseDuration } from './units.ts';
 
 function need<T>(p: Parsed<T>, flag: string): T {
-  if (!p.ok) throw new UsageError(`--${flag}: ${p.error}`);
+  if (!p.ok) throw new UsageError(p.error.startsWith('--') ? p.error : `--${flag}: ${p.error}`);
   return p.value;
 }
 

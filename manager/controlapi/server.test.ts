@@ -400,7 +400,7 @@ describe('controlapi: images, cluster, store, logs', () => {
           stream.on('end', resolve);
           stream.on('error', reject);
         }),
-        (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND && err.details === 'no service or task "nope" found',
+        (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND && err.details === 'service or task "nope" not found',
       );
     } finally {
       await s.close();

@@ -391,7 +391,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
         const task = resolveTask(view, req.ref);
         if (!task.ok) {
           if (task.reason === 'ambiguous') throw new AmbiguousError(task.message);
-          throw new NotFoundError(`no service or task "${req.ref}" found`);
+          throw new NotFoundError(`service or task "${req.ref}" not found`);
         }
         tasks = [task.value];
       }

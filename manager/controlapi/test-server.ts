@@ -21,7 +21,9 @@ export interface TestServer {
 
 export const noLogs: LogBroker = { async subscribe() {} };
 
-export async function startTestServer(opts: Partial<Omit<ControlDeps, 'store'>> & { store?: MemoryStore } = {}): Promise<TestServer> {
+export async function startTestServer(
+  opts: Partial<Omit<ControlDeps, 'store'>> & { store?: MemoryStore; extra?: (server: grpc.Server) => void } = {},
+): Promise<TestServer> {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-controlapi-'));
   const target = `unix://${join(dir, 'control.sock')}`;
   const store = opts.store ?? new MemoryStore();
@@ -31,6 +33,7 @@ export async function startTestServer(opts: Partial<Omit<ControlDeps, 'store'>> 
     ControlService,
     controlService({ clock: { now: () => Date.now() }, logs: noLogs, log: (m) => logs.push(m), ...opts, store }),
   );
+  opts.extra?.(server);
   try {
     await new Promise<void>((resolve, reject) =>
       server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
