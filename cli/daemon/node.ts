@@ -289,7 +289,7 @@ export class Daemon {
     // stop and remove this host's containers, then forget the cluster
     if (this.worker) {
       this.worker.tasks.assign([], true, []);
-      await this.worker.tasks.drain?.();
+      await this.worker.tasks.drain();
     }
     await this.stopRoles();
     await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
@@ -344,7 +344,7 @@ export class Daemon {
       log: this.log,
       resolveImage: async (ref) => {
         try {
-          return (await images.resolveRemote(ref, { timeoutMs: 3000 })).digest;
+          return (await images.resolveRemote(ref, { attempts: 1, idleTimeoutMs: 3000 })).digest;
         } catch {
           return undefined; // local-only images (imported) and unreachable registries keep their tag
         }
