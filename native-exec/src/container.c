@@ -73,7 +73,9 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
   cr->sync_fd = -1;
   if (state_check_id(o->id, err) < 0) return -1;
   if (!realpath(o->bundle ? o->bundle : ".", bundle)) return gx_fail(err, errno, "bundle `%s`", o->bundle ? o->bundle : ".");
+  gx_trace("start");
   if (config_load(bundle, &cr->c, err) < 0) return -1;
+  gx_trace("config loaded");
   struct oci_config *c = &cr->c;
   gx_seccomp sc = NULL;
   if (seccomp_compile(c->seccomp, &sc, err) < 0) return -1;
@@ -113,7 +115,9 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
     }
   }
   cr->cg.path = cgpath;
+  gx_trace("state dir");
   if (cgroup_create(&cr->cg, c, err) < 0) goto fail;
+  gx_trace("cgroup created");
   if (c->proc.terminal && o->console_socket && (console = console_connect(o->console_socket, err)) < 0) goto fail;
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
     gx_fail(err, errno, "socketpair");
@@ -134,9 +138,11 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
   }
   close(sv[1]);
   cr->sync_fd = sv[0];
+  gx_trace("cloned");
   cr->st.pid = cr->pid;
   if ((c->clone_flags & CLONE_NEWUSER) && ns_write_idmaps(cr->pid, c, err) < 0) goto fail;
   if (cgroup_enter(&cr->cg, cr->pid, err) < 0) goto fail;
+  gx_trace("cgroup entered");
   {
     cleanup_free char *sj = hook_state(cr, "creating");
     bool want_state = c->nhooks[HOOK_CREATE_CONTAINER] || c->nhooks[HOOK_START_CONTAINER];
@@ -154,6 +160,7 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
     }
   }
   if (sync_wait(cr->sync_fd, SYNC_READY, "container setup", err) < 0) goto fail;
+  gx_trace("child ready");
   cr->st.starttime = proc_starttime(cr->pid);
   if (state_write(&cr->st, err) < 0) goto fail;
   if (write_pid_file(o->pid_file, cr->pid, err) < 0) goto fail;
@@ -235,11 +242,13 @@ int cmd_run(int argc, char **argv) {
   /* EOF means execve succeeded (the socket is close-on-exec); a message means it failed. */
   if (ret == 0 && sync_wait(cr.sync_fd, SYNC_READY, "execve", &err) < 0 && strncmp(err.msg, "sync: peer exited", 17)) ret = -1;
   close(cr.sync_fd);
+  gx_trace("child exec'd");
   cleanup_free char *sj = hook_state(&cr, "running");
   if (ret == 0 && hooks_run(&cr.c, HOOK_POSTSTART, sj, &err) < 0) ret = -1;
   int status = 0;
   while (waitpid(cr.pid, &status, 0) < 0 && errno == EINTR) {}
   cr.pid = -1;
+  gx_trace("child exited");
   pid_t *pids;
   size_t n;
   if (cgroup_pids(&cr.cg, &pids, &n) == 0) { /* no pid namespace: leftovers die with the container */
@@ -251,6 +260,7 @@ int cmd_run(int argc, char **argv) {
   sj = hook_state(&cr, "stopped");
   hooks_run(&cr.c, HOOK_POSTSTOP, sj, &perr);
   teardown(&cr, o.id, true);
+  gx_trace("torn down");
   if (ret < 0) return report_error(&err);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -95,6 +95,7 @@ _Noreturn void init_main(struct init_args *a) {
     if (r <= 0 || pkt.type != SYNC_GO) _exit(1);
     if (r > (ssize_t)sizeof(int)) snprintf(state_json, sizeof state_json, "%s", pkt.msg);
   }
+  gx_trace("child: go");
   if (userns && become_root_in_userns(&err) < 0) goto fail;
   if (ns_join(a->c, CLONE_NEWUSER, &err) < 0 || ns_join(a->c, 0, &err) < 0) goto fail;
   if (setsid() < 0) {
@@ -103,12 +104,14 @@ _Noreturn void init_main(struct init_args *a) {
   }
   if (oom_score(&c->proc, &err) < 0) goto fail;
   if (rootfs_prepare(c, a->cg, &rootfd, &err) < 0) goto fail;
+  gx_trace("child: mounts done");
   if (c->nhooks[HOOK_PRESTART] || c->nhooks[HOOK_CREATE_RUNTIME]) {
     if (sync_send(a->sync_fd, SYNC_HOOKS, NULL) < 0 || sync_wait(a->sync_fd, SYNC_HOOKS_DONE, "hooks", &err) < 0) goto fail;
   }
   if (hooks_run(c, HOOK_CREATE_CONTAINER, state_json, &err) < 0) goto fail;
   if (rootfs_finish(c, rootfd, -1, &err) < 0) goto fail;
   close(rootfd);
+  gx_trace("child: pivoted, masked");
   if (c->proc.terminal && a->console_fd >= 0) {
     if (pty_create(a->console_fd, &c->proc, &slave, &err) < 0) goto fail;
     close(a->console_fd);
@@ -131,6 +134,7 @@ _Noreturn void init_main(struct init_args *a) {
   if (hooks_run(c, HOOK_START_CONTAINER, state_json, &err) < 0) goto fail;
   if (slave >= 0 && pty_make_stdio(slave, &err) < 0) goto fail;
   if (slave > 2) close(slave);
+  gx_trace("child: exec");
   finalize_and_exec(&c->proc, a->seccomp, a->sync_fd, exe);
 fail:
   if (a->sync_fd < 0 || sync_send(a->sync_fd, SYNC_ERROR, err.msg) < 0) dprintf(2, "gantry-exec: %s\n", err.msg);

@@ -241,3 +241,16 @@ void sb_json_string(strbuf *sb, const char *str, size_t n) {
   sb_append(sb, (const char *)s + i - run, run);
   sb_append(sb, "\"", 1);
 }
+
+void gx_trace(const char *what) {
+  static int on = -1;
+  static struct timespec t0;
+  if (on < 0) {
+    on = getenv("GANTRY_EXEC_TRACE") != NULL;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+  }
+  if (!on) return;
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  dprintf(2, "%8.3f %d %s\n", (t.tv_sec - t0.tv_sec) * 1e3 + (t.tv_nsec - t0.tv_nsec) / 1e6, getpid(), what);
+}

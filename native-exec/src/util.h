@@ -72,3 +72,5 @@ static inline void sb_freep(strbuf *sb) { free(sb->buf); }
 #define cleanup_sb __attribute__((cleanup(sb_freep)))
 
 #endif
+/* GANTRY_EXEC_TRACE=1: print "<ms since start> <pid> <what>" to stderr (profiling). */
+void gx_trace(const char *what);
