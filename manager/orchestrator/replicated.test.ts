@@ -200,6 +200,20 @@ const cases: Case[] = [
     want: ['replace t1 (node-gone)'],
   },
   {
+    name: 'node no longer matches the constraints (label removed): replaced at once',
+    service: { replicas: 1, constraints: ['node.labels.zone==a'], restart: { delayMs: 5000 } },
+    nodes: [{ id: 'n1' }, { id: 'n2', labels: { zone: 'a' } }],
+    tasks: [running(1, 'n1')],
+    want: ['replace t1 (node-mismatch)'],
+  },
+  {
+    name: 'node still matches the constraints: kept',
+    service: { replicas: 1, constraints: ['node.labels.zone==a'] },
+    nodes: [{ id: 'n1', labels: { zone: 'a' } }],
+    tasks: [running(1, 'n1')],
+    want: [],
+  },
+  {
     name: 'node down with condition none: shut down, not replaced',
     service: { replicas: 1, restart: { condition: 'none' } },
     nodes: [{ id: 'n1', state: 'down' }],

@@ -1,6 +1,7 @@
 // Restart supervision, pure: why a runnable task must be replaced (it exited, its node is down,
-// gone or drained), whether the restart policy allows a replacement, and the delay it gets.
+// gone, drained or no longer matches), whether the restart policy allows a replacement, and the delay it gets.
 import { type Node, RestartCondition, type Service, type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
+import { placementHolds } from '../scheduler/constraint.ts';
 import { exitedOnItsOwn, hasExited, isNodeDown, isNodeDrained, restartPolicy, stateOf } from './task.ts';
 
 /** One restart made by this leader (history is in memory, like swarmkit's: lost on leader change). */
@@ -24,7 +25,7 @@ export function nodeKey(serviceId: string, nodeId: string): string {
   return `${serviceId}/node/${nodeId}`;
 }
 
-export type Cause = 'exited' | 'node-down' | 'node-gone' | 'node-drained';
+export type Cause = 'exited' | 'node-down' | 'node-gone' | 'node-drained' | 'node-mismatch';
 
 /** Why this runnable task must be replaced, or undefined when it is fine (swarmkit's IsTaskDirty for restarts). */
 export function replaceCause(t: Task, node: Node | undefined): Cause | undefined {
@@ -33,6 +34,8 @@ export function replaceCause(t: Task, node: Node | undefined): Cause | undefined
   if (!node) return 'node-gone';
   if (isNodeDown(node)) return 'node-down';
   if (isNodeDrained(node)) return 'node-drained';
+  // swarmkit's constraint enforcer: a node whose labels changed no longer holds the task.
+  if (!placementHolds(node, t.spec?.placement)) return 'node-mismatch';
   return undefined;
 }
 
@@ -46,6 +49,7 @@ export function pastCause(t: Task, node: Node | undefined): Cause | undefined {
   if (!node) return 'node-gone';
   if (isNodeDown(node)) return 'node-down';
   if (isNodeDrained(node)) return 'node-drained';
+  if (!placementHolds(node, t.spec?.placement)) return 'node-mismatch';
   return undefined;
 }
 
@@ -56,6 +60,7 @@ export const CAUSE_TEXT: Record<Cause, string> = {
   'node-down': 'node is down',
   'node-gone': 'node was removed',
   'node-drained': 'node is drained',
+  'node-mismatch': 'node no longer matches the placement constraints',
 };
 
 /**
@@ -82,7 +87,7 @@ export function decideRestart(
     for (const r of records ?? []) if (r.specVersion === service.specVersion && r.at > start && r.at <= end) n++;
     if (n >= p.maxAttempts) return { restart: false, why: `restarted ${n} times, max attempts is ${p.maxAttempts}` };
   }
-  // A task whose node died or was drained did not fail: its replacement starts at once.
+  // A task whose node died, was drained or no longer matches did not fail: its replacement starts at once.
   return { restart: true, delayMs: cause === 'exited' ? p.delayMs : 0 };
 }
 
