@@ -166,10 +166,12 @@ export class WorkerSession {
   private onStoreEvents(events: StoreEvent[]): void {
     for (const ev of events) {
       if (ev.kind === 'nodes' && ev.op === 'delete' && ev.id === this.nodeId) {
-        return this.fail('PERMISSION_DENIED', `node ${this.nodeId} was removed from the cluster`);
+        this.fail('PERMISSION_DENIED', `node ${this.nodeId} was removed from the cluster`);
+        return;
       }
       if (ev.kind === 'sessions' && ev.op === 'put' && ev.object.nodeId === this.nodeId && ev.object.sessionId !== this.sessionId) {
-        return this.fail('ABORTED', `node ${this.nodeId} opened a newer session elsewhere`);
+        this.fail('ABORTED', `node ${this.nodeId} opened a newer session elsewhere`);
+        return;
       }
     }
     const delta = assignmentChanges(events, this.nodeId);
