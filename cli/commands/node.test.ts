@@ -130,7 +130,7 @@ describe('cli node and cluster', () => {
     assert.deepEqual(calls, ['init 10.0.0.1 ', 'join GNTRY-1-x-w 10.0.0.1:4242', 'join bad 10.0.0.1:4242', 'leave true']);
     const info = await cli('info');
     assert.equal(info.code, 0, info.err);
-    assert.match(info.out, /Role:          manager \(leader\)\n/);
-    assert.match(info.out, /Nodes:         \d \(\d ready, 1 manager\)\n/);
+    assert.match(info.out, /Role: {10}manager \(leader\)\n/);
+    assert.match(info.out, /Nodes: {9}\d \(\d ready, 1 manager\)\n/);
   });
 });
