@@ -20,6 +20,7 @@ export function ensureBuilt(): void {
   }
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: an OCI config is free-form JSON that tests edit in place
 export type Spec = Record<string, any>;
 
 /** A config.json like `runc spec`, non-tty, for args. */
@@ -247,7 +248,7 @@ export class Harness {
     return { id, bundle, spec };
   }
 
-  state(id: string): Record<string, any> {
+  state(id: string): Spec {
     const r = this.gx(['state', id]);
     if (r.status !== 0) throw new Error(`state ${id}: ${r.stderr}`);
     return JSON.parse(r.stdout);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   GANTRY_EXEC, RUNC, baseSpec, cgroupsContaining, rmdirQuietly, ensureBuilt, killQuietly, makeBundle, pidAlive, processesContaining, rmrf, run,
-  tempDir, unique, waitFor, writeSpec,
+  type Spec, tempDir, unique, waitFor, writeSpec,
 } from './helpers.ts';
 
 const RUNTIMES = [RUNC, GANTRY_EXEC].filter((r) => r !== GANTRY_EXEC || process.env.GX_MONITOR_ONLY_RUNC !== '1');
@@ -34,7 +34,7 @@ for (const runtime of RUNTIMES) {
       for (const d of cgroupsContaining('gantry-test-mon')) rmdirQuietly(d);
     });
 
-    function setup(args: string[], edit: (s: Record<string, any>) => void = () => {}) {
+    function setup(args: string[], edit: (s: Spec) => void = () => {}) {
       const id = unique('mon');
       ids.push(id);
       const bundle = tempDir('gx-mon-bundle');
