@@ -198,8 +198,9 @@ export const CREATE_SPEC_FLAGS: SpecFlag[] = [
 
 /** Flags only `service update` has. */
 export const UPDATE_SPEC_FLAGS: SpecFlag[] = [
-  flag('image', 'string', 'new image for the service', (s, v: string) => {
+  flag('image', 'string', 'image for the service (resolved again, so a re-pushed tag is picked up)', (s, v: string) => {
     container(s).image = v;
+    container(s).imageDigest = '';
   }),
   flag('env-add', 'list', 'add or replace an environment variable KEY=VALUE', () => {}),
   flag('env-rm', 'list', 'remove an environment variable KEY', (s, v: string[]) => {

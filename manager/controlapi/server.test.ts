@@ -335,6 +335,37 @@ describe('controlapi: images, cluster, store, logs', () => {
     }
   });
 
+  test('controlapi: update keeps the pinned digest unless the client clears it; a failed re-resolve keeps the old pin', async () => {
+    let digest = 'sha256:' + 'a'.repeat(64);
+    let offline = false;
+    const s = await startTestServer({
+      resolveImage: async () => {
+        if (offline) throw new Error('connect ECONNREFUSED');
+        return digest;
+      },
+    });
+    try {
+      const c = s.client;
+      const v1 = await call(c.createService.bind(c), { spec: spec({ name: 'app', image: 'app:latest' }) as ServiceSpec });
+      digest = 'sha256:' + 'b'.repeat(64);
+      const scaled = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: { ...v1.spec!, mode: { $case: 'replicated', value: { replicas: 2 } } }, rollback: '' });
+      assert.equal(scaled.spec!.task!.container!.imageDigest, 'sha256:' + 'a'.repeat(64));
+      assert.equal(scaled.specVersion, 1);
+      const cleared = structuredClone(scaled.spec!);
+      cleared.task!.container!.imageDigest = '';
+      offline = true;
+      const kept = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: cleared, rollback: '' });
+      assert.equal(kept.spec!.task!.container!.imageDigest, 'sha256:' + 'a'.repeat(64));
+      assert.equal(kept.specVersion, 1);
+      offline = false;
+      const repinned = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: cleared, rollback: '' });
+      assert.equal(repinned.spec!.task!.container!.imageDigest, 'sha256:' + 'b'.repeat(64));
+      assert.equal(repinned.specVersion, 2);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('controlapi: RotateJoinToken replaces only the asked token', async () => {
     const store = new MemoryStore();
     await fixtures.seed(store, { clusters: [fixtures.cluster()] });

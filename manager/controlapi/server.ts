@@ -299,11 +299,14 @@ export function controlApi(deps: ControlDeps): ControlApi {
         if (oldMode && valid.mode.$case !== oldMode) {
           throw new ValidationError([`service "${name}" is ${oldMode}: its mode cannot be changed to ${valid.mode.$case} (remove and create it)`]);
         }
-        const oldContainer = current.spec?.task?.container;
-        if (oldContainer && oldContainer.image === valid.task.container.image) {
-          valid.task.container.imageDigest = oldContainer.imageDigest;
-        } else {
+        // Same image and the digest the client read: keep it. Otherwise (new image, or the client
+        // cleared the digest to pick up a re-pushed tag) resolve again; if that fails, keep the old pin.
+        const old = current.spec?.task?.container;
+        const c = valid.task.container;
+        const sameImage = old !== undefined && old.image === c.image;
+        if (!(sameImage && c.imageDigest !== '' && c.imageDigest === old.imageDigest)) {
           await pinImage(valid);
+          if (sameImage && c.imageDigest === '') c.imageDigest = old.imageDigest;
         }
         spec = valid;
         previousSpec = current.spec;
