@@ -227,7 +227,10 @@ int cmd_run(int argc, char **argv) {
   if (o.detach) { /* created with a fifo: start it like `start` would */
     cleanup_free char *fifo = xasprintf("%s/%s/exec.fifo", G.root, o.id);
     cleanup_close int fd = open(fifo, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1) return report_error(&err);
+    if (fd < 0 || write(fd, "0", 1) != 1) {
+      gx_fail(&err, errno, "start `%s` through `%s`", o.id, fifo);
+      return report_error(&err);
+    }
     unlink(fifo);
     return 0;
   }

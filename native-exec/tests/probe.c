@@ -153,6 +153,7 @@ int main(int argc, char **argv) {
   /* privileged operations: each should fail inside a default container */
   printf(",\"keyctl\":\"%s\"", err_of(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0)));
   printf(",\"mount\":\"%s\"", err_of(mount("none", "/tmp", "tmpfs", 0, NULL)));
+  printf(",\"personality\":\"%s\"", err_of(syscall(SYS_personality, 0xffffffffUL)));
   printf(",\"initModule\":\"%s\"", err_of(syscall(SYS_finit_module, -1, "", 0)));
   int w = open("/proc/sys/kernel/domainname", O_WRONLY);
   printf(",\"procSysWrite\":\"%s\"", err_of(w));
@@ -161,6 +162,10 @@ int main(int argc, char **argv) {
   ssize_t n = readlink("/proc/self/root", rl2, sizeof rl2 - 1);
   if (n > 0) rl2[n] = 0;
   printf(",\"procSelfRoot\":");
+  jstr(rl2);
+  n = readlink("/proc/self/ns/net", rl2, sizeof rl2 - 1);
+  rl2[n > 0 ? n : 0] = 0;
+  printf(",\"netns\":");
   jstr(rl2);
   /* last: a successful unshare would grant caps in a new user namespace */
   printf(",\"unshare\":\"%s\"", err_of(unshare(CLONE_NEWNS | CLONE_NEWUSER)));
