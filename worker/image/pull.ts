@@ -172,6 +172,7 @@ async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Refere
     }
     const writer = await store.content.writer(l.digest);
     let ok = false;
+    let keepPartial = false;
     try {
       const source = Readable.from(blobBytes(client, ref.path, l, writer, progress), { objectMode: false });
       if (haveSnap) {
@@ -198,9 +199,12 @@ async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Refere
         ok = true;
       }
       progress({ id: l.digest, status: 'done', current: l.size, total: l.size });
+    } catch (e) {
+      // a broken connection leaves good bytes worth resuming from; bad data (corrupt, unsafe) leaves nothing
+      keepPartial = isRetryable(e);
+      throw e;
     } finally {
-      // keep a partial download for a resume, unless it turned out bad (commit deleted it then)
-      if (!ok) writer.abort(true);
+      if (!ok) writer.abort(keepPartial);
     }
   });
 }
@@ -254,7 +258,7 @@ async function* blobBytes(client: RegistryClient, repo: string, l: LayerRecord, 
       failures++;
       if (!isRetryable(e) || failures >= 5) throw e;
       progress({ id: l.digest, status: 'retrying', current: writer.offset, total: l.size, message: (e as Error).message });
-      await new Promise((r) => setTimeout(r, 100 * 2 ** failures));
+      await client.backoff(failures);
     }
   }
 }

@@ -99,6 +99,11 @@ export class RegistryClient {
     return this.opts.sleep ? this.opts.sleep(ms) : new Promise((r) => setTimeout(r, ms));
   }
 
+  /** Waits before retry number `attempt` (1-based) of a caller's own retry loop. */
+  backoff(attempt: number): Promise<void> {
+    return this.sleep((this.opts.backoffMs ?? 200) * 2 ** (attempt - 1));
+  }
+
   /** GET /v2/: is this a registry, and which auth does it want? */
   async ping(): Promise<void> {
     if (this.pinged) return;
