@@ -11,10 +11,16 @@ export interface NodeInfo {
   byService: Map<string, number>;
   /** Sum of byService. */
   total: number;
+  /** Tasks per service that failed or were rejected here recently (swarmkit down-weights such nodes). */
+  recentFailures: Map<string, number>;
 }
 
+/** swarmkit: a node with 5 failures of a service within 5 minutes is tried last for that service. */
+export const FAULTY_FAILURES = 5;
+export const FAULTY_WINDOW_MS = 5 * 60_000;
+
 export function emptyInfo(node: Node): NodeInfo {
-  return { node, reservedNanoCpus: 0, reservedMemoryBytes: 0, byService: new Map(), total: 0 };
+  return { node, reservedNanoCpus: 0, reservedMemoryBytes: 0, byService: new Map(), total: 0, recentFailures: new Map() };
 }
 
 /** Adds a task that sits on this node (called for existing tasks and for each placement made). */
@@ -30,12 +36,21 @@ export function addTask(info: NodeInfo, t: Task): void {
   }
 }
 
-export function buildNodeInfos(nodes: readonly Node[], tasks: readonly Task[]): Map<string, NodeInfo> {
+/** `now` enables counting recent failures (without it no node is considered faulty). */
+export function buildNodeInfos(nodes: readonly Node[], tasks: readonly Task[], now?: number): Map<string, NodeInfo> {
   const infos = new Map<string, NodeInfo>();
   for (const n of nodes) infos.set(n.id, emptyInfo(n));
   for (const t of tasks) {
     if (!t.nodeId) continue;
     const state = t.status?.state ?? TaskState.TASK_STATE_NEW;
+    if (
+      now !== undefined &&
+      (state === TaskState.TASK_STATE_FAILED || state === TaskState.TASK_STATE_REJECTED) &&
+      (t.status?.timestamp ?? 0) > now - FAULTY_WINDOW_MS
+    ) {
+      const info = infos.get(t.nodeId);
+      if (info) info.recentFailures.set(t.serviceId, (info.recentFailures.get(t.serviceId) ?? 0) + 1);
+    }
     // A PENDING task with a preset node (global) holds nothing until it is assigned.
     if (state < TaskState.TASK_STATE_ASSIGNED) continue;
     const info = infos.get(t.nodeId);

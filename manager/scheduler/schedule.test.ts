@@ -348,6 +348,23 @@ describe('scheduler placement', () => {
     );
   });
 
+  it('faulty nodes: a node where the service failed 5 times in 5 minutes is tried last', () => {
+    const svc = f.service({ id: 's', replicas: 2 });
+    const now = 10_000_000;
+    const failures = (ago: number) =>
+      [1, 2, 3, 4, 5].map((i) => f.task({ service: svc, slot: 10 + i, nodeId: 'a', state: 'failed', desiredState: 'shutdown', timestamp: now - ago }));
+    const nodes = nodesOf({ id: 'a' }, { id: 'b' });
+    // Recent failures: both new tasks avoid a while b has room (b is chosen even with a task of s on it).
+    let actions = schedule({ nodes, tasks: [...failures(60_000), ...pending(svc, 2)], now });
+    assert.deepEqual(actions.map((x) => (x.kind === 'assign' ? x.nodeId : x.reason)), ['b', 'b']);
+    // Old failures do not count.
+    actions = schedule({ nodes, tasks: [...failures(6 * 60_000), ...pending(svc, 2)], now });
+    assert.deepEqual(actions.map((x) => (x.kind === 'assign' ? x.nodeId : x.reason)).sort(), ['a', 'b']);
+    // A faulty node is still used when it is the only one.
+    actions = schedule({ nodes: nodesOf({ id: 'a' }), tasks: [...failures(60_000), ...pending(svc, 1)], now });
+    assert.deepEqual(actions.map((x) => (x.kind === 'assign' ? x.nodeId : x.reason)), ['a']);
+  });
+
   it('batch: 1000 tasks on 100 nodes, 10 each, in one call', () => {
     const svc = f.service({ id: 's', replicas: 1000, reserveMemory: '64MiB' });
     const nodes = Array.from({ length: 100 }, (_, i) => f.node({ id: `n${String(i).padStart(3, '0')}` }));

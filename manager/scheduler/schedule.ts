@@ -4,7 +4,7 @@ import { type Node, type Task, TaskState } from '../../proto/gen/gantry/v1/objec
 import { nodeAttribute } from '../controlapi/constraints.ts';
 import { explainFailures, type Filter, firstFailure, pipelineFor } from './filters.ts';
 import { Heap } from './heap.ts';
-import { addTask, buildNodeInfos, emptyInfo, type NodeInfo } from './nodeinfo.ts';
+import { addTask, buildNodeInfos, emptyInfo, FAULTY_FAILURES, type NodeInfo } from './nodeinfo.ts';
 
 export type SchedulerAction =
   /** PENDING → ASSIGNED on this node. */
@@ -18,15 +18,20 @@ export interface ScheduleInput {
   nodes: readonly Node[];
   /** All tasks: the pending ones are placed, the others count as load on their nodes. */
   tasks: readonly Task[];
+  /** Enables down-weighting nodes where the service recently failed 5 times (omit in tests that do not care). */
+  now?: number;
 }
 
 export function isSchedulable(t: Task): boolean {
   return (t.status?.state ?? TaskState.TASK_STATE_NEW) === TaskState.TASK_STATE_PENDING && t.desiredState <= TaskState.TASK_STATE_RUNNING;
 }
 
-/** Fewest tasks of this service, then fewest tasks, then node id (deterministic). */
+/** Not faulty for this service first; then fewest tasks of this service, then fewest tasks overall, then node id. */
 function lessLoaded(serviceId: string) {
   return (a: NodeInfo, b: NodeInfo): boolean => {
+    const fa = (a.recentFailures.get(serviceId) ?? 0) >= FAULTY_FAILURES;
+    const fb = (b.recentFailures.get(serviceId) ?? 0) >= FAULTY_FAILURES;
+    if (fa !== fb) return fb;
     const sa = a.byService.get(serviceId) ?? 0;
     const sb = b.byService.get(serviceId) ?? 0;
     if (sa !== sb) return sa < sb;
@@ -114,7 +119,7 @@ function explainAction(task: Task, reason: string): SchedulerAction[] {
 export function schedule(input: ScheduleInput): SchedulerAction[] {
   const pending = input.tasks.filter(isSchedulable);
   if (pending.length === 0) return [];
-  const infos = buildNodeInfos(input.nodes, input.tasks);
+  const infos = buildNodeInfos(input.nodes, input.tasks, input.now);
   const actions: SchedulerAction[] = [];
 
   // Batches: one service at one spec version shares its filters and its tree.

@@ -59,9 +59,9 @@ export class Scheduler {
       for (const t of view.list('tasks')) if (isSchedulable(t)) this.pending.add(t.id);
     }
     if (this.pending.size === 0) return {};
-    const actions = schedule({ nodes: view.list('nodes'), tasks: view.list('tasks') });
-    if (actions.length === 0) return {};
     const now = this.clock.now();
+    const actions = schedule({ nodes: view.list('nodes'), tasks: view.list('tasks'), now });
+    if (actions.length === 0) return {};
     const writes: Write[] = actions.map((a) => ({ op: 'update', kind: 'tasks', object: applySchedule(a, now) }));
     const r = await this.store.batch(writes);
     const assigned = actions.filter((a) => a.kind === 'assign').length;
