@@ -7,12 +7,16 @@ export class LeaseKeeper {
   private ttlMs: number;
   private log: (m: string) => void;
   private current = '0';
+  /** When the last acknowledged keepalive was sent (or the lease granted). */
   private lastAck = 0;
+  /** Send times of keepalives not yet acknowledged, oldest first (acks come back in order). */
+  private sent: number[] = [];
   private lostListeners = new Set<(oldId: string) => void>();
   private stream: ReturnType<EtcdRpc['keepAliveStream']> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private regranting: Promise<string> | undefined;
+  private stale = new Set<string>();
 
   constructor(rpc: EtcdRpc, ttlMs: number, log: (m: string) => void) {
     this.rpc = rpc;
@@ -66,12 +70,27 @@ export class LeaseKeeper {
   }
 
   private async grant(): Promise<string> {
-    const res = await this.rpc.leaseGrant(this.ttlSeconds);
+    let asked = Date.now();
+    const res = await this.rpc.leaseGrant(this.ttlSeconds, () => {
+      asked = Date.now(); // the lease comes from a later attempt: count from (just before) it
+    });
     if (res.error) throw new Error(`etcd refused a lease: ${res.error}`);
     this.current = res.ID;
-    this.lastAck = Date.now();
+    this.lastAck = asked;
     this.log(`store: lease ${BigInt(res.ID).toString(16)} granted (ttl ${res.TTL}s)`);
+    this.revokeStale();
     return res.ID;
+  }
+
+  private revokeStale(): void {
+    for (const id of this.stale) {
+      this.rpc.leaseRevoke(id).then(
+        () => this.stale.delete(id),
+        (err: { code?: number }) => {
+          if (err?.code === 5) this.stale.delete(id); // NOT_FOUND: already expired
+        },
+      );
+    }
   }
 
   private lose(): void {
@@ -79,9 +98,10 @@ export class LeaseKeeper {
     if (old === '0') return;
     this.current = '0';
     this.log(`store: lease ${BigInt(old).toString(16)} lost (no keepalive for ${Date.now() - this.lastAck} ms); keys written with lease are gone`);
-    // If it is in fact still alive on the server, end it now, so its keys do not linger for a TTL
-    // next to the ones our listeners are about to write again.
-    this.rpc.leaseRevoke(old).catch(() => {});
+    // If it is in fact still alive on the server, end it (now, or once etcd answers again), so its
+    // keys do not linger for a TTL next to the ones our listeners are about to write again.
+    this.stale.add(old);
+    this.revokeStale();
     for (const l of [...this.lostListeners]) {
       try {
         l(old);
@@ -105,6 +125,7 @@ export class LeaseKeeper {
     if (!this.stream) this.openStream();
     try {
       this.stream?.write({ ID: this.current });
+      this.sent.push(Date.now());
     } catch {
       this.stream = undefined;
     }
@@ -113,6 +134,7 @@ export class LeaseKeeper {
   private openStream(): void {
     const s = this.rpc.keepAliveStream();
     this.stream = s;
+    this.sent = [];
     s.on('data', (res: { ID: string; TTL: string }) => {
       if (res.ID !== this.current) return;
       if (Number(res.TTL) <= 0) {
@@ -120,7 +142,9 @@ export class LeaseKeeper {
         void this.regrant().catch(() => {});
         return;
       }
-      this.lastAck = Date.now();
+      // Count from when that keepalive was SENT: the server renewed the lease no earlier than that,
+      // so "alive" can never outlast the server's idea of the lease.
+      this.lastAck = this.sent.shift() ?? this.lastAck;
     });
     const drop = () => {
       if (this.stream === s) this.stream = undefined;

@@ -227,8 +227,8 @@ export class EtcdRpc {
     return this.call('KV', 'txn', req, onRetry);
   }
 
-  leaseGrant(ttlSeconds: number): Promise<{ ID: string; TTL: string; error: string }> {
-    return this.call('Lease', 'leaseGrant', { TTL: ttlSeconds, ID: 0 });
+  leaseGrant(ttlSeconds: number, onRetry?: () => void): Promise<{ ID: string; TTL: string; error: string }> {
+    return this.call('Lease', 'leaseGrant', { TTL: ttlSeconds, ID: 0 }, onRetry);
   }
 
   leaseRevoke(id: string): Promise<unknown> {

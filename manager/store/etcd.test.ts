@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startEtcdMember } from './etcd-member.ts';
 import { EtcdRpc } from './etcd-rpc.ts';
 import { testEtcd, until } from './etcd-testing.ts';
 import { fixtures } from './fixtures.ts';
@@ -178,6 +179,31 @@ describe('etcd store', () => {
     assert.equal(lb.isLeader(), false);
   });
 
+  test('etcd store: a leader whose etcd goes away steps down within the lease TTL and leads again when it is back', async (t) => {
+    const e = await testEtcd(t);
+    const a = await e.store({ leaseTtlMs: 2000, unavailableAfterMs: 1000, callTimeoutMs: 300 });
+    const la = a.leadership('A');
+    const changes: boolean[] = [];
+    la.onChange((v) => changes.push(v));
+    await until(() => (la.isLeader() ? undefined : 'not leader yet'));
+    const lost = new Promise<void>((resolve) => a.onLeaseLost(resolve));
+    await e.member.stop();
+    const t0 = Date.now();
+    await until(() => (la.isLeader() ? 'still leader with etcd gone' : undefined), 5000);
+    log(`leader stepped down ${Date.now() - t0} ms after etcd stopped (lease ttl 2 s)`);
+    await lost;
+    const again = await startEtcdMember({ dataDir: e.dataDir, name: 'test', host: '127.0.0.1' });
+    t.after(() => again.stop());
+    assert.equal(again.clientUrl, e.member.clientUrl);
+    await until(() => (la.isLeader() ? undefined : 'not leader again yet'), 15_000);
+    assert.deepEqual(changes, [true, false, true]);
+    // Writes and the watch work again on the new lease.
+    const r = await a.commit([{ op: 'create', kind: 'sessions', object: fixtures.session({ nodeId: 'n' }), lease: true }]);
+    assert.ok(r.ok);
+    await a.waitFor(r.revision);
+    assert.ok(a.view().get('sessions', 'n'));
+  });
+
   test('etcd store: waitFor passes a revision that has no event of ours (progress request)', async (t) => {
     const e = await testEtcd(t);
     const a = await e.store();
@@ -192,8 +218,9 @@ describe('etcd store', () => {
 
   test('etcd store: after etcd is killed and restarted by its supervisor, writes work and the view catches up', async (t) => {
     const e = await testEtcd(t);
-    const a = await e.store();
-    const b = await e.store();
+    // Generous: a loaded machine may take several seconds to bring etcd back.
+    const a = await e.store({ unavailableAfterMs: 20_000 });
+    const b = await e.store({ unavailableAfterMs: 20_000 });
     const pid = e.member.pid()!;
     const url = e.member.clientUrl;
     const exits: string[] = [];
