@@ -210,14 +210,14 @@ export function buildOciSpec(config: ContainerConfig, rootfsPath: string, opts: 
   for (const m of config.mounts) {
     if (!m.target.startsWith('/')) return { ok: false, error: `mount target "${m.target}" must be absolute` };
     if (m.type === 'bind') {
-      mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', 'rprivate', m.readOnly ? 'ro' : 'rw'] });
+      mounts.push({ destination: m.target, type: 'bind', source: m.source, options: ['rbind', m.readOnly ? 'ro' : 'rw'] });
     } else {
       mounts.push({ destination: m.target, type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', ...(m.readOnly ? ['ro'] : [])] });
     }
   }
   for (const f of config.files ?? []) {
     const src = opts.fileSources?.[f.path];
-    if (src) mounts.push({ destination: f.path, type: 'bind', source: src, options: ['rbind', 'rprivate', 'ro'] });
+    if (src) mounts.push({ destination: f.path, type: 'bind', source: src, options: ['rbind', 'ro'] });
   }
 
   const namespaces: OciSpec['linux']['namespaces'] = [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }];

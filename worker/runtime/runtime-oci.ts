@@ -15,11 +15,10 @@
 // A gantryd restart loses nothing: the monitor keeps running, and a new OciRuntime reads meta.json,
 // asks `BIN state`, and waits on exit.json again.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync, watch } from 'node:fs';
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync, statSync, watch } from 'node:fs';
+import { chmod, type FileHandle, lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { basename, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { ALL_CAPS, buildOciSpec, cgroupsPathFor } from './bundle.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { type Log, nullLog } from './log.ts';
@@ -118,6 +117,27 @@ async function readRootfsFile(rootfs: string, rel: string): Promise<string | und
   }
 }
 
+/**
+ * Creates an empty file at rel inside rootfs (and its parent dirs) when missing, so every runtime can
+ * bind a file over it. Skips paths that pass through a symlink: those would resolve on the host.
+ */
+async function ensureFileTarget(rootfs: string, rel: string): Promise<void> {
+  const parts = rel.split('/').filter(Boolean);
+  let cur = rootfs;
+  for (const [i, part] of parts.entries()) {
+    cur = join(cur, part);
+    const last = i === parts.length - 1;
+    try {
+      const st = await lstat(cur);
+      if (st.isSymbolicLink()) return;
+      if (last || !st.isDirectory()) return;
+    } catch {
+      if (last) await writeFile(cur, '', { flag: 'wx', mode: 0o644 }).catch(() => {});
+      else await mkdir(cur, { mode: 0o755 }).catch(() => {});
+    }
+  }
+}
+
 function pidAlive(pid: number, comm?: string): boolean {
   if (!(pid > 0)) return false;
   try {
@@ -136,6 +156,80 @@ function parseLogLine(line: string): (LogEntry & { raw: string }) | undefined {
     return { stream: j.stream === 'stderr' ? 'stderr' : 'stdout', timeMs: Date.parse(j.time), data: Buffer.from(j.log), raw: line };
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Follows one json-file log across rotation: reads what was appended since the last drain, and when
+ * the path names a new file (the monitor rotated), finishes the old one and continues in the new one.
+ */
+class LogTail {
+  private readonly path: string;
+  private fh: FileHandle | undefined;
+  private ino = 0;
+  private pos = 0;
+  private partial = Buffer.alloc(0);
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  async open(): Promise<void> {
+    try {
+      this.fh = await open(this.path, 'r');
+      this.ino = (await this.fh.stat()).ino;
+      this.pos = 0;
+      this.partial = Buffer.alloc(0);
+    } catch {
+      this.fh = undefined;
+    }
+  }
+
+  /** True when p is the file this tail holds (a rotation happened between listing and reading). */
+  isFile(p: string): boolean {
+    try {
+      return this.fh !== undefined && statSync(p).ino === this.ino;
+    } catch {
+      return false;
+    }
+  }
+
+  async drain(): Promise<LogEntry[]> {
+    const out: LogEntry[] = [];
+    for (let hops = 0; hops < 4; hops++) {
+      if (this.fh) await this.readNew(out);
+      let ino = 0;
+      try {
+        ino = statSync(this.path).ino;
+      } catch {
+        return out;
+      }
+      if (this.fh && ino === this.ino) return out;
+      await this.fh?.close();
+      await this.open();
+    }
+    return out;
+  }
+
+  private async readNew(out: LogEntry[]): Promise<void> {
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const { bytesRead } = await this.fh!.read(buf, 0, buf.length, this.pos);
+      if (bytesRead === 0) return;
+      this.pos += bytesRead;
+      let data = Buffer.concat([this.partial, buf.subarray(0, bytesRead)]);
+      for (let nl = data.indexOf(10); nl >= 0; nl = data.indexOf(10)) {
+        const e = nl > 0 ? parseLogLine(data.subarray(0, nl).toString('utf8')) : undefined;
+        if (e) out.push({ stream: e.stream, timeMs: e.timeMs, data: e.data });
+        data = data.subarray(nl + 1);
+      }
+      this.partial = Buffer.from(data);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close();
+    this.fh = undefined;
   }
 }
 
@@ -247,6 +341,7 @@ export class OciRuntime implements Runtime {
           const src = join(dir, 'files', `${i}-${basename(f.path)}`);
           await writeFile(src, f.content, { mode: f.mode ?? 0o644 });
           fileSources[f.path] = src;
+          await ensureFileTarget(rootfs, f.path);
         }
       }
       const built = buildOciSpec(config, rootfs, {
@@ -445,68 +540,68 @@ export class OciRuntime implements Runtime {
   async *logs(id: string, opts: LogOptions): AsyncIterable<LogEntry> {
     const dir = this.dir(id);
     if (!existsSync(dir)) throw new RuntimeError(`container ${id} not found`);
-    // Connect first so nothing written while the files are read is lost; dedupe the overlap.
-    let live: AsyncIterator<string> | undefined;
-    let sock: ReturnType<typeof connect> | undefined;
-    let rl: ReturnType<typeof createInterface> | undefined;
-    if (opts.follow && existsSync(join(dir, 'attach.sock')) && !existsSync(join(dir, 'exit.json'))) {
-      sock = connect(join(dir, 'attach.sock'));
-      sock.on('error', () => {});
-      rl = createInterface({ input: sock, crlfDelay: Number.POSITIVE_INFINITY });
-      sock.on('close', () => rl?.close());
-      live = rl[Symbol.asyncIterator]();
-      await new Promise<void>((res) => {
-        sock!.once('connect', () => res());
-        sock!.once('error', () => res());
-        sock!.once('close', () => res());
-      });
-    }
-    const onAbort = () => {
-      sock?.destroy();
-      rl?.close();
-    };
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    const filter = (e: LogEntry) => !opts.sinceMs || e.timeMs >= opts.sinceMs;
+    // Open the live file first: what is written while the rotated files are read is still in it.
+    const tail = new LogTail(join(dir, 'ctr.log'));
+    await tail.open();
     try {
-      const files: string[] = [];
-      for (let i = 20; i >= 1; i--) if (existsSync(join(dir, `ctr.log.${i}`))) files.push(join(dir, `ctr.log.${i}`));
-      files.push(join(dir, 'ctr.log'));
-      let entries: (LogEntry & { raw: string })[] = [];
-      for (const f of files) {
-        let text = '';
-        try {
-          text = await readFile(f, 'utf8');
-        } catch {
-          continue;
-        }
-        for (const line of text.split('\n')) {
+      let entries: LogEntry[] = [];
+      for (let i = 20; i >= 1; i--) {
+        const p = join(dir, `ctr.log.${i}`);
+        if (!existsSync(p) || tail.isFile(p)) continue;
+        for (const line of (await readFile(p, 'utf8').catch(() => '')).split('\n')) {
           const e = line ? parseLogLine(line) : undefined;
-          if (e && (!opts.sinceMs || e.timeMs >= opts.sinceMs)) entries.push(e);
+          if (e && filter(e)) entries.push(e);
         }
       }
+      for (const e of await tail.drain()) if (filter(e)) entries.push(e);
       if (opts.tail >= 0) entries = opts.tail === 0 ? [] : entries.slice(-opts.tail);
-      const last = entries[entries.length - 1];
-      const seenAtLast = new Set(entries.filter((e) => e.timeMs === last?.timeMs).map((e) => e.raw));
-      for (const { raw: _raw, ...e } of entries) {
+      for (const e of entries) {
         if (opts.signal?.aborted) return;
         yield e;
       }
-      if (!live) return;
+      if (!opts.follow) return;
       for (;;) {
         if (opts.signal?.aborted) return;
-        const n = await live.next().catch(() => ({ done: true as const, value: undefined }));
-        if (n.done || opts.signal?.aborted) return;
-        const e = parseLogLine(n.value);
-        if (!e) continue;
-        if (last && (e.timeMs < last.timeMs || (e.timeMs === last.timeMs && seenAtLast.has(e.raw)))) continue;
-        if (opts.sinceMs && e.timeMs < opts.sinceMs) continue;
-        const { raw: _r, ...out } = e;
-        yield out;
+        const exited = existsSync(join(dir, 'exit.json')) || !this.monitorAlive(id);
+        const change = this.watchLog(dir, opts.signal);
+        try {
+          for (const e of await tail.drain()) {
+            if (opts.signal?.aborted) return;
+            if (filter(e)) yield e;
+          }
+          if (exited) return; // everything was written before exit.json
+          await change.promise.catch(() => {});
+        } finally {
+          change.close();
+        }
       }
     } finally {
-      opts.signal?.removeEventListener('abort', onAbort);
-      sock?.destroy();
-      rl?.close();
+      await tail.close();
     }
+  }
+
+  /** Resolves on any change in the container dir (log appended, rotated, exit.json), monitor exit or abort. */
+  private watchLog(dir: string, signal?: AbortSignal): { promise: Promise<void>; close(): void } {
+    let done!: () => void;
+    const promise = new Promise<void>((res) => {
+      done = res;
+    });
+    const watcher = watch(dir, () => done());
+    watcher.on('error', () => done());
+    const sock = connect(join(dir, 'attach.sock'));
+    sock.on('data', () => {});
+    sock.on('error', () => done());
+    sock.on('close', () => done());
+    signal?.addEventListener('abort', done, { once: true });
+    return {
+      promise,
+      close() {
+        watcher.close();
+        sock.destroy();
+        signal?.removeEventListener('abort', done);
+      },
+    };
   }
 
   async exec(id: string, args: string[], timeoutMs: number): Promise<ExecResult> {

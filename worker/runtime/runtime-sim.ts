@@ -77,6 +77,10 @@ export class SimRuntime implements Runtime {
     }
   }
 
+  private stopped(c: SimContainer): boolean {
+    return c.state.status === 'stopped';
+  }
+
   private exit(c: SimContainer, code: number): void {
     if (c.state.status === 'stopped') return;
     c.cancelExit?.();
@@ -128,7 +132,7 @@ export class SimRuntime implements Runtime {
       return { ...c.state };
     }
     await this.kill(id, c.config.stopSignal || 'SIGTERM');
-    if (c.state.status !== 'stopped') {
+    if (!this.stopped(c)) {
       const cancel = this.clock.after(graceMs, () => this.exit(c, 137));
       await this.wait(id);
       cancel();
