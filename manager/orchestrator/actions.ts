@@ -1,5 +1,5 @@
 // The orchestrators' decisions, as values: create a task in a slot (or on a node), replace a task,
-// shut one down, promote a delayed restart. apply.ts writes them; the pure reconcilers return them.
+// shut one down, promote a delayed restart, finish a job's task. The reconcilers return them; apply.ts writes them.
 import type { Service, Task } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Cause } from './restart.ts';
 

@@ -1,5 +1,5 @@
-// Which store events matter to the controllers: a task whose desired state, observed state or node
-// changed (not a message-only update), and the ids such an event makes dirty.
+// Which task events matter to the controllers: any move (desired state, observed state, node; not a
+// message-only update) for the scheduler, lifecycle changes only for the orchestrators and the reaper.
 import { type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import type { StoreEvent } from '../store/types.ts';
 
