@@ -129,6 +129,8 @@ int rootfs_finish(const struct oci_config *c, int rootfd, int console_slave, gx_
   if (syscall(SYS_pivot_root, ".", ".") < 0) return gx_fail(err, errno, "pivot_root to `%s`", c->rootfs);
   if (umount2(".", MNT_DETACH) < 0) return gx_fail(err, errno, "unmount old root");
   if (chdir("/") < 0) return gx_fail(err, errno, "chdir `/`");
+  if ((c->rootfs_propagation & (MS_SHARED | MS_UNBINDABLE)) && mount(NULL, "/", NULL, c->rootfs_propagation, NULL) < 0)
+    return gx_fail(err, errno, "set rootfsPropagation of the new root");
   for (size_t i = 0; i < c->nsysctl; i++)
     if (write_sysctl(c->sysctl[i], err) < 0) return -1;
   if (c->hostname && sethostname(c->hostname, strlen(c->hostname)) < 0) return gx_fail(err, errno, "sethostname `%s`", c->hostname);

@@ -11,10 +11,13 @@ export const GANTRY_EXEC = join(EXEC_DIR, 'build', 'gantry-exec');
 export const PROBE = join(EXEC_DIR, 'build', 'probe');
 export const RUNC = '/usr/sbin/runc';
 
-/** Build gantry-exec and the probe when missing; throws a message saying what to do. */
+let built = false;
+/** Build gantry-exec and the probe (make is a no-op when up to date); throws saying what to do. */
 export function ensureBuilt(): void {
-  if (existsSync(GANTRY_EXEC) && existsSync(PROBE)) return;
-  const r = spawnSync('make', ['-C', EXEC_DIR], { encoding: 'utf8' });
+  if (built) return;
+  built = true;
+  // test files run in parallel processes: serialise the builds
+  const r = spawnSync('flock', [join(EXEC_DIR, '.build.lock'), 'make', '-C', EXEC_DIR], { encoding: 'utf8' });
   if (r.status !== 0 || !existsSync(GANTRY_EXEC)) {
     throw new Error(`building gantry-exec failed (make -C ${EXEC_DIR}): ${r.stderr || r.error}. Install gcc, make and libseccomp-dev.`);
   }
