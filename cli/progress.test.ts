@@ -85,3 +85,31 @@ test('progress: a job converges when its completions are reached', () => {
   assert.equal(a.kind, 'converged');
   assert.equal(a.headline, 'batch: 2/2 completed, 0 running');
 });
+
+test('progress: without a TTY each changed line prints once; on a TTY the block is redrawn in place', async () => {
+  const { waitForConvergence } = await import('./progress.ts');
+  const steps = [[t(1, 'pending'), t(2, 'starting'), t(3, 'starting')], [t(1, 'running'), t(2, 'starting'), t(3, 'running')], [t(1, 'running'), t(2, 'running'), t(3, 'running')]];
+  for (const isTTY of [false, true]) {
+    let i = 0;
+    let text = '';
+    const out = {
+      write: (s: string) => {
+        text += s;
+        return true;
+      },
+    } as unknown as NodeJS.WritableStream;
+    const res = await waitForConvergence({ out, isTTY, sleep: async () => {}, observe: async () => obs(steps[Math.min(i++, 2)], 0) });
+    assert.deepEqual(res, { ok: true });
+    if (!isTTY) {
+      assert.equal(
+        text,
+        'web: 0/3 running\n  web.1: pending\n  web.2: starting on host1\n  web.3: starting on host1\n' +
+          'web: 2/3 running\n  web.1: running on host1\n  web.3: running on host1\n' +
+          'web: 3/3 running\n  web.2: running on host1\nverify: Service converged\n',
+      );
+    } else {
+      assert.equal((text.match(/\x1b\[4A/g) ?? []).length, 2, 'two redraws of four lines');
+      assert.ok(text.endsWith('\x1b[2K  web.3: running on host1\nverify: Service converged\n'));
+    }
+  }
+});
