@@ -6,7 +6,9 @@ import type { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
 import { ServiceSpec } from '../../proto/gen/gantry/v1/objects.ts';
 import { fixtures } from '../store/fixtures.ts';
 import { MemoryStore } from '../store/memory.ts';
+import type { Store } from '../store/types.ts';
 import type { LogBroker } from './logs.ts';
+import { controlApi } from './server.ts';
 import { call, startTestServer, type TestServer } from './test-server.ts';
 
 /** A full ServiceSpec message (ts-proto's encoder needs every map and list) with only what is given set. */
@@ -60,6 +62,28 @@ describe('controlapi: services', () => {
   test('controlapi: a second service with the same name is ALREADY_EXISTS', async () => {
     await call(c().createService.bind(c()), { spec: spec({ name: 'dup' }) as ServiceSpec });
     await expectStatus(call(c().createService.bind(c()), { spec: spec({ name: 'dup' }) as ServiceSpec }), grpc.status.ALREADY_EXISTS, 'service "dup" already exists');
+  });
+
+  test('controlapi: concurrent creates of one name leave exactly one service', async () => {
+    // commits that take a moment, so every create passes the name check before any lands
+    const mem = new MemoryStore();
+    const slow: Store = {
+      view: () => mem.view(),
+      subscribe: (l) => mem.subscribe(l),
+      commit: async (w) => {
+        await new Promise((r) => setTimeout(r, 5));
+        return mem.commit(w);
+      },
+      batch: (w) => mem.batch(w),
+      waitFor: (r) => mem.waitFor(r),
+    };
+    const api = controlApi({ store: slow, clock: { now: () => 1000 }, logs: { async subscribe() {} } });
+    const results = await Promise.allSettled([1, 2, 3, 4].map(() => api.createService({ spec: spec({ name: 'racy' }) })));
+    assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+    for (const r of results) {
+      if (r.status === 'rejected') assert.equal((r.reason as Error).message, 'service "racy" already exists');
+    }
+    assert.equal(mem.view().list('services').filter((x) => x.spec?.name === 'racy').length, 1);
   });
 
   const bad: Array<[string, (sp: Partial<ServiceSpec>) => void, string]> = [

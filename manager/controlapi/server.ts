@@ -101,6 +101,12 @@ export function stableJson(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
+function olderThan(a: Service, b: Service): boolean {
+  const ca = a.meta?.createdAt ?? 0;
+  const cb = b.meta?.createdAt ?? 0;
+  return ca !== cb ? ca < cb : a.id < b.id;
+}
+
 function defaultName(image: string, id: string): string {
   const base = image.split('@')[0].split('/').pop()?.split(':')[0] ?? '';
   const clean = base.replace(/[^a-zA-Z0-9_-]/g, '-').replace(/^[-_]+|[-_]+$/g, '').slice(0, 50);
@@ -259,6 +265,17 @@ export function controlApi(deps: ControlDeps): ControlApi {
       if (store.view().serviceByName(spec.name)) throw new AlreadyExistsError(`service "${spec.name}" already exists`);
       const got = await commitAndRead([{ op: 'create', kind: 'services', object: service }], 'services', id, () => `service id ${id} already taken: retry`);
       if (!got) throw new NotFoundError(`service "${spec.name}" was removed right after being created`);
+      // Two managers may create one name at once (the check above reads the view, not the
+      // transaction). Every creator sees the others once its write is applied; all agree to keep the
+      // oldest (createdAt, then id) and the others remove themselves.
+      const rival = store
+        .view()
+        .list('services')
+        .find((o) => o.id !== id && o.spec?.name === spec.name && olderThan(o, got));
+      if (rival) {
+        await store.commit([{ op: 'delete', kind: 'services', id }]);
+        throw new AlreadyExistsError(`service "${spec.name}" already exists`);
+      }
       return got;
     },
 
