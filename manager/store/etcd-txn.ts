@@ -1,6 +1,6 @@
 // Pure translation of store writes into etcd transactions: key layout, compares (create_revision == 0,
 // mod_revision == version), puts/deletes, splitting a batch to fit etcd's limits, and reading conflicts back.
-import { copy, createdAtOf, encode, setMeta } from './codec.ts';
+import { createdAtOf, encode, setMeta } from './codec.ts';
 import type { Compare, KeyValue, RequestOp, ResponseOp, TxnRequest } from './etcd-rpc.ts';
 import { checkWrite, writeId } from './memory.ts';
 import { KINDS, type Conflict, type Kind, type Write } from './types.ts';
@@ -43,7 +43,8 @@ export interface Encoded {
 export function encodeWrite(prefix: string, w: Write, now: number): Encoded {
   const key = objectKey(prefix, w.kind, writeId(w));
   if (w.op === 'delete') return { write: w, key };
-  const object = copy(w.kind, w.object);
+  // A shallow copy with new meta is enough: encoding reads, never writes, the caller's object.
+  const object = { ...w.object } as typeof w.object;
   const createdAt = w.op === 'create' ? now : createdAtOf(w.kind, w.object) || now;
   setMeta(w.kind, object, { version: 0, createdAt, updatedAt: now });
   return { write: w, key, value: Buffer.from(encode(w.kind, object)) };

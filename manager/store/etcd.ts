@@ -27,6 +27,9 @@ import {
   type Write,
 } from './types.ts';
 
+/** Transactions of one batch in flight at once. */
+const BATCH_PARALLEL = 4;
+
 export interface EtcdStoreOptions {
   endpoints: string[];
   /** Key prefix of every object (default "/gantry/v1/"). */
@@ -131,20 +134,37 @@ export class EtcdStore implements Store {
     const now = this.now();
     const conflicts: Conflict[] = [];
     let revision = this.mem.revision;
-    for (const part of chunk(writes.map((w) => encodeWrite(this.prefix, w, now)))) {
-      let pending = part;
-      while (pending.length > 0) {
-        const r = await this.txn(pending);
-        if (r.ok) {
-          revision = Math.max(revision, r.revision);
-          break;
-        }
+    const parts = chunk(writes.map((w) => encodeWrite(this.prefix, w, now)));
+    // Up to BATCH_PARALLEL transactions in flight (etcd commits them in one fsync more often than
+    // not); a part that touches a key of an earlier part in the same wave waits for the next wave.
+    for (let i = 0; i < parts.length; ) {
+      const wave = [parts[i]];
+      const keys = new Set(parts[i].map((e) => e.key.toString('latin1')));
+      for (i++; i < parts.length && wave.length < BATCH_PARALLEL; i++) {
+        if (parts[i].some((e) => keys.has(e.key.toString('latin1')))) break;
+        for (const e of parts[i]) keys.add(e.key.toString('latin1'));
+        wave.push(parts[i]);
+      }
+      for (const r of await Promise.all(wave.map((p) => this.applyPart(p)))) {
+        revision = Math.max(revision, r.revision);
         conflicts.push(...r.conflicts);
-        const bad = new Set(r.conflicts.map((c) => `${c.kind}/${c.id}`));
-        pending = pending.filter((e) => !bad.has(`${e.write.kind}/${writeId(e.write)}`));
       }
     }
     return { revision, conflicts };
+  }
+
+  /** One part of a batch: conflicting writes are dropped (reported) and the rest retried until it applies. */
+  private async applyPart(part: Encoded[]): Promise<{ revision: number; conflicts: Conflict[] }> {
+    const conflicts: Conflict[] = [];
+    let pending = part;
+    while (pending.length > 0) {
+      const r = await this.txn(pending);
+      if (r.ok) return { revision: r.revision, conflicts };
+      conflicts.push(...r.conflicts);
+      const bad = new Set(r.conflicts.map((c) => `${c.kind}/${c.id}`));
+      pending = pending.filter((e) => !bad.has(`${e.write.kind}/${writeId(e.write)}`));
+    }
+    return { revision: 0, conflicts };
   }
 
   /**
