@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
-import { ServiceSpec } from '../../proto/gen/gantry/v1/objects.ts';
+import { Cluster, ServiceSpec } from '../../proto/gen/gantry/v1/objects.ts';
 import { fixtures } from '../store/fixtures.ts';
 import { MemoryStore } from '../store/memory.ts';
 import type { Store } from '../store/types.ts';
@@ -400,6 +400,15 @@ describe('controlapi: images, cluster, store, logs', () => {
       assert.notEqual(after.joinTokens!.worker, before.joinTokens!.worker);
       assert.match(after.joinTokens!.worker, /^GNTRY-1-.+-w$/);
       assert.equal(after.joinTokens!.manager, before.joinTokens!.manager);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('controlapi: handlers of other components take precedence over ours', async () => {
+    const s = await startTestServer({ handlers: { getCluster: (_call, cb) => cb(null, Cluster.fromPartial({ id: 'from-handler' })) } });
+    try {
+      assert.equal((await call(s.client.getCluster.bind(s.client), {})).id, 'from-handler');
     } finally {
       await s.close();
     }

@@ -19,7 +19,7 @@ import type {
   UpdateServiceRequest,
   CreateServiceRequest,
 } from '../../proto/gen/gantry/v1/control.ts';
-import { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
+import { ControlService, LogMessage } from '../../proto/gen/gantry/v1/control.ts';
 import type { Cluster, Node, NodeSpec, Service, ServiceSpec, Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Kind, Leadership, Objects, Store, Write } from '../store/types.ts';
@@ -54,6 +54,8 @@ export interface ControlDeps {
   logs: LogBroker;
   leadership?: Leadership;
   log?: (m: string) => void;
+  /** Handlers of Control RPCs other components own (networks, ...); they take precedence. */
+  handlers?: Partial<ControlServer>;
 }
 
 const NODE_READY = 2;
@@ -455,7 +457,7 @@ function unaryHandler<Req, Res>(name: string, log: (m: string) => void, fn: (req
 export function controlService(deps: ControlDeps): ControlServer {
   const api = controlApi(deps);
   const log = deps.log ?? (() => {});
-  return {
+  const own: Record<string, unknown> = {
     getNode: unaryHandler('GetNode', log, api.getNode),
     listNodes: unaryHandler('ListNodes', log, () => api.listNodes()),
     updateNode: unaryHandler('UpdateNode', log, api.updateNode),
@@ -469,7 +471,7 @@ export function controlService(deps: ControlDeps): ControlServer {
     listTasks: unaryHandler('ListTasks', log, api.listTasks),
     getCluster: unaryHandler('GetCluster', log, () => api.getCluster()),
     rotateJoinToken: unaryHandler('RotateJoinToken', log, api.rotateJoinToken),
-    serviceLogs(call) {
+    serviceLogs(call: grpc.ServerWritableStream<ServiceLogsRequest, LogMessage>) {
       const ac = new AbortController();
       call.on('cancelled', () => ac.abort());
       api.serviceLogs(call.request, (m) => call.write(m), ac.signal).then(
@@ -483,4 +485,16 @@ export function controlService(deps: ControlDeps): ControlServer {
       );
     },
   };
+  // Every RPC of the service: another component's handler (deps.handlers), else ours, else UNIMPLEMENTED.
+  const out: Record<string, unknown> = {};
+  for (const [key, def] of Object.entries(ControlService)) {
+    out[key] = (deps.handlers as Record<string, unknown> | undefined)?.[key] ?? own[key] ?? unimplemented(def.path, def.responseStream);
+  }
+  return out as ControlServer;
+}
+
+function unimplemented(path: string, stream: boolean): unknown {
+  const error = { code: 12 /* UNIMPLEMENTED */, details: `${path} is not served by this manager yet` };
+  if (stream) return (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', error);
+  return (_call: unknown, cb: (e: unknown) => void) => cb(error);
 }
