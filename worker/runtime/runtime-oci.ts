@@ -196,18 +196,42 @@ class LogTail {
 
   async drain(): Promise<LogEntry[]> {
     const out: LogEntry[] = [];
-    for (let hops = 0; hops < 4; hops++) {
-      if (this.fh) await this.readNew(out);
-      let ino = 0;
-      try {
-        ino = statSync(this.path).ino;
-      } catch {
-        return out;
-      }
-      if (this.fh && ino === this.ino) return out;
-      await this.fh?.close();
-      await this.open();
+    if (this.fh) await this.readNew(out);
+    let ino = 0;
+    try {
+      ino = statSync(this.path).ino;
+    } catch {
+      return out;
     }
+    if (this.fh && ino === this.ino) return out;
+    // Rotated, maybe several times: read every file newer than ours, oldest first, then hold ctr.log.
+    const chain: { path: string; ino: number }[] = [];
+    for (let i = 20; i >= 1; i--) {
+      try {
+        chain.push({ path: `${this.path}.${i}`, ino: statSync(`${this.path}.${i}`).ino });
+      } catch {
+        /* not there */
+      }
+    }
+    const mine = this.ino ? chain.findIndex((c) => c.ino === this.ino) : -1;
+    await this.fh?.close();
+    this.fh = undefined;
+    for (const c of chain.slice(mine + 1)) {
+      try {
+        const fh = await open(c.path, 'r');
+        this.fh = fh;
+        this.pos = 0;
+        this.partial = Buffer.alloc(0);
+        await this.readNew(out);
+      } catch {
+        /* rotated away meanwhile: those lines are lost */
+      } finally {
+        await this.fh?.close();
+        this.fh = undefined;
+      }
+    }
+    await this.open();
+    if (this.fh) await this.readNew(out);
     return out;
   }
 

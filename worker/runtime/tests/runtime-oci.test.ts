@@ -130,6 +130,25 @@ for (const r of runtimes) {
     assert.deepEqual(mountsContaining(tmp), []);
   });
 
+  test(`runtime-oci(${r.name}): logs rotate at the size limit; reading and following span the rotated files`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id, tmp } = setup(t, r.name, r.binary);
+    const cid = id('rotate');
+    // 150 lines of ~75 bytes of JSON into 4 KiB files, 5 kept: two or more rotations, nothing dropped.
+    await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'sleep 0.3; i=0; while [ $i -lt 150 ]; do echo line$i; i=$((i+1)); done; sleep 0.2; echo last'], { logMaxBytes: 4096, logMaxFiles: 5 }));
+    const followed: string[] = [];
+    await rt.start(cid);
+    for await (const e of rt.logs(cid, { follow: true, tail: -1, sinceMs: 0 })) followed.push(e.data.toString().trim());
+    const st = await rt.wait(cid);
+    assert.equal(st.exitCode, 0);
+    const want = [...Array.from({ length: 150 }, (_, i) => `line${i}`), 'last'];
+    assert.deepEqual(followed, want, 'follow saw every line once, in order, and ended with the container');
+    assert.ok(existsSync(join(tmp, 'containers', cid, 'ctr.log.2')), 'the log rotated at least twice');
+    const all = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((e) => e.data.toString().trim());
+    assert.deepEqual(all, want);
+    const tail = (await collect(rt.logs(cid, { follow: false, tail: 3, sinceMs: 0 }))).map((e) => e.data.toString().trim());
+    assert.deepEqual(tail, ['line148', 'line149', 'last']);
+  });
+
   test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp, cgroupParent } = setup(t, r.name, r.binary);
     const cid = id('bad');
