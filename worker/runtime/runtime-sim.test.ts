@@ -29,7 +29,7 @@ test('runtime-sim: sim-exit exits on the clock with its code; others run until s
   });
   clock.advance(1999);
   await flush();
-  assert.equal(got.done, undefined);
+  assert.ok(got.done === undefined, 'not exited yet');
   clock.advance(1);
   await flush();
   assert.equal(got.done?.exitCode, 3);
@@ -52,7 +52,7 @@ test('runtime-sim: a container ignoring the stop signal is killed after the grac
   await flush();
   clock.advance(4999);
   await flush();
-  assert.equal(got.st, undefined);
+  assert.ok(got.st === undefined, 'not killed yet');
   clock.advance(1);
   await flush();
   assert.equal(got.st?.exitCode, 137);
