@@ -3,7 +3,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <linux/mount.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
@@ -71,13 +73,6 @@ int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n) {
   return 0;
 }
 
-static int bind_ro(const char *src, const char *dst, unsigned long flags, gx_err *err) {
-  if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0) return gx_fail(err, errno, "bind mount `%s` on `%s`", src, dst);
-  if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | MS_NOEXEC | (flags & MS_RDONLY), NULL) < 0)
-    return gx_fail(err, errno, "remount `%s` read-only", dst);
-  return 0;
-}
-
 /* v2: bind the container's own cgroup; v1: a tmpfs with each hierarchy's container dir bound in. */
 int cgroup_mount(const struct cgroup *cg, int rootfd, const char *dest, unsigned long flags, gx_err *err) {
   cleanup_close int fd = open_in_root(rootfd, dest, true, true, err);
@@ -112,11 +107,17 @@ int cgroup_mount(const struct cgroup *cg, int rootfd, const char *dest, unsigned
       ret = gx_fail(err, errno, "mkdir `%s/%s`", dest, e->d_name);
       break;
     }
-    if ((ret = bind_ro(src, dst, flags, err)) < 0) break;
+    if (mount(src, dst, NULL, MS_BIND | MS_REC, NULL) < 0) {
+      ret = gx_fail(err, errno, "bind mount `%s` on `%s/%s`", src, dest, e->d_name);
+      break;
+    }
   }
   closedir(d);
-  if (ret == 0 && (flags & MS_RDONLY) &&
-      mount(NULL, target, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755") < 0)
-    return gx_fail(err, errno, "remount cgroup tmpfs `%s` read-only", dest);
-  return ret;
+  if (ret < 0) return ret;
+  /* one recursive attribute change for the tmpfs and every hierarchy bound into it */
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC |
+                                        ((flags & MS_RDONLY) ? MOUNT_ATTR_RDONLY : 0)};
+  if (syscall(SYS_mount_setattr, top, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) < 0)
+    return gx_fail(err, errno, "mount_setattr read-only on cgroup dir `%s`", dest);
+  return 0;
 }

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -84,6 +85,7 @@ _Noreturn void init_main(struct init_args *a) {
   bool userns = (c->clone_flags & CLONE_NEWUSER) != 0;
   /* GO carries the state JSON for createContainer/startContainer hooks. */
   static char state_json[8192];
+  prctl(PR_SET_PDEATHSIG, SIGKILL); /* a caller killed mid-create takes the half-made container along */
   {
     struct {
       int type;
@@ -96,8 +98,11 @@ _Noreturn void init_main(struct init_args *a) {
     if (r > (ssize_t)sizeof(int)) snprintf(state_json, sizeof state_json, "%s", pkt.msg);
   }
   gx_trace("child: go");
-  if (userns && become_root_in_userns(&err) < 0) goto fail;
-  if (ns_join(a->c, CLONE_NEWUSER, &err) < 0 || ns_join(a->c, 0, &err) < 0) goto fail;
+  bool join_user = false;
+  for (size_t i = 0; i < c->nns; i++) join_user |= c->ns[i].type == CLONE_NEWUSER && c->ns[i].path;
+  if (ns_join(a->c, CLONE_NEWUSER, &err) < 0) goto fail;
+  if ((userns || join_user) && become_root_in_userns(&err) < 0) goto fail;
+  if (ns_join(a->c, 0, &err) < 0) goto fail;
   if (setsid() < 0) {
     gx_fail(&err, errno, "setsid");
     goto fail;
@@ -118,6 +123,7 @@ _Noreturn void init_main(struct init_args *a) {
   }
   if (c->root_ro && rootfs_readonly(&err) < 0) goto fail;
   if (find_executable(&c->proc, exe, sizeof exe, &err) < 0) goto fail;
+  if (a->wait_fifo) prctl(PR_SET_PDEATHSIG, 0); /* create exits after READY; the container stays */
   if (sync_send(a->sync_fd, SYNC_READY, NULL) < 0) _exit(1);
   if (a->wait_fifo) {
     close(a->sync_fd);

@@ -37,6 +37,9 @@ describe('gantry-exec security', () => {
     const proc = p.mounts.find((m: { path: string }) => m.path === '/proc');
     assert.equal(proc.type, 'proc');
     assert.ok(p.mounts.some((m: { path: string }) => m.path === '/proc/keys'), 'maskedPaths are masked');
+    const cgroupMounts = p.mounts.filter((m: { path: string }) => m.path.startsWith('/sys/fs/cgroup'));
+    assert.ok(cgroupMounts.length > 1, 'the cgroup tmpfs and its hierarchies are mounted');
+    for (const m of cgroupMounts) assert.match(m.opts, /^ro,nosuid,nodev,noexec/, `${m.path} is read-only`);
     assert.deepEqual(h.leftovers(id, bundle), []);
   });
 
