@@ -32,7 +32,7 @@ test('runtime-sim: sim-exit exits on the clock with its code; others run until s
   assert.ok(got.done === undefined, 'not exited yet');
   clock.advance(1);
   await flush();
-  assert.equal(got.done?.exitCode, 3);
+  assert.equal((got as { done?: ContainerState }).done?.exitCode, 3);
   assert.equal((await rt.state('b')).status, 'running');
   assert.equal((await rt.stop('b', 10_000)).exitCode, 143);
   const logs = [];
@@ -55,7 +55,7 @@ test('runtime-sim: a container ignoring the stop signal is killed after the grac
   assert.ok(got.st === undefined, 'not killed yet');
   clock.advance(1);
   await flush();
-  assert.equal(got.st?.exitCode, 137);
+  assert.equal((got as { st?: ContainerState }).st?.exitCode, 137);
   await rt.remove('s');
   assert.equal((await rt.state('s')).status, 'unknown');
 });
