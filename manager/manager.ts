@@ -6,7 +6,7 @@ import type { ControlServer } from '../proto/gen/gantry/v1/control.ts';
 import type { DispatcherServer } from '../proto/gen/gantry/v1/dispatcher.ts';
 import { Allocator } from './allocator/allocator-loop.ts';
 import { controlService } from './controlapi/server.ts';
-import { Dispatcher } from './dispatcher/dispatcher.ts';
+import { Dispatcher, type Membership } from './dispatcher/dispatcher.ts';
 import { retryUpdate } from './dispatcher/update-node.ts';
 import { NodeHealth } from './nodehealth/node-health-loop.ts';
 import { GlobalOrchestrator } from './orchestrator/global-loop.ts';
@@ -25,6 +25,8 @@ export interface ManagerOptions {
   clock?: Clock;
   log: Log;
   resolveImage?: (ref: string) => Promise<string | undefined>;
+  /** etcd membership for adding managers; absent with an external etcd. */
+  membership?: Membership;
 }
 
 interface Controller {
@@ -48,6 +50,7 @@ export class Manager {
       log: (m) => opts.log.info(`dispatcher: ${m}`),
       managerId: opts.nodeId,
       managerAddr: opts.addr,
+      membership: opts.membership,
     });
   }
 

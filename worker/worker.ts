@@ -1,6 +1,6 @@
 // The worker role's composition root: the runtime, the task manager that runs assigned tasks,
 // and the agent that holds the dispatcher session. Containers outlive it: stop() leaves them running.
-import type { NodeDescription, TaskStatus } from '../proto/gen/gantry/v1/objects.ts';
+import type { NodeDescription, NodeRole, TaskStatus } from '../proto/gen/gantry/v1/objects.ts';
 import { Agent } from './agent/agent.ts';
 import { TaskManager } from './exec/task-manager.ts';
 import type { ImageStore } from './image/store.ts';
@@ -17,6 +17,7 @@ export interface WorkerOptions {
   description(): NodeDescription;
   log: (m: string) => void;
   onManagers?: (managers: string[]) => void;
+  onRoleChange?: (desiredRole: NodeRole) => void;
 }
 
 export class Worker {
@@ -42,6 +43,7 @@ export class Worker {
       tasks: this.tasks,
       log: (m) => opts.log(`agent: ${m}`),
       onManagers: opts.onManagers,
+      onRoleChange: opts.onRoleChange,
     });
     this.agent = agent;
   }

@@ -1,6 +1,9 @@
 // Address helpers for gantryd's flags: IP:PORT parsing and the default advertise address.
 import os from 'node:os';
 
+/** The port a manager listens on when --listen-addr gives none (Swarm uses 2377; we are not Swarm). */
+export const DEFAULT_PORT = 4242;
+
 export function splitHostPort(addr: string, defaultPort: number): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?(?::(\d+))?$/.exec(addr.trim());
   if (!m || !m[1]) throw new Error(`address "${addr}" is not of the form IP[:PORT]`);

@@ -1,40 +1,39 @@
 // gantryd's host: the local API on the unix socket, and the roles this host plays — always a
-// worker once it is in a cluster, and a manager (with its own supervised etcd member) when it
-// created the cluster. It composes manager/ and worker/, which never import each other.
-import { mkdir, rm, unlink } from 'node:fs/promises';
+// worker once it is in a cluster, and a manager (manager-role.ts) when it created the cluster,
+// joined with a manager token or was promoted. It composes manager/ and worker/, which never
+// import each other.
 import { chmodSync } from 'node:fs';
+import { mkdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { ControlService } from '../../proto/gen/gantry/v1/control.ts';
-import { DispatcherClient, DispatcherService } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import { DispatcherClient, type JoinResponse } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import { ImagesService } from '../../proto/gen/gantry/v1/images.ts';
 import type { InfoResponse, InitRequest, InitResponse, LeaveRequest, LocalJoinRequest, LocalServer } from '../../proto/gen/gantry/v1/local.ts';
 import { LocalService } from '../../proto/gen/gantry/v1/local.ts';
-import { NodeAvailability, NodeRole, NodeState as NodeHealthState } from '../../proto/gen/gantry/v1/objects.ts';
+import { NodeAvailability, NodeState as NodeHealthState, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Log } from '../../manager/controller.ts';
 import { hashSecret, newJoinToken, newNodeSecret } from '../../manager/dispatcher/tokens.ts';
 import { newId } from '../../manager/ids.ts';
-import { Manager } from '../../manager/manager.ts';
-import { EtcdStore } from '../../manager/store/etcd.ts';
-import { type EtcdMember, startEtcdMember } from '../../manager/store/etcd-member.ts';
 import { describeHost } from '../../worker/describe.ts';
 import { imagesService } from '../../worker/image/service.ts';
 import { ImageStore } from '../../worker/image/store.ts';
 import { createRuntime } from '../../worker/runtime/create.ts';
 import type { Runtime } from '../../worker/runtime/types.ts';
 import { Worker } from '../../worker/worker.ts';
-import { defaultAdvertiseIp, splitHostPort } from './addr.ts';
-import { type NodeState, loadState, saveState } from './state.ts';
+import { DEFAULT_PORT, defaultAdvertiseIp, splitHostPort } from './addr.ts';
+import { bindServer, etcdUrls, ManagerRole } from './manager-role.ts';
+import { loadState, type NodeState, saveState } from './state.ts';
 
+export { DEFAULT_PORT };
 export const VERSION = '0.1.0';
-export const DEFAULT_PORT = 4242;
 
 export interface DaemonOptions {
   dataDir: string;
   socket: string;
-  listenAddr: string;          // default for `gantry init`
+  listenAddr: string;          // default for `gantry init` and manager joins
   advertiseAddr?: string;
-  runtime: string;             // native | runc | crun | sim
+  runtime: string;             // native | runc | crun | sim | default
   cgroupParent: string;
   hostname: string;
   log: Log;
@@ -48,6 +47,10 @@ class LocalError extends Error {
   }
 }
 
+function grpcError(code: grpc.status, details: string): grpc.ServiceError {
+  return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+}
+
 export class Daemon {
   private readonly opts: DaemonOptions;
   private readonly log: Log;
@@ -56,11 +59,9 @@ export class Daemon {
   private runtime!: Runtime;
   private localServer: grpc.Server | undefined;
   private tcpServer: grpc.Server | undefined;
-  private etcd: EtcdMember | undefined;
-  private store: EtcdStore | undefined;
-  private manager: Manager | undefined;
-  private control: ReturnType<Manager['controlService']> | undefined;
+  private managerRole: ManagerRole | undefined;
   private worker: Worker | undefined;
+  /** Cluster-membership changes (init, join, leave, promote, demote) run one at a time. */
   private busy: Promise<unknown> = Promise.resolve();
 
   constructor(opts: DaemonOptions) {
@@ -79,12 +80,18 @@ export class Daemon {
     await this.serveLocal();
     this.state = await loadState(this.opts.dataDir);
     if (this.state) {
-      if (this.state.role === 'manager') await this.startManager(this.state);
+      if (this.state.role === 'manager') await this.startManager(this.state, { clusterState: 'new' });
       await this.startWorker(this.state);
       this.log.info(`gantryd: node ${this.state.nodeId} (${this.state.role}) started`);
     } else {
       this.log.info('gantryd: not in a cluster yet: run `gantry init` or `gantry join`');
     }
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(fn);
+    this.busy = run.catch(() => {});
+    return run;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -107,22 +114,23 @@ export class Daemon {
   /** Control calls on the local socket go to this host's manager, or explain why there is none. */
   private controlProxy(): grpc.UntypedServiceImplementation {
     const impl: grpc.UntypedServiceImplementation = {};
+    const unavailable = () =>
+      grpcError(
+        grpc.status.FAILED_PRECONDITION,
+        !this.state
+          ? 'this host is not part of a cluster: run `gantry init` to create one, or `gantry join` to join one'
+          : `this host is a worker: run cluster commands on a manager (${this.state.managers.join(', ')})`,
+      );
     for (const [name, def] of Object.entries(ControlService)) {
       const method = name as keyof typeof ControlService;
-      const unavailable = (): grpc.ServiceError => {
-        const details = !this.state
-          ? 'this host is not part of a cluster: run `gantry init` to create one, or `gantry join` to join one'
-          : `this host is a worker: run cluster commands on a manager (${this.state.managers.join(', ')})`;
-        return Object.assign(new Error(details), { code: grpc.status.FAILED_PRECONDITION, details, metadata: new grpc.Metadata() });
-      };
       impl[method] = def.responseStream
         ? (call: grpc.ServerWritableStream<unknown, unknown>) => {
-            const target = this.control?.[method] as ((c: unknown) => void) | undefined;
+            const target = this.managerRole?.control[method] as ((c: unknown) => void) | undefined;
             if (!target) return call.emit('error', unavailable());
             target(call);
           }
         : (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-            const target = this.control?.[method] as ((c: unknown, cb: unknown) => void) | undefined;
+            const target = this.managerRole?.control[method] as ((c: unknown, cb: unknown) => void) | undefined;
             if (!target) return cb(unavailable());
             target(call, cb);
           };
@@ -134,22 +142,16 @@ export class Daemon {
     const unary =
       <Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
       (call, cb) => {
-        // one cluster-membership change at a time
-        const run = this.busy.then(() => fn(call.request));
-        this.busy = run.catch(() => {});
-        run.then(
+        this.serialize(() => fn(call.request)).then(
           (res) => cb(null, res),
-          (err: Error) => {
-            const code = err instanceof LocalError ? err.code : grpc.status.INTERNAL;
-            cb(Object.assign(new Error(err.message), { code, details: err.message, metadata: new grpc.Metadata() }));
-          },
+          (err: Error) => cb(grpcError(err instanceof LocalError ? err.code : grpc.status.INTERNAL, err.message)),
         );
       };
     return {
       init: unary((req: InitRequest) => this.init(req)),
       join: unary((req: LocalJoinRequest) => this.join(req)),
       leave: unary((req: LeaveRequest) => this.leave(req).then(() => ({}))),
-      info: unary(async () => this.info()),
+      info: (_call, cb) => cb(null, this.info()),
     };
   }
 
@@ -163,58 +165,77 @@ export class Daemon {
       managers: s?.managers ?? [],
       dataDir: this.opts.dataDir,
       runtime: this.runtime.name,
-      isLeader: this.store?.leadership(s?.nodeId ?? '').isLeader() ?? false,
+      isLeader: this.managerRole?.store.leadership(s?.nodeId ?? '').isLeader() ?? false,
       hostname: this.opts.hostname,
     };
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Becoming a manager, joining, leaving
+  // Creating, joining and leaving a cluster
+
+  private notInCluster(): void {
+    if (this.state) {
+      throw new LocalError(grpc.status.ALREADY_EXISTS, `this host is already in cluster ${this.state.clusterId} as a ${this.state.role}: run \`gantry leave\` first`);
+    }
+  }
+
+  private advertiseIp(requested: string): string {
+    return requested ? splitHostPort(requested, DEFAULT_PORT).host : this.opts.advertiseAddr || defaultAdvertiseIp();
+  }
 
   private async init(req: InitRequest): Promise<InitResponse> {
-    if (this.state) {
-      throw new LocalError(
-        grpc.status.ALREADY_EXISTS,
-        `this host is already in cluster ${this.state.clusterId} as a ${this.state.role}: run \`gantry leave\` first`,
-      );
-    }
-    const advertiseIp = req.advertiseAddr ? splitHostPort(req.advertiseAddr, DEFAULT_PORT).host : this.opts.advertiseAddr || defaultAdvertiseIp();
-    const listen = req.listenAddr || this.opts.listenAddr;
-    splitHostPort(listen, DEFAULT_PORT); // validate before anything starts
+    this.notInCluster();
     const nodeId = newId();
     const clusterId = newId();
     const secret = newNodeSecret();
-    const state: NodeState = { nodeId, nodeSecret: secret, clusterId, role: 'manager', managers: [], listenAddr: listen, advertiseAddr: advertiseIp, etcdName: nodeId };
+    const advertiseIp = this.advertiseIp(req.advertiseAddr);
+    const state: NodeState = {
+      nodeId,
+      nodeSecret: secret,
+      clusterId,
+      role: 'manager',
+      managers: [],
+      listenAddr: req.listenAddr || this.opts.listenAddr,
+      advertiseAddr: advertiseIp,
+      etcdName: nodeId,
+    };
+    let workerToken = '';
     try {
-      await this.startManager(state, async (store, managerAddr) => {
-        const now = Date.now();
-        const res = await store.commit([
-          {
-            op: 'create',
-            kind: 'clusters',
-            object: {
-              id: clusterId,
-              spec: { name: 'default', taskHistoryRetentionLimit: 5, heartbeatPeriodMs: 1000, nodeDownGraceMs: 3000 },
-              joinTokens: { worker: newJoinToken('worker'), manager: newJoinToken('manager') },
-              rootCaCert: Buffer.alloc(0),
+      await this.startManager(state, {
+        clusterState: 'new',
+        forceNewCluster: req.forceNewCluster,
+        bootstrap: async (store) => {
+          if (req.forceNewCluster) return;
+          workerToken = newJoinToken('worker');
+          const now = Date.now();
+          const res = await store.commit([
+            {
+              op: 'create',
+              kind: 'clusters',
+              object: {
+                id: clusterId,
+                spec: { name: 'default', taskHistoryRetentionLimit: 5, heartbeatPeriodMs: 1000, nodeDownGraceMs: 3000 },
+                joinTokens: { worker: workerToken, manager: newJoinToken('manager') },
+                rootCaCert: Buffer.alloc(0),
+              },
             },
-          },
-          {
-            op: 'create',
-            kind: 'nodes',
-            object: {
-              id: nodeId,
-              spec: { name: '', labels: {}, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
-              description: this.description(),
-              status: { state: NodeHealthState.NODE_STATE_UNKNOWN, message: 'created the cluster', addr: advertiseIp, lastHeartbeat: now },
-              role: NodeRole.NODE_ROLE_MANAGER,
-              managerStatus: { leader: false, addr: managerAddr, reachability: 'reachable', etcdMemberId: '', etcdPeerUrl: this.etcd?.peerUrl ?? '', etcdClientUrl: this.etcd?.clientUrl ?? '' },
-              secretHash: hashSecret(secret),
+            {
+              op: 'create',
+              kind: 'nodes',
+              object: {
+                id: nodeId,
+                spec: { name: '', labels: {}, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
+                description: this.description(),
+                status: { state: NodeHealthState.NODE_STATE_UNKNOWN, message: 'created the cluster', addr: advertiseIp, lastHeartbeat: now },
+                role: NodeRole.NODE_ROLE_MANAGER,
+                managerStatus: { leader: false, addr: state.managerAddr as string, reachability: 'reachable', etcdMemberId: '', etcdPeerUrl: '', etcdClientUrl: '' },
+                secretHash: hashSecret(secret),
+              },
             },
-          },
-        ]);
-        if (!res.ok) throw new Error(`creating the cluster failed: ${res.conflict.kind} ${res.conflict.id} ${res.conflict.reason}`);
-        await store.waitFor(res.revision);
+          ]);
+          if (!res.ok) throw new Error(`creating the cluster failed: ${res.conflict.kind} ${res.conflict.id} ${res.conflict.reason}`);
+          await store.waitFor(res.revision);
+        },
       });
       state.managers = [state.managerAddr as string];
       await saveState(this.opts.dataDir, state);
@@ -227,49 +248,83 @@ export class Daemon {
       this.state = undefined;
       throw new LocalError(grpc.status.INTERNAL, `gantry init failed: ${(err as Error).message}`);
     }
-    const cluster = this.store?.view().cluster();
-    return {
-      nodeId,
-      clusterId,
-      workerJoinCommand: `gantry join --token ${cluster?.joinTokens?.worker} ${state.managerAddr}`,
-    };
+    return { nodeId, clusterId, workerJoinCommand: `gantry join --token ${workerToken} ${state.managerAddr}` };
   }
 
   private async join(req: LocalJoinRequest): Promise<InitResponse> {
-    if (this.state) {
-      throw new LocalError(grpc.status.ALREADY_EXISTS, `this host is already in cluster ${this.state.clusterId} as a ${this.state.role}: run \`gantry leave\` first`);
-    }
+    this.notInCluster();
     if (!req.token) throw new LocalError(grpc.status.INVALID_ARGUMENT, 'a join token is required: get one with `gantry join-token worker` on a manager');
     if (!req.remoteAddr) throw new LocalError(grpc.status.INVALID_ARGUMENT, 'the address of a manager is required (IP:PORT)');
     const remote = splitHostPort(req.remoteAddr, DEFAULT_PORT);
     const remoteAddr = `${remote.host}:${remote.port}`;
-    const advertiseIp = req.advertiseAddr ? splitHostPort(req.advertiseAddr, DEFAULT_PORT).host : this.opts.advertiseAddr || defaultAdvertiseIp();
-    const client = new DispatcherClient(remoteAddr, grpc.credentials.createInsecure());
+    const advertiseIp = this.advertiseIp(req.advertiseAddr);
+    const asManager = req.token.trim().endsWith('-m');
+    // a manager needs its ports before it asks: the others must reach its etcd member and server
+    const etcdName = newId();
+    let bound: Awaited<ReturnType<typeof bindServer>> | undefined;
+    let peerUrl = '';
+    if (asManager) {
+      bound = await bindServer(req.listenAddr || this.opts.listenAddr);
+      peerUrl = (await etcdUrls(this.opts.dataDir, { etcdName, nodeId: etcdName, advertiseAddr: advertiseIp })).peerUrl;
+    }
+    const managerAddr = bound ? `${advertiseIp}:${bound.port}` : '';
     try {
-      const res = await new Promise<import('../../proto/gen/gantry/v1/dispatcher.ts').JoinResponse>((resolve, reject) =>
+      const res = await this.callManager(remoteAddr, (client, md, opts, cb) =>
         client.join(
-          { token: req.token, description: this.description(), advertiseAddr: advertiseIp },
-          new grpc.Metadata(),
-          { deadline: Date.now() + 15_000 },
-          (err, r) => (err ? reject(err) : resolve(r)),
+          { token: req.token, description: this.description(), advertiseAddr: advertiseIp, etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: etcdName },
+          md,
+          opts,
+          cb,
         ),
       );
       const state: NodeState = {
         nodeId: res.nodeId,
         nodeSecret: res.nodeSecret,
         clusterId: res.clusterId,
-        role: 'worker',
+        role: res.role === NodeRole.NODE_ROLE_MANAGER ? 'manager' : 'worker',
         managers: res.managers.length > 0 ? res.managers : [remoteAddr],
         advertiseAddr: advertiseIp,
+        etcdName,
       };
+      if (state.role === 'manager' && bound) {
+        state.listenAddr = `${bound.host}:${bound.port}`;
+        state.managerAddr = managerAddr;
+        await this.startManager(state, { clusterState: 'existing', initialCluster: res.etcdInitialCluster.join(',') }, bound.server);
+        bound = undefined;
+        if (!state.managers.includes(managerAddr)) state.managers = [managerAddr, ...state.managers];
+      }
       await saveState(this.opts.dataDir, state);
       this.state = state;
       await this.startWorker(state);
       return { nodeId: res.nodeId, clusterId: res.clusterId, workerJoinCommand: '' };
     } catch (err) {
+      await this.stopRoles();
+      await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
+      throw err;
+    } finally {
+      bound?.server.forceShutdown();
+    }
+  }
+
+  /** One unary call to a manager's dispatcher, with errors that say what to do. */
+  private async callManager(
+    addr: string,
+    call: (
+      client: DispatcherClient,
+      md: grpc.Metadata,
+      opts: Partial<grpc.CallOptions>,
+      cb: (err: grpc.ServiceError | null, res: JoinResponse) => void,
+    ) => void,
+  ): Promise<JoinResponse> {
+    const client = new DispatcherClient(addr, grpc.credentials.createInsecure());
+    try {
+      return await new Promise<JoinResponse>((resolve, reject) =>
+        call(client, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err, r) => (err ? reject(err) : resolve(r))),
+      );
+    } catch (err) {
       const e = err as grpc.ServiceError;
       if (e.code === grpc.status.UNAVAILABLE || e.code === grpc.status.DEADLINE_EXCEEDED) {
-        throw new LocalError(grpc.status.UNAVAILABLE, `cannot reach a manager at ${remoteAddr}: ${e.details || e.message}`);
+        throw new LocalError(grpc.status.UNAVAILABLE, `cannot reach a manager at ${addr}: ${e.details || e.message}`);
       }
       throw new LocalError(e.code ?? grpc.status.INTERNAL, e.details || e.message);
     } finally {
@@ -283,7 +338,7 @@ export class Daemon {
     if (s.role === 'manager' && !req.force) {
       throw new LocalError(
         grpc.status.FAILED_PRECONDITION,
-        'this host is a manager: leaving would remove the cluster state it holds. Use `gantry leave --force` to leave anyway',
+        'this host is a manager: leaving would take its copy of the cluster state and its vote with it. Demote it first (`gantry node demote`), or use `gantry leave --force`',
       );
     }
     // stop and remove this host's containers, then forget the cluster
@@ -306,42 +361,28 @@ export class Daemon {
     return describeHost({ hostname: this.opts.hostname, runtimes: [this.runtime.name], version: VERSION });
   }
 
-  /**
-   * Starts the local etcd member, the store, the manager's TCP server and the manager itself.
-   * `bootstrap` runs once the store is open and before the controllers start (init writes the cluster).
-   */
-  private async startManager(state: NodeState, bootstrap?: (store: EtcdStore, managerAddr: string) => Promise<void>): Promise<void> {
-    this.etcd = await startEtcdMember({
-      dataDir: path.join(this.opts.dataDir, 'etcd'),
-      name: state.etcdName ?? state.nodeId,
-      host: state.advertiseAddr,
-      clusterState: 'new',
-      log: (line: string) => this.log.debug(`etcd: ${line}`),
-    });
-    this.store = await EtcdStore.open({
-      endpoints: [this.etcd.clientUrl],
-      managerId: state.nodeId,
-      log: (m: string) => this.log.info(`store: ${m}`),
-    });
-    const listen = splitHostPort(state.listenAddr ?? this.opts.listenAddr, DEFAULT_PORT);
-    const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.keepalive_permit_without_calls': 1 });
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${listen.host}:${listen.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    ).catch((err: Error) => {
-      throw new Error(`cannot listen on ${listen.host}:${listen.port}: ${err.message} (choose another with --listen-addr)`);
-    });
-    this.tcpServer = server;
-    // keep the port we got, so a restart listens where the workers look
-    state.listenAddr = `${listen.host}:${port}`;
-    state.managerAddr = `${state.advertiseAddr}:${port}`;
-    if (bootstrap) await bootstrap(this.store, state.managerAddr);
+  private async startManager(
+    state: NodeState,
+    etcd: { clusterState: 'new' | 'existing'; initialCluster?: string; forceNewCluster?: boolean; bootstrap?: (store: import('../../manager/store/etcd.ts').EtcdStore) => Promise<void> },
+    server?: grpc.Server,
+  ): Promise<void> {
+    let bound = server;
+    if (!bound) {
+      const b = await bindServer(state.listenAddr ?? this.opts.listenAddr);
+      bound = b.server;
+      // keep the port we got, so a restart listens where the workers look
+      state.listenAddr = `${b.host}:${b.port}`;
+      state.managerAddr = `${state.advertiseAddr}:${b.port}`;
+    }
+    this.tcpServer = bound;
     const images = this.images;
-    this.manager = new Manager({
-      store: this.store,
-      leadership: this.store.leadership(state.nodeId),
-      nodeId: state.nodeId,
-      addr: state.managerAddr,
+    this.managerRole = await ManagerRole.start({
+      dataDir: this.opts.dataDir,
+      state,
+      server: bound,
+      etcd,
       log: this.log,
+      bootstrap: etcd.bootstrap,
       resolveImage: async (ref) => {
         try {
           return (await images.resolveRemote(ref, { attempts: 1, idleTimeoutMs: 3000 })).digest;
@@ -349,12 +390,8 @@ export class Daemon {
           return undefined; // local-only images (imported) and unreachable registries keep their tag
         }
       },
+      onDemoted: () => void this.serialize(() => this.becameWorker()),
     });
-    this.control = this.manager.controlService();
-    server.addService(ControlService, this.control as unknown as grpc.UntypedServiceImplementation);
-    server.addService(DispatcherService, this.manager.dispatcherService());
-    this.manager.start();
-    this.log.info(`gantryd: manager listening on ${state.listenAddr}, reachable at ${state.managerAddr}`);
   }
 
   private async startWorker(state: NodeState): Promise<void> {
@@ -373,27 +410,70 @@ export class Daemon {
         this.state.managers = managers;
         void saveState(this.opts.dataDir, this.state).catch((err) => this.log.warn(`saving the manager list: ${err.message}`));
       },
+      onRoleChange: (desired) => {
+        if (desired === NodeRole.NODE_ROLE_MANAGER && this.state?.role === 'worker') {
+          void this.serialize(() => this.promote()).catch((err) => this.log.error(`gantryd: promotion failed: ${(err as Error).message}`));
+        }
+      },
     });
     await this.worker.start();
+  }
+
+  /** `gantry node promote` of this host: get an etcd member and start the manager role. */
+  private async promote(): Promise<void> {
+    const s = this.state;
+    if (!s || s.role !== 'worker') return;
+    this.log.info('gantryd: this node was promoted: becoming a manager');
+    s.etcdName ??= newId();
+    const bound = await bindServer(this.opts.listenAddr);
+    const managerAddr = `${s.advertiseAddr}:${bound.port}`;
+    try {
+      const { peerUrl } = await etcdUrls(this.opts.dataDir, s);
+      let lastErr: unknown;
+      for (const addr of s.managers) {
+        try {
+          const res = await this.callManager(addr, (client, md, opts, cb) =>
+            client.promote({ nodeId: s.nodeId, nodeSecret: s.nodeSecret, etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: s.etcdName as string }, md, opts, cb),
+          );
+          const next: NodeState = { ...s, role: 'manager', listenAddr: `${bound.host}:${bound.port}`, managerAddr, managers: [managerAddr, ...res.managers.filter((m) => m !== managerAddr)] };
+          await this.startManager(next, { clusterState: 'existing', initialCluster: res.etcdInitialCluster.join(',') }, bound.server);
+          await saveState(this.opts.dataDir, next);
+          this.state = next;
+          return;
+        } catch (err) {
+          lastErr = err;
+        }
+      }
+      throw lastErr ?? new Error('no manager known');
+    } catch (err) {
+      bound.server.forceShutdown();
+      await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** After demotion (manager-role.ts did the etcd part): stop serving, remember being a worker. */
+  private async becameWorker(): Promise<void> {
+    const s = this.state;
+    if (!s) return;
+    this.managerRole = undefined;
+    this.tcpServer?.forceShutdown();
+    this.tcpServer = undefined;
+    const next: NodeState = { ...s, role: 'worker', listenAddr: undefined, managerAddr: undefined, managers: s.managers.filter((m) => m !== s.managerAddr) };
+    await saveState(this.opts.dataDir, next);
+    this.state = next;
+    this.log.info('gantryd: this node is a worker now');
   }
 
   private async stopRoles(): Promise<void> {
     const worker = this.worker;
     this.worker = undefined;
     await worker?.stop();
-    const manager = this.manager;
-    this.manager = undefined;
-    this.control = undefined;
-    await manager?.stop();
-    const tcp = this.tcpServer;
+    const role = this.managerRole;
+    this.managerRole = undefined;
+    await role?.stop();
+    this.tcpServer?.forceShutdown();
     this.tcpServer = undefined;
-    tcp?.forceShutdown();
-    const store = this.store;
-    this.store = undefined;
-    await store?.close();
-    const etcd = this.etcd;
-    this.etcd = undefined;
-    await etcd?.stop();
   }
 
   /** Stops gantryd; containers keep running and are re-adopted by the next start. */

@@ -3,13 +3,20 @@
 // manager's etcd lease, so workers of a manager that dies reconnect to another.
 import * as grpc from '@grpc/grpc-js';
 import type { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
-import type { DispatcherServer, JoinRequest, JoinResponse } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import type { DispatcherServer, JoinRequest, JoinResponse, PromoteRequest } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import { type Node, NodeAvailability, NodeRole, NodeState, type Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Store } from '../store/types.ts';
 import { type SessionDeps, WorkerSession } from './session.ts';
 import { StatusWriter } from './status-writer.ts';
-import { hashSecret, newNodeSecret, tokenRole } from './tokens.ts';
+import { hashSecret, newNodeSecret, secretMatches, tokenRole } from './tokens.ts';
+import { retryUpdate } from './update-node.ts';
+
+/** etcd membership, as the composition root provides it (only manager/store talks to etcd). */
+export interface Membership {
+  /** Adds a voting member; returns its id and the initial-cluster entries (name=peerURL) it must start with. */
+  add(name: string, peerUrl: string): Promise<{ memberId: string; initialCluster: string[] }>;
+}
 
 export interface DispatcherOptions {
   store: Store;
@@ -17,6 +24,7 @@ export interface DispatcherOptions {
   log?: (m: string) => void;
   managerId: string;
   managerAddr: string;
+  membership?: Membership;
 }
 
 export interface LogSubscribeOptions {
@@ -81,6 +89,12 @@ export class Dispatcher {
         );
       },
       session: (call) => new WorkerSession(call, this.sessionDeps()).run(),
+      promote: (call, cb) => {
+        this.promote(call.request).then(
+          (res) => cb(null, res),
+          (err: grpc.ServiceError) => cb(err.code !== undefined ? err : { code: grpc.status.INTERNAL, details: String(err), name: 'Error', message: String(err), metadata: new grpc.Metadata() }),
+        );
+      },
     };
   }
 
@@ -96,15 +110,16 @@ export class Dispatcher {
         'join token is not valid for this cluster (wrong or rotated): get the current one with `gantry join-token worker` on a manager',
       );
     }
-    if (role === 'manager') {
-      throw fail(grpc.status.UNIMPLEMENTED, 'joining as a manager is not supported yet: join with the worker token (`gantry join-token worker`)');
+    if (role === 'manager' && (!req.etcdPeerUrl || !req.managerAddr)) {
+      throw fail(grpc.status.INVALID_ARGUMENT, 'a manager join must say where its etcd member and its gRPC server will listen (etcd_peer_url, manager_addr)');
     }
     const id = newId();
     const secret = newNodeSecret();
     const now = this.opts.clock.now();
+    const nodeRole = role === 'manager' ? NodeRole.NODE_ROLE_MANAGER : NodeRole.NODE_ROLE_WORKER;
     const node: Node = {
       id,
-      spec: { name: '', labels: {}, desiredRole: NodeRole.NODE_ROLE_WORKER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
+      spec: { name: '', labels: {}, desiredRole: nodeRole, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
       description: req.description,
       status: { state: NodeState.NODE_STATE_UNKNOWN, message: 'joined', addr: req.advertiseAddr, lastHeartbeat: now },
       role: NodeRole.NODE_ROLE_WORKER,
@@ -112,8 +127,9 @@ export class Dispatcher {
     };
     const res = await this.opts.store.commit([{ op: 'create', kind: 'nodes', object: node }]);
     if (!res.ok) throw fail(grpc.status.ABORTED, `could not record node ${id}: ${res.conflict.reason}; try again`);
+    await this.opts.store.waitFor(res.revision);
     this.log(`node ${id} (${req.description?.hostname}) joined as ${role}`);
-    return {
+    const base: JoinResponse = {
       nodeId: id,
       nodeSecret: secret,
       role: NodeRole.NODE_ROLE_WORKER,
@@ -122,6 +138,43 @@ export class Dispatcher {
       etcdInitialCluster: [],
       etcdMemberName: '',
     };
+    if (role === 'worker') return base;
+    return { ...base, ...(await this.addManager(id, req.etcdMemberName || id, req.etcdPeerUrl, req.managerAddr)) };
+  }
+
+  /** A joined worker whose desired role became manager asks for its etcd member (after `node promote`). */
+  private async promote(req: PromoteRequest): Promise<JoinResponse> {
+    const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+    const view = this.opts.store.view();
+    const node = view.get('nodes', req.nodeId);
+    if (!node || !secretMatches(req.nodeSecret, node.secretHash)) throw fail(grpc.status.UNAUTHENTICATED, `node ${req.nodeId} is not part of this cluster`);
+    if (node.spec?.desiredRole !== NodeRole.NODE_ROLE_MANAGER) {
+      throw fail(grpc.status.FAILED_PRECONDITION, `node ${req.nodeId} was not promoted: run \`gantry node promote ${req.nodeId}\` on a manager first`);
+    }
+    const added = await this.addManager(node.id, req.etcdMemberName || node.id, req.etcdPeerUrl, req.managerAddr);
+    return { nodeId: node.id, nodeSecret: '', clusterId: view.cluster()?.id ?? '', ...added };
+  }
+
+  /**
+   * Makes `nodeId` a manager: adds its etcd member (it starts it right after, with the returned
+   * initial cluster) and records its role. A node that asks again (a retried join) is not added twice.
+   */
+  private async addManager(nodeId: string, memberName: string, peerUrl: string, managerAddr: string): Promise<Pick<JoinResponse, 'role' | 'etcdInitialCluster' | 'etcdMemberName' | 'managers'>> {
+    const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+    if (!this.opts.membership) throw fail(grpc.status.UNIMPLEMENTED, 'this manager cannot add etcd members (it uses an external etcd)');
+    const managers = this.opts.store.view().list('nodes').filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER);
+    if (managers.some((m) => m.managerStatus?.etcdPeerUrl === peerUrl && m.id !== nodeId)) {
+      throw fail(grpc.status.ALREADY_EXISTS, `etcd peer URL ${peerUrl} already belongs to another manager`);
+    }
+    const added = await this.opts.membership.add(memberName, peerUrl);
+    await retryUpdate(this.opts.store, nodeId, (n) => ({
+      ...n,
+      role: NodeRole.NODE_ROLE_MANAGER,
+      spec: { ...(n.spec ?? { name: '', labels: {}, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, desiredRole: NodeRole.NODE_ROLE_MANAGER }), desiredRole: NodeRole.NODE_ROLE_MANAGER },
+      managerStatus: { leader: false, addr: managerAddr, reachability: 'reachable', etcdMemberId: added.memberId, etcdPeerUrl: peerUrl, etcdClientUrl: '' },
+    }));
+    this.log(`node ${nodeId} is now a manager (etcd member ${added.memberId} at ${peerUrl})`);
+    return { role: NodeRole.NODE_ROLE_MANAGER, etcdInitialCluster: added.initialCluster, etcdMemberName: memberName, managers: this.managers() };
   }
 
   /**

@@ -154,6 +154,7 @@ export class WorkerSession {
     for (const e of early) if (e.revision > baseRevision) this.onStoreEvents(e.events);
     this.send({ msg: { $case: 'session', value: { sessionId: this.sessionId, heartbeatPeriodMs: this.deps.heartbeatMs(), managers: this.deps.managers() } } });
     this.send({ msg: { $case: 'assignments', value: { full: true, tasks: assignmentSet(view, nodeId), removed: [] } } });
+    this.noticeRole(view.get('nodes', nodeId));
     this.deps.log(`session ${this.sessionId} open for node ${nodeId} (${addr})`);
 
     const period = this.deps.heartbeatMs();
@@ -169,6 +170,7 @@ export class WorkerSession {
         this.fail('PERMISSION_DENIED', `node ${this.nodeId} was removed from the cluster`);
         return;
       }
+      if (ev.kind === 'nodes' && ev.op === 'put' && ev.object.id === this.nodeId) this.noticeRole(ev.object, ev.previous);
       if (ev.kind === 'sessions' && ev.op === 'put' && ev.object.nodeId === this.nodeId && ev.object.sessionId !== this.sessionId) {
         this.fail('ABORTED', `node ${this.nodeId} opened a newer session elsewhere`);
         return;
@@ -196,6 +198,14 @@ export class WorkerSession {
         this.send({ msg: { $case: 'assignments', value: { full: false, tasks: d.tasks, removed: d.removed } } });
       }, ASSIGNMENT_DEBOUNCE_MS);
     }
+  }
+
+  /** Tells the worker when its desired role differs from its role (it acts on it: see cli/daemon/roles.ts). */
+  private noticeRole(node: Node | undefined, previous?: Node): void {
+    if (!node?.spec) return;
+    const differs = node.spec.desiredRole !== node.role;
+    const changed = !previous || previous.spec?.desiredRole !== node.spec.desiredRole || previous.role !== node.role;
+    if (differs && changed) this.send({ msg: { $case: 'roleChange', value: { desiredRole: node.spec.desiredRole } } });
   }
 
   /** Asks the worker for logs of its tasks; chunks and the end come back through `handlers`. */

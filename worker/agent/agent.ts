@@ -3,7 +3,7 @@
 // heartbeats and requested logs. The protocol is drawn in proto/gantry/v1/dispatcher.proto.
 import * as grpc from '@grpc/grpc-js';
 import { DispatcherClient, type LogSubscribe, type ManagerMessage, type WorkerMessage } from '../../proto/gen/gantry/v1/dispatcher.ts';
-import type { NodeDescription, Task, TaskStatus } from '../../proto/gen/gantry/v1/objects.ts';
+import type { NodeDescription, NodeRole, Task, TaskStatus } from '../../proto/gen/gantry/v1/objects.ts';
 import type { LogEntry, LogOptions } from '../runtime/types.ts';
 
 /** What the agent needs from the task manager (worker/exec): a narrow interface. */
@@ -23,6 +23,8 @@ export interface AgentOptions {
   log?: (m: string) => void;
   /** Called with the manager list each session reports, to persist it for the next start. */
   onManagers?: (managers: string[]) => void;
+  /** The managers want this node in another role (promote/demote): the daemon acts on it. */
+  onRoleChange?: (desiredRole: NodeRole) => void;
   /** Called once a session is registered (true) and when it ends (false). */
   onConnection?: (connected: boolean, manager: string) => void;
 }
@@ -156,6 +158,9 @@ export class Agent {
           }
           case 'logCancel':
             logSubs.get(msg.value.subscriptionId)?.abort();
+            return;
+          case 'roleChange':
+            this.opts.onRoleChange?.(msg.value.desiredRole);
             return;
           default: {
             const never: never = msg;

@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { NetworkState } from "./network.ts";
 import { NodeDescription, NodeRole, Task, TaskStatus } from "./objects.ts";
 
 /**
@@ -42,6 +43,18 @@ export interface JoinRequest {
   token: string;
   description?: NodeDescription | undefined;
   advertiseAddr: string;
+  /** manager joins: where the joiner's etcd member and gRPC server will be reached */
+  etcdPeerUrl: string;
+  managerAddr: string;
+  etcdMemberName: string;
+}
+
+export interface PromoteRequest {
+  nodeId: string;
+  nodeSecret: string;
+  etcdPeerUrl: string;
+  managerAddr: string;
+  etcdMemberName: string;
 }
 
 export interface JoinResponse {
@@ -72,7 +85,16 @@ export interface ManagerMessage {
     | { $case: "assignments"; value: Assignments }
     | { $case: "logSubscribe"; value: LogSubscribe }
     | { $case: "logCancel"; value: LogCancel }
+    | { $case: "roleChange"; value: RoleChange }
     | undefined;
+}
+
+/**
+ * The node's desired role differs from its role: a worker told to become a manager calls
+ * Promote; a manager told to become a worker stops its manager role and etcd member.
+ */
+export interface RoleChange {
+  desiredRole: NodeRole;
 }
 
 export interface Register {
@@ -95,6 +117,8 @@ export interface Assignments {
   tasks: Task[];
   /** task ids no longer assigned */
   removed: string[];
+  /** present when this node's network state changed (complete) */
+  networkState?: NetworkState | undefined;
 }
 
 export interface TaskStatusUpdate {
@@ -135,7 +159,7 @@ export interface LogDone {
 }
 
 function createBaseJoinRequest(): JoinRequest {
-  return { token: "", description: undefined, advertiseAddr: "" };
+  return { token: "", description: undefined, advertiseAddr: "", etcdPeerUrl: "", managerAddr: "", etcdMemberName: "" };
 }
 
 export const JoinRequest: MessageFns<JoinRequest> = {
@@ -148,6 +172,15 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.advertiseAddr !== "") {
       writer.uint32(26).string(message.advertiseAddr);
+    }
+    if (message.etcdPeerUrl !== "") {
+      writer.uint32(34).string(message.etcdPeerUrl);
+    }
+    if (message.managerAddr !== "") {
+      writer.uint32(42).string(message.managerAddr);
+    }
+    if (message.etcdMemberName !== "") {
+      writer.uint32(50).string(message.etcdMemberName);
     }
     return writer;
   },
@@ -189,6 +222,30 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.advertiseAddr = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.etcdPeerUrl = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.managerAddr = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.etcdMemberName = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -211,6 +268,112 @@ export const JoinRequest: MessageFns<JoinRequest> = {
       ? NodeDescription.fromPartial(object.description)
       : undefined;
     message.advertiseAddr = object.advertiseAddr ?? "";
+    message.etcdPeerUrl = object.etcdPeerUrl ?? "";
+    message.managerAddr = object.managerAddr ?? "";
+    message.etcdMemberName = object.etcdMemberName ?? "";
+    return message;
+  },
+};
+
+function createBasePromoteRequest(): PromoteRequest {
+  return { nodeId: "", nodeSecret: "", etcdPeerUrl: "", managerAddr: "", etcdMemberName: "" };
+}
+
+export const PromoteRequest: MessageFns<PromoteRequest> = {
+  encode(message: PromoteRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.nodeSecret !== "") {
+      writer.uint32(18).string(message.nodeSecret);
+    }
+    if (message.etcdPeerUrl !== "") {
+      writer.uint32(26).string(message.etcdPeerUrl);
+    }
+    if (message.managerAddr !== "") {
+      writer.uint32(34).string(message.managerAddr);
+    }
+    if (message.etcdMemberName !== "") {
+      writer.uint32(42).string(message.etcdMemberName);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PromoteRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePromoteRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nodeSecret = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.etcdPeerUrl = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.managerAddr = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.etcdMemberName = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<PromoteRequest>): PromoteRequest {
+    return PromoteRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<PromoteRequest>): PromoteRequest {
+    const message = createBasePromoteRequest();
+    message.nodeId = object.nodeId ?? "";
+    message.nodeSecret = object.nodeSecret ?? "";
+    message.etcdPeerUrl = object.etcdPeerUrl ?? "";
+    message.managerAddr = object.managerAddr ?? "";
+    message.etcdMemberName = object.etcdMemberName ?? "";
     return message;
   },
 };
@@ -501,6 +664,9 @@ export const ManagerMessage: MessageFns<ManagerMessage> = {
       case "logCancel":
         LogCancel.encode(message.msg.value, writer.uint32(34).fork()).join();
         break;
+      case "roleChange":
+        RoleChange.encode(message.msg.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -550,6 +716,14 @@ export const ManagerMessage: MessageFns<ManagerMessage> = {
             message.msg = { $case: "logCancel", value: LogCancel.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.msg = { $case: "roleChange", value: RoleChange.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -592,7 +766,68 @@ export const ManagerMessage: MessageFns<ManagerMessage> = {
         }
         break;
       }
+      case "roleChange": {
+        if (object.msg?.value !== undefined && object.msg?.value !== null) {
+          message.msg = { $case: "roleChange", value: RoleChange.fromPartial(object.msg.value) };
+        }
+        break;
+      }
     }
+    return message;
+  },
+};
+
+function createBaseRoleChange(): RoleChange {
+  return { desiredRole: 0 };
+}
+
+export const RoleChange: MessageFns<RoleChange> = {
+  encode(message: RoleChange, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.desiredRole !== 0) {
+      writer.uint32(8).int32(message.desiredRole);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RoleChange {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoleChange();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.desiredRole = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RoleChange>): RoleChange {
+    return RoleChange.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RoleChange>): RoleChange {
+    const message = createBaseRoleChange();
+    message.desiredRole = object.desiredRole ?? 0;
     return message;
   },
 };
@@ -770,7 +1005,7 @@ export const SessionInfo: MessageFns<SessionInfo> = {
 };
 
 function createBaseAssignments(): Assignments {
-  return { full: false, tasks: [], removed: [] };
+  return { full: false, tasks: [], removed: [], networkState: undefined };
 }
 
 export const Assignments: MessageFns<Assignments> = {
@@ -783,6 +1018,9 @@ export const Assignments: MessageFns<Assignments> = {
     }
     for (const v of message.removed) {
       writer.uint32(26).string(v!);
+    }
+    if (message.networkState !== undefined) {
+      NetworkState.encode(message.networkState, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -824,6 +1062,14 @@ export const Assignments: MessageFns<Assignments> = {
             message.removed.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.networkState = NetworkState.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -844,6 +1090,9 @@ export const Assignments: MessageFns<Assignments> = {
     message.full = object.full ?? false;
     message.tasks = object.tasks?.map((e) => Task.fromPartial(e)) || [];
     message.removed = object.removed?.map((e) => e) || [];
+    message.networkState = (object.networkState !== undefined && object.networkState !== null)
+      ? NetworkState.fromPartial(object.networkState)
+      : undefined;
     return message;
   },
 };
@@ -1363,11 +1612,23 @@ export const DispatcherService = {
     responseSerialize: (value: ManagerMessage): Buffer => Buffer.from(ManagerMessage.encode(value).finish()),
     responseDeserialize: (value: Buffer): ManagerMessage => ManagerMessage.decode(value),
   },
+  /** A joined node becoming a manager (after `gantry node promote`): adds its etcd member. */
+  promote: {
+    path: "/gantry.v1.Dispatcher/Promote" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: PromoteRequest): Buffer => Buffer.from(PromoteRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): PromoteRequest => PromoteRequest.decode(value),
+    responseSerialize: (value: JoinResponse): Buffer => Buffer.from(JoinResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): JoinResponse => JoinResponse.decode(value),
+  },
 } as const;
 
 export interface DispatcherServer extends UntypedServiceImplementation {
   join: handleUnaryCall<JoinRequest, JoinResponse>;
   session: handleBidiStreamingCall<WorkerMessage, ManagerMessage>;
+  /** A joined node becoming a manager (after `gantry node promote`): adds its etcd member. */
+  promote: handleUnaryCall<PromoteRequest, JoinResponse>;
 }
 
 export interface DispatcherClient extends Client {
@@ -1386,6 +1647,22 @@ export interface DispatcherClient extends Client {
   session(): ClientDuplexStream<WorkerMessage, ManagerMessage>;
   session(options: Partial<CallOptions>): ClientDuplexStream<WorkerMessage, ManagerMessage>;
   session(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<WorkerMessage, ManagerMessage>;
+  /** A joined node becoming a manager (after `gantry node promote`): adds its etcd member. */
+  promote(
+    request: PromoteRequest,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  promote(
+    request: PromoteRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  promote(
+    request: PromoteRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const DispatcherClient = makeGenericClientConstructor(DispatcherService, "gantry.v1.Dispatcher") as unknown as {

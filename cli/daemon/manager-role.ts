@@ -1,0 +1,171 @@
+// The manager role of a host: its supervised etcd member, the store on it, the gRPC server other
+// hosts reach (dispatcher + control API), and the Manager. Also how a manager stops being one
+// (demotion): record the new role while quorum still counts us, leave etcd, stop, forget the data.
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { ControlService } from '../../proto/gen/gantry/v1/control.ts';
+import { DispatcherService } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import { type Node, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
+import type { Log } from '../../manager/controller.ts';
+import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
+import { Manager } from '../../manager/manager.ts';
+import { EtcdStore } from '../../manager/store/etcd.ts';
+import { addMember, type EtcdMember, listMembers, memberUrls, removeMember, startEtcdMember } from '../../manager/store/etcd-member.ts';
+import { DEFAULT_PORT, splitHostPort } from './addr.ts';
+import type { NodeState } from './state.ts';
+
+/** A gRPC server bound before anything else, so its port is known (and can be advertised). */
+export async function bindServer(listenAddr: string): Promise<{ server: grpc.Server; port: number; host: string }> {
+  const listen = splitHostPort(listenAddr, DEFAULT_PORT);
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.keepalive_permit_without_calls': 1 });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(`${listen.host}:${listen.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  ).catch((err: Error) => {
+    server.forceShutdown();
+    throw new Error(`cannot listen on ${listen.host}:${listen.port}: ${err.message} (choose another with --listen-addr)`);
+  });
+  return { server, port, host: listen.host };
+}
+
+/** Where this host's etcd member will be reached, chosen (and kept) before it is added to a cluster. */
+export function etcdUrls(dataDir: string, state: Pick<NodeState, 'etcdName' | 'nodeId' | 'advertiseAddr'>) {
+  return memberUrls({ dataDir: path.join(dataDir, 'etcd'), name: state.etcdName ?? state.nodeId, host: state.advertiseAddr });
+}
+
+export interface ManagerRoleOptions {
+  dataDir: string;
+  state: NodeState;                // role manager; listenAddr/managerAddr set from the bound server
+  server: grpc.Server;             // bound; gets the dispatcher and control services
+  etcd: { clusterState: 'new' | 'existing'; initialCluster?: string; forceNewCluster?: boolean };
+  log: Log;
+  resolveImage?: (ref: string) => Promise<string | undefined>;
+  /** Runs once the store is open, before the manager starts (init writes the cluster here). */
+  bootstrap?: (store: EtcdStore) => Promise<void>;
+  /** Called when this manager has demoted itself (it is a worker from now on). */
+  onDemoted?: () => void;
+}
+
+export class ManagerRole {
+  readonly store: EtcdStore;
+  readonly manager: Manager;
+  readonly control: ReturnType<Manager['controlService']>;
+  private readonly opts: ManagerRoleOptions;
+  private readonly etcd: EtcdMember;
+  private unwatch: (() => void) | undefined;
+  private demoting = false;
+
+  private constructor(opts: ManagerRoleOptions, etcd: EtcdMember, store: EtcdStore, manager: Manager) {
+    this.opts = opts;
+    this.etcd = etcd;
+    this.store = store;
+    this.manager = manager;
+    this.control = manager.controlService();
+  }
+
+  static async start(opts: ManagerRoleOptions): Promise<ManagerRole> {
+    const { state, log } = opts;
+    const etcd = await startEtcdMember({
+      dataDir: path.join(opts.dataDir, 'etcd'),
+      name: state.etcdName ?? state.nodeId,
+      host: state.advertiseAddr,
+      clusterState: opts.etcd.clusterState,
+      initialCluster: opts.etcd.initialCluster,
+      forceNewCluster: opts.etcd.forceNewCluster,
+      log: (line: string) => log.debug(`etcd: ${line}`),
+    });
+    let store: EtcdStore | undefined;
+    try {
+      store = await EtcdStore.open({ endpoints: [etcd.clientUrl], managerId: state.nodeId, log: (m: string) => log.info(`store: ${m}`) });
+      if (opts.bootstrap) await opts.bootstrap(store);
+      const endpoints = [etcd.clientUrl];
+      const manager = new Manager({
+        store,
+        leadership: store.leadership(state.nodeId),
+        nodeId: state.nodeId,
+        addr: state.managerAddr as string,
+        log,
+        resolveImage: opts.resolveImage,
+        membership: {
+          add: async (name, peerUrl) => {
+            const r = await addMember(endpoints, peerUrl, name);
+            return { memberId: r.member.id, initialCluster: r.initialCluster.split(',') };
+          },
+        },
+      });
+      const role = new ManagerRole(opts, etcd, store, manager);
+      opts.server.addService(ControlService, role.control as unknown as grpc.UntypedServiceImplementation);
+      opts.server.addService(DispatcherService, manager.dispatcherService());
+      manager.start();
+      await role.recordEtcdUrls();
+      role.watchOwnRole();
+      log.info(`gantryd: manager listening on ${state.listenAddr}, reachable at ${state.managerAddr}`);
+      return role;
+    } catch (err) {
+      await store?.close().catch(() => {});
+      await etcd.stop().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Keeps this manager's etcd client/peer URLs on its node object (others use them to reach etcd). */
+  private async recordEtcdUrls(): Promise<void> {
+    const id = this.opts.state.nodeId;
+    await retryUpdate(this.store, id, (n) =>
+      n.managerStatus && (n.managerStatus.etcdClientUrl !== this.etcd.clientUrl || n.managerStatus.etcdPeerUrl !== this.etcd.peerUrl)
+        ? { ...n, managerStatus: { ...n.managerStatus, etcdClientUrl: this.etcd.clientUrl, etcdPeerUrl: this.etcd.peerUrl } }
+        : undefined,
+    ).catch((err) => this.opts.log.warn(`manager: recording etcd URLs: ${(err as Error).message}`));
+  }
+
+  /** `gantry node demote` of this host: it acts on its own node object's desired role. */
+  private watchOwnRole(): void {
+    const id = this.opts.state.nodeId;
+    const check = (n: Node | undefined) => {
+      if (n?.spec && n.spec.desiredRole === NodeRole.NODE_ROLE_WORKER && !this.demoting) {
+        this.demoting = true;
+        void this.demote().catch((err) => {
+          this.demoting = false;
+          this.opts.log.error(`manager: demotion failed: ${(err as Error).message}`);
+        });
+      }
+    };
+    this.unwatch = this.store.subscribe((events) => {
+      for (const e of events) if (e.kind === 'nodes' && e.op === 'put' && e.object.id === id) check(e.object);
+    });
+    check(this.store.view().get('nodes', id));
+  }
+
+  /**
+   * Demotion, in an order that never leaves the cluster without quorum: step down as leader, record
+   * role=worker (we still count in the quorum), remove our etcd member, then stop and forget etcd.
+   */
+  private async demote(): Promise<void> {
+    const { log, state } = this.opts;
+    log.info('manager: this node was demoted: handing over and leaving etcd');
+    const leadership = this.store.leadership(state.nodeId);
+    if (leadership.isLeader()) await leadership.resign();
+    const self = this.store.view().get('nodes', state.nodeId);
+    const memberId = self?.managerStatus?.etcdMemberId;
+    await retryUpdate(this.store, state.nodeId, (n) => ({ ...n, role: NodeRole.NODE_ROLE_WORKER, managerStatus: undefined }));
+    const others = this.store
+      .view()
+      .list('nodes')
+      .filter((n) => n.id !== state.nodeId && n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.etcdClientUrl)
+      .map((n) => n.managerStatus?.etcdClientUrl as string);
+    const target = others.length > 0 ? others : [this.etcd.clientUrl];
+    const members = await listMembers(target);
+    const mine = members.find((m) => m.id === memberId || m.peerUrls.includes(this.etcd.peerUrl));
+    if (mine) await removeMember(target, mine.id);
+    await this.stop();
+    await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
+    this.opts.onDemoted?.();
+  }
+
+  async stop(): Promise<void> {
+    this.unwatch?.();
+    await this.manager.stop();
+    await this.store.close();
+    await this.etcd.stop();
+  }
+}
