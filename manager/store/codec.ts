@@ -1,5 +1,6 @@
 // How each kind of object is identified, encoded and versioned: the protobuf codec per kind, the
 // id of an object (sessions: their node id), and reading/setting meta (sessions have none).
+import { Network } from '../../proto/gen/gantry/v1/network.ts';
 import { Cluster, Node, Service, Session, Task } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Kind, Objects, StoredObject } from './types.ts';
 
@@ -14,6 +15,7 @@ export const CODECS: { [K in Kind]: Codec<Objects[K]> } = {
   tasks: Task,
   clusters: Cluster,
   sessions: Session,
+  networks: Network,
 };
 
 /** The object's id within its kind (a session is keyed by its node id). */

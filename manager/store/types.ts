@@ -1,6 +1,7 @@
 // The store's contract: an in-memory copy of the cluster state fed by one etcd watch (an informer),
 // and all-or-nothing writes that compare versions. Controllers, the control API and the dispatcher
 // use only this; manager/store is the only code that imports the etcd client.
+import type { Network } from '../../proto/gen/gantry/v1/network.ts';
 import type { Cluster, Node, Service, Session, Task } from '../../proto/gen/gantry/v1/objects.ts';
 
 export interface Objects {
@@ -9,9 +10,10 @@ export interface Objects {
   tasks: Task;
   clusters: Cluster;
   sessions: Session;
+  networks: Network;
 }
 export type Kind = keyof Objects;
-export const KINDS: readonly Kind[] = ['clusters', 'nodes', 'services', 'tasks', 'sessions'];
+export const KINDS: readonly Kind[] = ['clusters', 'nodes', 'services', 'tasks', 'sessions', 'networks'];
 
 /** Every stored object has an id (sessions: the node id) and meta (version = etcd mod_revision). */
 export type StoredObject = Objects[Kind];

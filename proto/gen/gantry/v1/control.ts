@@ -20,6 +20,7 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import { Network, NetworkSpec, NetworkUsage } from "./network.ts";
 import { Cluster, Node, NodeSpec, Service, ServiceSpec, Task } from "./objects.ts";
 
 /**
@@ -134,6 +135,22 @@ export interface ListTasksResponse {
 export interface RotateJoinTokenRequest {
   worker: boolean;
   manager: boolean;
+}
+
+export interface CreateNetworkRequest {
+  spec?: NetworkSpec | undefined;
+}
+
+export interface InspectNetworkRequest {
+  ref: string;
+}
+
+export interface ListNetworksResponse {
+  networks: NetworkUsage[];
+}
+
+export interface RemoveNetworkRequest {
+  ref: string;
 }
 
 function createBaseEmpty(): Empty {
@@ -1449,6 +1466,228 @@ export const RotateJoinTokenRequest: MessageFns<RotateJoinTokenRequest> = {
   },
 };
 
+function createBaseCreateNetworkRequest(): CreateNetworkRequest {
+  return { spec: undefined };
+}
+
+export const CreateNetworkRequest: MessageFns<CreateNetworkRequest> = {
+  encode(message: CreateNetworkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.spec !== undefined) {
+      NetworkSpec.encode(message.spec, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreateNetworkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreateNetworkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.spec = NetworkSpec.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<CreateNetworkRequest>): CreateNetworkRequest {
+    return CreateNetworkRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreateNetworkRequest>): CreateNetworkRequest {
+    const message = createBaseCreateNetworkRequest();
+    message.spec = (object.spec !== undefined && object.spec !== null)
+      ? NetworkSpec.fromPartial(object.spec)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseInspectNetworkRequest(): InspectNetworkRequest {
+  return { ref: "" };
+}
+
+export const InspectNetworkRequest: MessageFns<InspectNetworkRequest> = {
+  encode(message: InspectNetworkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ref !== "") {
+      writer.uint32(10).string(message.ref);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InspectNetworkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInspectNetworkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ref = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<InspectNetworkRequest>): InspectNetworkRequest {
+    return InspectNetworkRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InspectNetworkRequest>): InspectNetworkRequest {
+    const message = createBaseInspectNetworkRequest();
+    message.ref = object.ref ?? "";
+    return message;
+  },
+};
+
+function createBaseListNetworksResponse(): ListNetworksResponse {
+  return { networks: [] };
+}
+
+export const ListNetworksResponse: MessageFns<ListNetworksResponse> = {
+  encode(message: ListNetworksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.networks) {
+      NetworkUsage.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListNetworksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListNetworksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.networks.push(NetworkUsage.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<ListNetworksResponse>): ListNetworksResponse {
+    return ListNetworksResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListNetworksResponse>): ListNetworksResponse {
+    const message = createBaseListNetworksResponse();
+    message.networks = object.networks?.map((e) => NetworkUsage.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRemoveNetworkRequest(): RemoveNetworkRequest {
+  return { ref: "" };
+}
+
+export const RemoveNetworkRequest: MessageFns<RemoveNetworkRequest> = {
+  encode(message: RemoveNetworkRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ref !== "") {
+      writer.uint32(10).string(message.ref);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveNetworkRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRemoveNetworkRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ref = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RemoveNetworkRequest>): RemoveNetworkRequest {
+    return RemoveNetworkRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RemoveNetworkRequest>): RemoveNetworkRequest {
+    const message = createBaseRemoveNetworkRequest();
+    message.ref = object.ref ?? "";
+    return message;
+  },
+};
+
 export type ControlService = typeof ControlService;
 export const ControlService = {
   getNode: {
@@ -1579,6 +1818,44 @@ export const ControlService = {
     responseSerialize: (value: Cluster): Buffer => Buffer.from(Cluster.encode(value).finish()),
     responseDeserialize: (value: Buffer): Cluster => Cluster.decode(value),
   },
+  createNetwork: {
+    path: "/gantry.v1.Control/CreateNetwork" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CreateNetworkRequest): Buffer => Buffer.from(CreateNetworkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CreateNetworkRequest => CreateNetworkRequest.decode(value),
+    responseSerialize: (value: Network): Buffer => Buffer.from(Network.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Network => Network.decode(value),
+  },
+  inspectNetwork: {
+    path: "/gantry.v1.Control/InspectNetwork" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: InspectNetworkRequest): Buffer =>
+      Buffer.from(InspectNetworkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): InspectNetworkRequest => InspectNetworkRequest.decode(value),
+    responseSerialize: (value: NetworkUsage): Buffer => Buffer.from(NetworkUsage.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NetworkUsage => NetworkUsage.decode(value),
+  },
+  listNetworks: {
+    path: "/gantry.v1.Control/ListNetworks" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Empty => Empty.decode(value),
+    responseSerialize: (value: ListNetworksResponse): Buffer =>
+      Buffer.from(ListNetworksResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListNetworksResponse => ListNetworksResponse.decode(value),
+  },
+  removeNetwork: {
+    path: "/gantry.v1.Control/RemoveNetwork" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RemoveNetworkRequest): Buffer => Buffer.from(RemoveNetworkRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RemoveNetworkRequest => RemoveNetworkRequest.decode(value),
+    responseSerialize: (value: Empty): Buffer => Buffer.from(Empty.encode(value).finish()),
+    responseDeserialize: (value: Buffer): Empty => Empty.decode(value),
+  },
 } as const;
 
 export interface ControlServer extends UntypedServiceImplementation {
@@ -1596,6 +1873,10 @@ export interface ControlServer extends UntypedServiceImplementation {
   listTasks: handleUnaryCall<ListTasksRequest, ListTasksResponse>;
   getCluster: handleUnaryCall<Empty, Cluster>;
   rotateJoinToken: handleUnaryCall<RotateJoinTokenRequest, Cluster>;
+  createNetwork: handleUnaryCall<CreateNetworkRequest, Network>;
+  inspectNetwork: handleUnaryCall<InspectNetworkRequest, NetworkUsage>;
+  listNetworks: handleUnaryCall<Empty, ListNetworksResponse>;
+  removeNetwork: handleUnaryCall<RemoveNetworkRequest, Empty>;
 }
 
 export interface ControlClient extends Client {
@@ -1790,6 +2071,66 @@ export interface ControlClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: Cluster) => void,
+  ): ClientUnaryCall;
+  createNetwork(
+    request: CreateNetworkRequest,
+    callback: (error: ServiceError | null, response: Network) => void,
+  ): ClientUnaryCall;
+  createNetwork(
+    request: CreateNetworkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Network) => void,
+  ): ClientUnaryCall;
+  createNetwork(
+    request: CreateNetworkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Network) => void,
+  ): ClientUnaryCall;
+  inspectNetwork(
+    request: InspectNetworkRequest,
+    callback: (error: ServiceError | null, response: NetworkUsage) => void,
+  ): ClientUnaryCall;
+  inspectNetwork(
+    request: InspectNetworkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: NetworkUsage) => void,
+  ): ClientUnaryCall;
+  inspectNetwork(
+    request: InspectNetworkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: NetworkUsage) => void,
+  ): ClientUnaryCall;
+  listNetworks(
+    request: Empty,
+    callback: (error: ServiceError | null, response: ListNetworksResponse) => void,
+  ): ClientUnaryCall;
+  listNetworks(
+    request: Empty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListNetworksResponse) => void,
+  ): ClientUnaryCall;
+  listNetworks(
+    request: Empty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListNetworksResponse) => void,
+  ): ClientUnaryCall;
+  removeNetwork(
+    request: RemoveNetworkRequest,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removeNetwork(
+    request: RemoveNetworkRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: Empty) => void,
+  ): ClientUnaryCall;
+  removeNetwork(
+    request: RemoveNetworkRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: Empty) => void,
   ): ClientUnaryCall;
 }
 
