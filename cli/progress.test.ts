@@ -113,3 +113,32 @@ test('progress: without a TTY each changed line prints once; on a TTY the block 
     }
   }
 });
+
+test('progress: a paused update or an automatic rollback fails at once; an old status from before does not', () => {
+  const rolled = structuredClone(web);
+  rolled.updateStatus = { state: 6, startedAt: 10, completedAt: 20, message: 'update rolled back: 2 of 3 tasks failed' };
+  const tasks = [t(1, 'running'), t(2, 'running'), t(3, 'running')];
+  const a = assess(obs(tasks, 0, { service: rolled }), new Map());
+  assert.equal(a.kind, 'failed');
+  assert.ok(a.kind === 'failed');
+  assert.equal(a.error, 'service "web": the update failed and was rolled back: update rolled back: 2 of 3 tasks failed (gantry service inspect --pretty web)');
+  assert.equal(assess(obs(tasks, 0, { service: rolled, baselineUpdate: { state: 6, startedAt: 10 } }), new Map()).kind, 'converged');
+  const paused = structuredClone(web);
+  paused.updateStatus = { state: 2, startedAt: 30, completedAt: 0, message: 'update paused due to failure or early termination of task x' };
+  assert.match((assess(obs(tasks, 0, { service: paused }), new Map()) as { error: string }).error, /^service "web": the update was paused: update paused due to/);
+});
+
+test('progress: tasks left on the previous spec with nothing changing end the wait with the reason', () => {
+  const v2 = structuredClone(web);
+  v2.specVersion = 2;
+  const old = [t(1, 'running'), t(2, 'running'), t(3, 'running')];
+  const stuck: StuckSince = new Map();
+  assert.equal(assess(obs(old, 0, { service: v2 }), stuck).kind, 'waiting');
+  assert.equal(assess(obs(old, progressTiming.stallMs - 1, { service: v2 }), stuck).kind, 'waiting');
+  const a = assess(obs(old, progressTiming.stallMs, { service: v2 }), stuck);
+  assert.equal(a.kind, 'stuck');
+  assert.match((a as { error: string }).error, /^service "web" has not converged: 3 tasks still run the previous spec and none was replaced in \d+s/);
+  const none: StuckSince = new Map();
+  assess(obs([], 0), none);
+  assert.match((assess(obs([], progressTiming.stallMs), none) as { error: string }).error, /no task was created in \d+s: is a manager leading/);
+});

@@ -13,7 +13,7 @@ const FAILED = 704;
 const REJECTED = 768;
 
 /** Poll period and how long a reasoned "pending" or a dead slot must last before we call it stuck. */
-export const progressTiming = { pollMs: 500, settleMs: 5000, failuresPerSlot: 2 };
+export const progressTiming = { pollMs: 500, settleMs: 5000, failuresPerSlot: 2, stallMs: 30_000 };
 
 export interface Observation {
   service: Service;
@@ -22,11 +22,20 @@ export interface Observation {
   hostnames: Map<string, string>;
   /** Tasks that existed before the command changed anything: their failures are not ours. */
   baseline: Set<string>;
+  /** The service's update status before the command: only a newer one is about this change. */
+  baselineUpdate?: { state: number; startedAt: number };
   now: number;
 }
 
-/** Carried between observations: since when each slot has been stuck (pending with a reason, or dead). */
-export type StuckSince = Map<string, number>;
+/**
+ * Carried between observations: since when each slot has been stuck (pending with a reason, or
+ * dead), and since when nothing at all changed (signature of the last printed block).
+ */
+export type StuckSince = Map<string, number> & { signature?: string; unchangedSince?: number };
+
+const UPDATE_PAUSED = 2;
+const ROLLBACK_PAUSED = 5;
+const ROLLBACK_COMPLETED = 6;
 
 export type Assessment =
   | { kind: 'converged'; headline: string; lines: string[] }
@@ -106,6 +115,19 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
     }
   }
 
+  const us = o.service.updateStatus;
+  const fresh = us && us.state !== 0 && !(o.baselineUpdate && o.baselineUpdate.state === us.state && o.baselineUpdate.startedAt === us.startedAt);
+  if (fresh && (us.state === UPDATE_PAUSED || us.state === ROLLBACK_PAUSED || us.state === ROLLBACK_COMPLETED)) {
+    const what =
+      us.state === UPDATE_PAUSED ? 'the update was paused' : us.state === ROLLBACK_PAUSED ? 'the rollback was paused' : 'the update failed and was rolled back';
+    return {
+      kind: 'failed',
+      headline,
+      lines,
+      error: `service "${name}": ${what}${us.message ? `: ${us.message}` : ''} (gantry service inspect --pretty ${name})`,
+    };
+  }
+
   const repeated = [...failures.entries()].filter(([, ts]) => ts.length >= progressTiming.failuresPerSlot);
   if (repeated.length > 0) {
     const detail = repeated.map(([k, ts]) => `${label(k)} failed ${ts.length} times, last: ${reason(ts.reduce(newest)) || 'no reason given'}`);
@@ -133,6 +155,24 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
       parts.push(`${dead.map((k) => `${label(k)} ended ${taskStateName(bySlot.get(k)?.status?.state).toLowerCase()}${reason(bySlot.get(k)!) ? `: ${reason(bySlot.get(k)!)}` : ''}`).join('; ')} and was not restarted (see its restart policy)`);
     }
     return { kind: 'stuck', headline, lines, error: `service "${name}": ${parts.join('; ')} (gantry service ps ${name})` };
+  }
+  // Nothing changed for a long while: say what we are waiting for instead of hanging.
+  const signature = [headline, ...lines].join('\n');
+  if (stuck.signature !== signature) {
+    stuck.signature = signature;
+    stuck.unchangedSince = o.now;
+  } else if (o.now - (stuck.unchangedSince ?? o.now) >= progressTiming.stallMs) {
+    const secs = Math.round(progressTiming.stallMs / 1000);
+    const older = o.tasks.filter((t) => t.specVersion < o.service.specVersion && t.desiredState === RUNNING && (t.status?.state ?? 0) <= RUNNING);
+    let why: string;
+    if (older.length > 0) {
+      why = `${older.length} task${older.length > 1 ? 's' : ''} still run the previous spec and none was replaced in ${secs}s: the spec is saved (gantry service inspect --pretty ${name}) and tasks follow it once the updater replaces them`;
+    } else if (current.length === 0) {
+      why = `no task was created in ${secs}s: is a manager leading and its orchestrator running? (gantry node ls)`;
+    } else {
+      why = `nothing changed in ${secs}s (gantry service ps ${name})`;
+    }
+    return { kind: 'stuck', headline, lines, error: `service "${name}" has not converged: ${why}` };
   }
   return { kind: 'waiting', headline, lines };
 }

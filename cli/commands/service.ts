@@ -40,7 +40,15 @@ const QUIET: FlagDef = { name: 'quiet', short: 'q', kind: 'bool', help: 'print o
 const devNull: NodeJS.WritableStream = { write: () => true } as unknown as NodeJS.WritableStream;
 
 /** Polls the service until it converges; returns the exit code and prints why when it does not. */
-export async function converge(api: Control, ctx: CommandContext, ref: string, quiet: boolean, baseline: Set<string>): Promise<number> {
+export async function converge(
+  api: Control,
+  ctx: CommandContext,
+  ref: string,
+  quiet: boolean,
+  baseline: Set<string>,
+  before?: Service,
+): Promise<number> {
+  const baselineUpdate = before?.updateStatus ? { state: before.updateStatus.state, startedAt: before.updateStatus.startedAt } : undefined;
   const result = await waitForConvergence({
     out: quiet ? devNull : ctx.out,
     isTTY: ctx.isTTY && !quiet,
@@ -65,6 +73,7 @@ export async function converge(api: Control, ctx: CommandContext, ref: string, q
         tasks: tasks.tasks,
         hostnames: new Map(nodes.nodes.map((n) => [n.id, n.description?.hostname ?? n.id])),
         baseline,
+        baselineUpdate,
         now: Date.now(),
       };
     },
@@ -276,7 +285,7 @@ const scale: Command = {
     });
     const api = control(ctx);
     let code = 0;
-    const scaled: Array<{ id: string; baseline: Set<string> }> = [];
+    const scaled: Array<{ id: string; baseline: Set<string>; before: Service }> = [];
     for (const w of wanted) {
       try {
         const svc = await api.getService(w.ref);
@@ -288,7 +297,7 @@ const scale: Command = {
         const baseline = await taskIds(api, svc.id);
         await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, spec, rollback: '' });
         ctx.out.write(`${w.ref} scaled to ${w.replicas}\n`);
-        scaled.push({ id: svc.id, baseline });
+        scaled.push({ id: svc.id, baseline, before: svc });
       } catch (e) {
         if (!(e instanceof CallError)) throw e;
         ctx.err.write(`Error: ${e.message}\n`);
@@ -296,7 +305,7 @@ const scale: Command = {
       }
     }
     if (bool(args, 'detach')) return code;
-    for (const s of scaled) code = Math.max(code, await converge(api, ctx, s.id, bool(args, 'quiet'), s.baseline));
+    for (const s of scaled) code = Math.max(code, await converge(api, ctx, s.id, bool(args, 'quiet'), s.baseline, s.before));
     return code;
   },
 };
@@ -351,7 +360,7 @@ const update: Command = {
     }
     ctx.out.write(`${updated.spec?.name ?? svc.id}\n`);
     if (bool(args, 'detach')) return 0;
-    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline);
+    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc);
   },
 };
 
@@ -368,7 +377,7 @@ const rollback: Command = {
     const updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, rollback: 'previous' });
     ctx.out.write(`${updated.spec?.name ?? svc.id}\n`);
     if (bool(args, 'detach')) return 0;
-    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline);
+    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc);
   },
 };
 
