@@ -72,7 +72,7 @@ int cgroup_v2_create(const struct cgroup *cg, const struct oci_config *c, gx_err
   if (r->mems && *r->mems && wr(dir, "cpuset.mems", r->mems, err) < 0) return -1;
   if (r->pids_limit && wr_ll(dir, "pids.max", r->pids_limit, err) < 0) return -1;
   if (r->blkio_weight && wr_ll(dir, "io.weight", 1 + ((long long)(r->blkio_weight - 10) * 9999) / 990, err) < 0) return -1;
-  return 0;
+  return devices_bpf_attach(dir, c, err);
 }
 
 /* On real cgroupfs rmdir succeeds with the interface files present; a fake tree (tests) holds

@@ -48,6 +48,8 @@ int cgroup_v1_enter(const struct cgroup *cg, pid_t pid, gx_err *err);
 int cgroup_v1_destroy(const struct cgroup *cg, gx_err *err);
 int cgroup_v2_create(const struct cgroup *cg, const struct oci_config *c, gx_err *err);
 int cgroup_v2_destroy(const struct cgroup *cg, gx_err *err);
+/* devices_bpf.c: the v2 device filter (skipped when dir is not on cgroup2, i.e. the test tree). */
+int devices_bpf_attach(const char *cgroup_dir, const struct oci_config *c, gx_err *err);
 /* Mount the container's view of cgroups at target (an fd path inside the new root). */
 int cgroup_mount(const struct cgroup *cg, int rootfd, const char *dest, unsigned long flags, gx_err *err);
 

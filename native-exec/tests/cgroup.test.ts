@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Harness, tempDir, waitFor } from './helpers.ts';
+import { Harness, type Spec, tempDir, waitFor } from './helpers.ts';
 
 describe('gantry-exec cgroups', () => {
   const h = new Harness();
@@ -94,5 +94,26 @@ describe('gantry-exec cgroups', () => {
     assert.equal(readFileSync(join(dir, 'cpu.max'), 'utf8'), 'max 50000');
     assert.equal(h.gx(['delete', '--force', id], { env }).status, 0);
     assert.ok(!existsSync(dir));
+  });
+
+  test('cgroup v2 (the real unified hierarchy of this hybrid host): membership and the BPF device filter', () => {
+    const env = { GANTRY_EXEC_CGROUP_ROOT: '/sys/fs/cgroup/unified' };
+    const script = 'rm -f /tmp/blk /tmp/nul; mknod /tmp/blk b 7 0 2>/dev/null; echo blk=$?; mknod /tmp/nul c 1 3; echo nul=$?; echo x > /dev/null; echo write=$?; grep ^0:: /proc/self/cgroup';
+    const withMknod = (s: Spec) => {
+      s.root.readonly = false;
+      for (const k of ['bounding', 'effective', 'permitted']) s.process.capabilities[k].push('CAP_MKNOD');
+    };
+    const denied = h.bundle(['sh', '-c', script], withMknod);
+    const r = h.gx(['run', '--bundle', denied.bundle, denied.id], { env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['blk=1', 'nul=0', 'write=0', `0::/${denied.id}`]);
+    assert.ok(!existsSync(`/sys/fs/cgroup/unified/${denied.id}`), 'cgroup removed after run');
+    const allowed = h.bundle(['sh', '-c', script], (s) => {
+      withMknod(s);
+      s.linux.resources.devices.push({ allow: true, type: 'b', major: 7, minor: 0, access: 'm' });
+    });
+    const a = h.gx(['run', '--bundle', allowed.bundle, allowed.id], { env });
+    assert.equal(a.status, 0, a.stderr);
+    assert.equal(a.stdout.split('\n')[0], 'blk=0', 'an allow rule after the deny-all wins');
   });
 });
