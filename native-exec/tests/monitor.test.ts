@@ -2,7 +2,7 @@
 // gantry-exec itself): logs, exit.json, attach.sock, tty, rotation, failed create, killed caller.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,14 +11,19 @@ import {
   type Spec, tempDir, unique, waitFor, writeSpec,
 } from './helpers.ts';
 
-const RUNTIMES = [RUNC, GANTRY_EXEC].filter((r) => r !== GANTRY_EXEC || process.env.GX_MONITOR_ONLY_RUNC !== '1');
+// crun 1.8 refuses this hybrid cgroup host unless the cgroup2 mount is gone from its mount namespace
+const crunDir = tempDir('gx-crun');
+const CRUN = join(crunDir, 'crun');
+writeFileSync(CRUN, `#!/bin/sh\nexec unshare -m sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec crun "$@"' crun "$@"\n`, { mode: 0o755 });
+process.on('exit', () => rmrf(crunDir));
+const RUNTIMES = [RUNC, CRUN, GANTRY_EXEC].filter((r) => r !== GANTRY_EXEC || process.env.GX_MONITOR_ONLY_RUNC !== '1');
 
 before(() => ensureBuilt());
 
 type Exit = { exitCode: number; signal: number | null; oomKilled: boolean; finishedAt: string };
 
 for (const runtime of RUNTIMES) {
-  const name = runtime.endsWith('runc') ? 'runc' : 'gantry-exec';
+  const name = runtime === RUNC ? 'runc' : runtime === CRUN ? 'crun' : 'gantry-exec';
   describe(`monitor with ${name}`, () => {
     const dirs: string[] = [];
     const ids: string[] = [];
