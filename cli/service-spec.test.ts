@@ -68,3 +68,29 @@ test('service-spec: update edits a copy of the current spec', () => {
   const global = { ...current, mode: { $case: 'global' as const, value: {} } };
   assert.throws(() => updatedSpec(global, parse(['--replicas', '2', 'web'], update), {}), /--replicas works only on replicated services; "web" is global/);
 });
+
+test('service-spec: --publish, --mount, health and network flags', async () => {
+  const { parsePublish, parseMount } = await import('./service-spec.ts');
+  assert.deepEqual(parsePublish('8080:80'), { name: '', protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: 0 });
+  assert.deepEqual(parsePublish('53:53/udp'), { name: '', protocol: 'udp', targetPort: 53, publishedPort: 53, publishMode: 0 });
+  assert.deepEqual(parsePublish('80'), { name: '', protocol: 'tcp', targetPort: 80, publishedPort: 0, publishMode: 0 });
+  assert.deepEqual(parsePublish('published=8080,target=80,mode=host'), { name: '', protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: 1 });
+  for (const bad of ['x:80', '8080:', '70000:80', 'published=1,target=2,mode=mesh', 'target=80,colour=red']) assert.throws(() => parsePublish(bad), UsageError, bad);
+  assert.deepEqual(parseMount('type=bind,source=/srv,target=/data,readonly'), { type: 'bind', source: '/srv', target: '/data', readOnly: true });
+  assert.deepEqual(parseMount('type=tmpfs,dst=/tmp'), { type: 'tmpfs', source: '', target: '/tmp', readOnly: false });
+  assert.throws(() => parseMount('type=bind,source=/x'), /needs target=PATH/);
+  const spec = createSpec(
+    parse(['-p', '8080:80', '--mount', 'type=volume,source=data,target=/data', '--network', 'backend', '--health-cmd', 'wget -q localhost', '--health-interval', '10s', '--health-retries', '3', 'nginx']),
+    {},
+    'web',
+    undefined,
+  );
+  assert.deepEqual(spec.endpoint!.ports.map((p) => `${p.publishedPort}:${p.targetPort}`), ['8080:80']);
+  assert.deepEqual(spec.task!.container!.mounts, [{ type: 'volume', source: 'data', target: '/data', readOnly: false }]);
+  assert.deepEqual(spec.task!.networks, [{ target: 'backend', aliases: [] }]);
+  assert.deepEqual(spec.task!.container!.healthcheck, { test: ['CMD-SHELL', 'wget -q localhost'], intervalMs: 10_000, timeoutMs: 0, retries: 3, startPeriodMs: 0 });
+  const next = updatedSpec(spec, parse(['--publish-rm', '8080', '--publish-add', '9090:90', '--mount-rm', '/data', '--network-rm', 'backend', 'web'], update), {});
+  assert.deepEqual(next.endpoint!.ports.map((p) => `${p.publishedPort}:${p.targetPort}`), ['9090:90']);
+  assert.deepEqual(next.task!.container!.mounts, []);
+  assert.deepEqual(next.task!.networks, []);
+});

@@ -9,6 +9,9 @@ import {
 } from '../manager/controlapi/defaults.ts';
 import {
   ContainerSpec,
+  type HealthConfig,
+  type Mount,
+  type PortConfig,
   type ResourceRequirements,
   type RestartPolicy,
   ServiceSpec,
@@ -196,6 +199,106 @@ export const CREATE_SPEC_FLAGS: SpecFlag[] = [
   }),
 ];
 
+/** "8080:80", "8080:80/udp", "80" (published port chosen by the cluster) or "published=8080,target=80,protocol=udp,mode=host". */
+export function parsePublish(text: string): PortConfig {
+  const bad = () =>
+    new UsageError(`--publish "${text}" is not PUBLISHED:TARGET[/PROTOCOL] or published=P,target=T[,protocol=tcp|udp][,mode=ingress|host]`);
+  const port = (v: string | undefined): number => {
+    if (v === undefined || !/^\d+$/.test(v) || Number(v) > 65535) throw bad();
+    return Number(v);
+  };
+  if (text.includes('=')) {
+    const kv = Object.fromEntries(text.split(',').map((p) => p.split('=', 2) as [string, string]));
+    for (const k of Object.keys(kv)) if (!['published', 'target', 'protocol', 'mode', 'name'].includes(k)) throw bad();
+    if (kv.mode !== undefined && kv.mode !== 'ingress' && kv.mode !== 'host') throw bad();
+    return {
+      name: kv.name ?? '',
+      protocol: kv.protocol ?? 'tcp',
+      targetPort: port(kv.target),
+      publishedPort: kv.published === undefined ? 0 : port(kv.published),
+      publishMode: kv.mode === 'host' ? 1 : 0,
+    };
+  }
+  const m = /^(?:(\d+):)?(\d+)(?:\/(tcp|udp|sctp))?$/.exec(text);
+  if (!m) throw bad();
+  return { name: '', protocol: m[3] ?? 'tcp', targetPort: port(m[2]), publishedPort: m[1] === undefined ? 0 : port(m[1]), publishMode: 0 };
+}
+
+/** "type=bind,source=/a,target=/b,readonly" (src/dst/destination and ro accepted too). */
+export function parseMount(text: string): Mount {
+  const out: Mount = { type: 'volume', source: '', target: '', readOnly: false };
+  for (const part of text.split(',')) {
+    const [k, v] = part.split('=', 2);
+    switch (k) {
+      case 'type':
+        out.type = v ?? '';
+        break;
+      case 'source':
+      case 'src':
+        out.source = v ?? '';
+        break;
+      case 'target':
+      case 'dst':
+      case 'destination':
+        out.target = v ?? '';
+        break;
+      case 'readonly':
+      case 'ro':
+        out.readOnly = v === undefined || v === 'true' || v === '1';
+        break;
+      default:
+        throw new UsageError(`--mount "${text}": unknown option "${k}" (use type, source, target, readonly)`);
+    }
+  }
+  if (!out.target) throw new UsageError(`--mount "${text}" needs target=PATH`);
+  return out;
+}
+
+function health(spec: ServiceSpec): HealthConfig {
+  const c = container(spec);
+  c.healthcheck ??= { test: [], intervalMs: 0, timeoutMs: 0, retries: 0, startPeriodMs: 0 };
+  return c.healthcheck;
+}
+
+/** Health check, ports, mounts, networks and runtime: the same on create and update. */
+export const EXTRA_SPEC_FLAGS: SpecFlag[] = [
+  flag('health-cmd', 'string', 'command run to check health (run by /bin/sh)', (s, v: string) => {
+    health(s).test = ['CMD-SHELL', v];
+  }),
+  flag('health-interval', 'string', 'time between health checks (e.g. 30s)', (s, v: string) => {
+    health(s).intervalMs = need(parseDuration(v), 'health-interval');
+  }),
+  flag('health-timeout', 'string', 'time one health check may take', (s, v: string) => {
+    health(s).timeoutMs = need(parseDuration(v), 'health-timeout');
+  }),
+  flag('health-retries', 'string', 'consecutive failures before unhealthy', (s, v: string) => {
+    health(s).retries = need(parseCount(v, '--health-retries'), 'health-retries');
+  }),
+  flag('health-start-period', 'string', 'time to start before failures count', (s, v: string) => {
+    health(s).startPeriodMs = need(parseDuration(v), 'health-start-period');
+  }),
+  flag('no-healthcheck', 'bool', "disable the image's health check", (s, v: boolean) => {
+    if (v) health(s).test = ['NONE'];
+  }),
+  flag('runtime', 'string', 'container runtime on the workers (native, runc, crun; default: the worker default)', (s, v: string) => {
+    task(s).runtime = v;
+  }),
+];
+
+/** Lists on create; update has -add/-rm variants of them. */
+export const CREATE_LIST_FLAGS: SpecFlag[] = [
+  flag('publish', 'list', 'publish a port: PUBLISHED:TARGET[/PROTOCOL]', (s, v: string[]) => {
+    s.endpoint ??= { mode: 0, ports: [] };
+    s.endpoint.ports.push(...v.map(parsePublish));
+  }, 'p'),
+  flag('mount', 'list', 'attach a mount: type=bind|volume|tmpfs,source=...,target=...[,readonly]', (s, v: string[]) => {
+    container(s).mounts.push(...v.map(parseMount));
+  }),
+  flag('network', 'list', 'attach the service to a network', (s, v: string[]) => {
+    task(s).networks.push(...v.map((target) => ({ target, aliases: [] })));
+  }),
+];
+
 /** Flags only `service update` has. */
 export const UPDATE_SPEC_FLAGS: SpecFlag[] = [
   flag('image', 'string', 'image for the service (resolved again, so a re-pushed tag is picked up)', (s, v: string) => {
@@ -221,6 +324,34 @@ export const UPDATE_SPEC_FLAGS: SpecFlag[] = [
   }),
   flag('constraint-rm', 'list', 'remove a placement constraint', (s, v: string[]) => {
     placement(s).constraints = placement(s).constraints.filter((c) => !v.includes(c));
+  }),
+  flag('publish-add', 'list', 'publish a port: PUBLISHED:TARGET[/PROTOCOL]', (s, v: string[]) => {
+    s.endpoint ??= { mode: 0, ports: [] };
+    for (const p of v.map(parsePublish)) {
+      s.endpoint.ports = s.endpoint.ports.filter((x) => !(x.publishedPort === p.publishedPort && p.publishedPort !== 0 && x.protocol === p.protocol));
+      s.endpoint.ports.push(p);
+    }
+  }),
+  flag('publish-rm', 'list', 'stop publishing a port: PUBLISHED[/PROTOCOL]', (s, v: string[]) => {
+    if (!s.endpoint) return;
+    for (const text of v) {
+      const [port, proto = 'tcp'] = text.split('/');
+      s.endpoint.ports = s.endpoint.ports.filter((x) => !(String(x.publishedPort) === port.split(':')[0] && (x.protocol || 'tcp') === proto));
+    }
+  }),
+  flag('mount-add', 'list', 'add a mount: type=...,source=...,target=...', (s, v: string[]) => {
+    const c = container(s);
+    for (const m of v.map(parseMount)) c.mounts = [...c.mounts.filter((x) => x.target !== m.target), m];
+  }),
+  flag('mount-rm', 'list', 'remove the mount at a target path', (s, v: string[]) => {
+    container(s).mounts = container(s).mounts.filter((x) => !v.includes(x.target));
+  }),
+  flag('network-add', 'list', 'attach the service to a network', (s, v: string[]) => {
+    const t = task(s);
+    for (const target of v) if (!t.networks.some((n) => n.target === target)) t.networks.push({ target, aliases: [] });
+  }),
+  flag('network-rm', 'list', 'detach the service from a network', (s, v: string[]) => {
+    task(s).networks = task(s).networks.filter((n) => !v.includes(n.target));
   }),
   flag('force', 'bool', 'restart every task even if nothing changed', (s, v: boolean) => {
     if (v) task(s).forceUpdate += 1;
@@ -285,7 +416,7 @@ export function createSpec(args: ParsedArgs, env: NodeJS.ProcessEnv, name: strin
   const c = container(spec);
   c.image = image;
   c.args = cmd;
-  applyFlags(spec, args, [...COMMON_SPEC_FLAGS, ...CREATE_SPEC_FLAGS]);
+  applyFlags(spec, args, [...COMMON_SPEC_FLAGS, ...EXTRA_SPEC_FLAGS, ...CREATE_SPEC_FLAGS, ...CREATE_LIST_FLAGS]);
   const envFlag = args.flags.get('env');
   if (Array.isArray(envFlag)) c.env = envEntries(envFlag, env);
   return spec;
@@ -294,7 +425,7 @@ export function createSpec(args: ParsedArgs, env: NodeJS.ProcessEnv, name: strin
 /** Applies `service update` flags onto a copy of the current spec. */
 export function updatedSpec(current: ServiceSpec, args: ParsedArgs, env: NodeJS.ProcessEnv): ServiceSpec {
   const spec = ServiceSpec.fromPartial(current as never);
-  applyFlags(spec, args, [...COMMON_SPEC_FLAGS, ...UPDATE_SPEC_FLAGS]);
+  applyFlags(spec, args, [...COMMON_SPEC_FLAGS, ...EXTRA_SPEC_FLAGS, ...UPDATE_SPEC_FLAGS]);
   const add = args.flags.get('env-add');
   if (Array.isArray(add)) container(spec).env = mergeEnv(container(spec).env, envEntries(add, env));
   const replicas = args.flags.get('replicas');

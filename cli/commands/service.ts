@@ -21,7 +21,9 @@ import {
 import { waitForConvergence } from '../progress.ts';
 import {
   COMMON_SPEC_FLAGS,
+  CREATE_LIST_FLAGS,
   CREATE_SPEC_FLAGS,
+  EXTRA_SPEC_FLAGS,
   createSpec,
   modeFromFlags,
   UPDATE_SPEC_FLAGS,
@@ -98,7 +100,9 @@ const create: Command = {
     { name: 'mode', kind: 'string', help: 'replicated (default), global, replicated-job or global-job' },
     { name: 'max-concurrent', kind: 'string', help: 'replicated-job: tasks running at once (default: replicas)' },
     ...COMMON_SPEC_FLAGS,
+    ...EXTRA_SPEC_FLAGS,
     ...CREATE_SPEC_FLAGS,
+    ...CREATE_LIST_FLAGS,
     DETACH,
     QUIET,
   ],
@@ -342,6 +346,7 @@ const update: Command = {
     { name: 'replicas', kind: 'string', help: 'number of tasks' },
     { name: 'rollback', kind: 'bool', help: 'go back to the previous spec' },
     ...COMMON_SPEC_FLAGS,
+    ...EXTRA_SPEC_FLAGS,
     ...UPDATE_SPEC_FLAGS,
     DETACH,
     QUIET,
