@@ -2,7 +2,8 @@
 // implementation over a Runtime and the image store. Every method is safe to call again.
 import type { Task } from '../../proto/gen/gantry/v1/objects.ts';
 import type { ContainerState, Runtime } from '../runtime/types.ts';
-import { containerConfigFor, type ImageConfigLike, imageRef, type NetworkAttachmentResult } from './container-config.ts';
+import { containerConfigFor, type ImageConfigLike, imageRef, type NetworkAttachmentResult, stopGraceMs } from './container-config.ts';
+import { type Health, healthSpecFor, type ImageHealthcheck, monitorHealth } from './health.ts';
 
 export interface Controller {
   /** Image present, container created (not started). */
@@ -41,17 +42,27 @@ export class TemporaryError extends Error {
   override name = 'TemporaryError';
 }
 
+export interface HealthDeps {
+  now(): number;
+  after(ms: number, fn: () => void): () => void;
+  onHealth(h: Health, output: string): void;
+}
+
 export class ContainerController implements Controller {
   private readonly task: () => Task;
   private readonly runtime: Runtime;
   private readonly images: TaskImages;
   private readonly networks: TaskNetworks | undefined;
+  private readonly health: HealthDeps | undefined;
+  /** The image's HEALTHCHECK, learned at prepare (not known for containers re-adopted after a restart). */
+  private imageHealth: ImageHealthcheck | undefined;
 
-  constructor(deps: { task: () => Task; runtime: Runtime; images: TaskImages; networks?: TaskNetworks }) {
+  constructor(deps: { task: () => Task; runtime: Runtime; images: TaskImages; networks?: TaskNetworks; health?: HealthDeps }) {
     this.task = deps.task;
     this.runtime = deps.runtime;
     this.images = deps.images;
     this.networks = deps.networks;
+    this.health = deps.health;
   }
 
   private get id(): string {
@@ -67,6 +78,7 @@ export class ContainerController implements Controller {
     if (!ref) throw new Error(`task ${task.id} names no image`);
     const info = (await this.images.resolveLocal(ref)) ?? (await this.images.pull(ref, { signal }));
     const cfg = await this.images.imageConfig(info);
+    this.imageHealth = (cfg as { Healthcheck?: ImageHealthcheck }).Healthcheck;
     const dirs = await this.images.snapshotDirs(info);
     const net = this.networks ? await this.networks.attach(task) : undefined;
     const built = containerConfigFor(task, cfg, dirs, net);
@@ -82,8 +94,28 @@ export class ContainerController implements Controller {
     await this.runtime.start(this.id);
   }
 
-  wait(signal?: AbortSignal): Promise<ContainerState> {
-    return this.runtime.wait(this.id, signal);
+  /** The container's exit; with a health check, an unhealthy container is stopped and this throws. */
+  async wait(signal?: AbortSignal): Promise<ContainerState> {
+    const spec = this.health ? healthSpecFor(this.task(), this.imageHealth) : undefined;
+    if (!spec || !this.health) return this.runtime.wait(this.id, signal);
+    const h = this.health;
+    const ac = new AbortController();
+    const stop = () => ac.abort(signal?.reason);
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      const exited = this.runtime.wait(this.id, ac.signal).then((st) => ({ st }));
+      const sick = monitorHealth({
+        spec, exec: (args, t) => this.runtime.exec(this.id, args, t), now: h.now, after: h.after, onHealth: h.onHealth, signal: ac.signal,
+      }).then((r) => (r === 'unhealthy' ? { unhealthy: true as const } : new Promise<never>(() => {})));
+      const r = await Promise.race([exited, sick]);
+      if ('st' in r) return r.st;
+      ac.abort();
+      await this.runtime.stop(this.id, stopGraceMs(this.task()));
+      throw new Error('task: unhealthy container');
+    } finally {
+      signal?.removeEventListener('abort', stop);
+      ac.abort();
+    }
   }
 
   async shutdown(graceMs: number): Promise<ContainerState | undefined> {

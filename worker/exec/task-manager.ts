@@ -200,7 +200,17 @@ export class TaskManager {
   }
 
   private controllerFor(): (task: () => Task) => Controller {
-    return this.o.controller ?? ((task) => new ContainerController({ task, runtime: this.o.runtime, images: this.o.images, networks: this.o.networks }));
+    return this.o.controller ?? ((task) => new ContainerController({
+      task, runtime: this.o.runtime, images: this.o.images, networks: this.o.networks,
+      health: {
+        now: () => this.now(),
+        after: (ms, fn) => this.after(ms, fn),
+        onHealth: (h) => {
+          const r = this.runners.get(task().id);
+          if (r && r.status.state === TaskState.TASK_STATE_RUNNING) void this.setStatus(r, { ...r.status, timestamp: this.now(), health: h });
+        },
+      },
+    }));
   }
 
   /** Re-adopts what a previous gantryd left: records + the runtime's containers. Call before assign(). */
@@ -296,7 +306,9 @@ export class TaskManager {
   async setStatus(r: Runner, next: TaskStatus): Promise<void> {
     const cur = r.status;
     if (next.state < cur.state) return;
-    if (next.state === cur.state && next.message === cur.message && next.err === cur.err) return;
+    // step() works from the status its call began with: keep health reported meanwhile.
+    if (!next.health && cur.health) next = { ...next, health: cur.health };
+    if (next.state === cur.state && next.message === cur.message && next.err === cur.err && next.health === cur.health) return;
     r.status = next;
     await this.persist(r);
     if (!this.closed) this.o.onStatus(r.task.id, next);
