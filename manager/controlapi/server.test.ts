@@ -136,6 +136,18 @@ describe('controlapi: services', () => {
       (sp) => (sp.update = { parallelism: 1, delayMs: 0, failureAction: 0, monitorMs: 0, maxFailureRatio: 2, order: 0 }),
       'update max failure ratio must be between 0 and 1, not 2',
     ],
+    [
+      'a published port twice',
+      (sp) =>
+        (sp.endpoint = {
+          mode: 0,
+          ports: [
+            { name: '', protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: 0 },
+            { name: '', protocol: '', targetPort: 81, publishedPort: 8080, publishMode: 0 },
+          ],
+        }),
+      'published port 8080/tcp is given twice',
+    ],
   ];
   for (const [what, mutate, message] of bad) {
     test(`controlapi: create refuses ${what} with a message naming the field, and stores nothing`, async () => {

@@ -165,8 +165,19 @@ export function validateServiceSpec(spec: DefaultedServiceSpec): Validated<Valid
     if (![0, 1].includes(u.order)) p.push(`${what} order ${u.order} is unknown: use stop-first or start-first`);
   }
 
+  if (hc) {
+    for (const [what, v] of [['interval', hc.intervalMs], ['timeout', hc.timeoutMs], ['start period', hc.startPeriodMs], ['retries', hc.retries]] as const) {
+      if (!isWhole(v)) p.push(`healthcheck ${what} must be ≥ 0, not ${v}`);
+    }
+  }
+  for (const n of spec.task.networks) if (n.target === '') p.push('network attachment without a network name or id');
+
   // endpoint
+  const published = new Set<string>();
   for (const port of spec.endpoint?.ports ?? []) {
+    const key = `${port.publishedPort}/${port.protocol || 'tcp'}`;
+    if (port.publishedPort > 0 && published.has(key)) p.push(`published port ${key} is given twice`);
+    published.add(key);
     if (!(port.targetPort >= 1 && port.targetPort <= 65535)) p.push(`published port target ${port.targetPort} must be 1-65535`);
     if (!(port.publishedPort >= 0 && port.publishedPort <= 65535)) p.push(`published port ${port.publishedPort} must be 0-65535`);
     if (!['', 'tcp', 'udp', 'sctp'].includes(port.protocol)) p.push(`port protocol "${port.protocol}" is unknown: use tcp, udp or sctp`);
