@@ -447,11 +447,30 @@ export class OciRuntime implements Runtime {
       signal?.throwIfAborted();
       const changed = this.watchExit(dir, signal);
       try {
-        if (existsSync(join(dir, 'exit.json')) || !this.monitorAlive(id)) return await this.state(id);
+        if (existsSync(join(dir, 'exit.json'))) return await this.state(id);
+        if (!this.monitorAlive(id)) break;
         await changed.promise;
       } finally {
         changed.close();
       }
+    }
+    // The monitor is gone without writing exit.json (killed, host reboot): nothing will tell us
+    // about the exit, so ask the runtime once a second. The exit code is lost.
+    this.log.warn('container monitor is gone; polling the runtime for the exit', { id });
+    for (;;) {
+      const st = await this.state(id);
+      if (st.status === 'stopped' || st.status === 'unknown') return st;
+      await new Promise<void>((resolve, reject) => {
+        const onAbort = () => {
+          cancel();
+          reject(signal!.reason ?? new Error('aborted'));
+        };
+        const cancel = this.clock.after(1000, () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        });
+        signal?.addEventListener('abort', onAbort, { once: true });
+      });
     }
   }
 

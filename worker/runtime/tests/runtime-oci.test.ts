@@ -195,3 +195,21 @@ test('runtime-oci(runc): the container outlives the process that created it, and
   const logs = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((l) => l.data.toString());
   assert.deepEqual(logs, ['alive\n', 'term\n']);
 });
+
+test('runtime-oci(runc): wait still ends when the monitor was killed (exit code lost)', { skip: runtimes[0].skip, timeout: 60_000 }, async (t) => {
+  const { rt, rootfs, id, tmp } = setup(t, 'runc', RUNC);
+  const cid = id('nomon');
+  await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sleep', '1000']));
+  await rt.start(cid);
+  const monPid = Number(readFileSync(join(tmp, 'containers', cid, 'monitor.pid'), 'utf8'));
+  process.kill(monPid, 'SIGKILL');
+  await waitFor(() => (processesContaining(String(monPid)).length === 0 && !existsSync(`/proc/${monPid}/stat`) ? null : 'monitor alive'));
+  assert.equal((await rt.state(cid)).status, 'running');
+  const waited = rt.wait(cid);
+  await rt.kill(cid, 'SIGKILL');
+  const st = await waited;
+  assert.equal(st.status, 'stopped');
+  assert.equal(st.exitCode, undefined);
+  await rt.remove(cid);
+  assert.deepEqual(mountsContaining(tmp), []);
+});
