@@ -13,8 +13,9 @@ int rlimits_apply(const struct oci_process *p, gx_err *err) {
   for (size_t i = 0; i < p->nrlimits; i++) {
     struct rlimit rl = {p->rlimits[i].soft, p->rlimits[i].hard};
     if (setrlimit(p->rlimits[i].type, &rl) < 0)
-      return gx_fail(err, errno, "setrlimit %d soft=%llu hard=%llu", p->rlimits[i].type, (unsigned long long)rl.rlim_cur,
-                     (unsigned long long)rl.rlim_max);
+      return gx_fail(err, errno, "setrlimit %s soft=%llu hard=%llu%s", rlimit_name(p->rlimits[i].type),
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+                     errno == EPERM ? " (raising a hard limit needs CAP_SYS_RESOURCE)" : "");
   }
   return 0;
 }

@@ -48,6 +48,12 @@ static const struct {
                     {"RLIMIT_RTPRIO", RLIMIT_RTPRIO}, {"RLIMIT_RTTIME", RLIMIT_RTTIME},
                     {"RLIMIT_SIGPENDING", RLIMIT_SIGPENDING}, {"RLIMIT_STACK", RLIMIT_STACK}};
 
+const char *rlimit_name(int res) {
+  for (size_t k = 0; k < sizeof rlimit_names / sizeof *rlimit_names; k++)
+    if (rlimit_names[k].res == res) return rlimit_names[k].name;
+  return "RLIMIT_?";
+}
+
 static const struct {
   const char *name;
   int flag;

@@ -116,6 +116,7 @@ int config_parse(json *root, const char *bundle, bool check_rootfs, struct oci_c
 int config_parse_process(const json *j, struct oci_process *p, gx_err *err);
 void config_free(struct oci_config *c);
 int cap_from_name(const char *name);
+const char *rlimit_name(int resource);
 /* "TERM", "SIGTERM", "15" -> 15, or -1. */
 int signal_from_name(const char *name);
 #endif

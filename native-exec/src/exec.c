@@ -171,7 +171,7 @@ int cmd_exec(int argc, char **argv) {
       goto fail;
     }
     if (find_executable(&p, exe, sizeof exe, &err) < 0) goto fail;
-    finalize_and_exec(&p, sc, sv[1], exe);
+    finalize_and_exec(&p, sc, sv[1], exe, true);
   fail:
     sync_send(sv[1], SYNC_ERROR, err.msg);
     _exit(127);

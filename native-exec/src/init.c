@@ -45,9 +45,9 @@ int find_executable(const struct oci_process *p, char *out, size_t outsz, gx_err
 
 /* The tail shared by init and exec: rlimits, seccomp, user, caps, no_new_privs, execve. A failure
  * goes to sync_fd when someone listens, else to stderr (the container's log). */
-_Noreturn void finalize_and_exec(const struct oci_process *p, gx_seccomp sc, int sync_fd, const char *exe) {
+_Noreturn void finalize_and_exec(const struct oci_process *p, gx_seccomp sc, int sync_fd, const char *exe, bool rlimits) {
   gx_err err = {0};
-  if (rlimits_apply(p, &err) < 0) goto fail;
+  if (rlimits && rlimits_apply(p, &err) < 0) goto fail;
   /* Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN. */
   if (!p->nnp && seccomp_apply(sc, &err) < 0) goto fail;
   if (caps_and_user_apply(p, &err) < 0) goto fail;
@@ -123,6 +123,7 @@ _Noreturn void init_main(struct init_args *a) {
   }
   if (c->root_ro && rootfs_readonly(&err) < 0) goto fail;
   if (find_executable(&c->proc, exe, sizeof exe, &err) < 0) goto fail;
+  if (rlimits_apply(&c->proc, &err) < 0) goto fail; /* before READY, so create reports it */
   if (a->wait_fifo) prctl(PR_SET_PDEATHSIG, 0); /* create exits after READY; the container stays */
   if (sync_send(a->sync_fd, SYNC_READY, NULL) < 0) _exit(1);
   if (a->wait_fifo) {
@@ -141,7 +142,7 @@ _Noreturn void init_main(struct init_args *a) {
   if (slave >= 0 && pty_make_stdio(slave, &err) < 0) goto fail;
   if (slave > 2) close(slave);
   gx_trace("child: exec");
-  finalize_and_exec(&c->proc, a->seccomp, a->sync_fd, exe);
+  finalize_and_exec(&c->proc, a->seccomp, a->sync_fd, exe, false);
 fail:
   if (a->sync_fd < 0 || sync_send(a->sync_fd, SYNC_ERROR, err.msg) < 0) dprintf(2, "gantry-exec: %s\n", err.msg);
   _exit(1);

@@ -99,7 +99,7 @@ struct init_args {
 _Noreturn void init_main(struct init_args *a);
 /* Shared with exec: find argv[0] in the process PATH, set creds/caps/seccomp and execve. */
 int find_executable(const struct oci_process *p, char *out, size_t outsz, gx_err *err);
-_Noreturn void finalize_and_exec(const struct oci_process *p, gx_seccomp sc, int sync_fd, const char *exe);
+_Noreturn void finalize_and_exec(const struct oci_process *p, gx_seccomp sc, int sync_fd, const char *exe, bool rlimits);
 
 /* ---- container.c: lifecycle commands; exec.c ---- */
 int cmd_create(int argc, char **argv);

@@ -21,6 +21,7 @@ describe('gantry-exec errors', () => {
     { name: 'missing bind source (fails in the child, after clone)', edit: (s) => s.mounts.push({ destination: '/data', type: 'bind', source: '/nonexistent/gx-src', options: ['rbind'] }), message: /bind mount source `\/nonexistent\/gx-src`: ENOENT/ },
     { name: 'bad mount type (fails in the child)', edit: (s) => s.mounts.push({ destination: '/x', type: 'nosuchfs', source: 'x' }), message: /mount nosuchfs on `\/x`: ENODEV/ },
     { name: 'missing executable', edit: (s) => { s.process.args = ['/bin/nope']; }, message: /exec `\/bin\/nope`: ENOENT/ },
+    { name: 'rlimit above the hard limit (no CAP_SYS_RESOURCE here)', edit: (s) => { s.process.rlimits = [{ type: 'RLIMIT_NOFILE', soft: 1 << 30, hard: 1 << 30 }]; }, message: /setrlimit RLIMIT_NOFILE soft=1073741824 hard=1073741824.*: EPERM/ },
     { name: 'bad sysctl', edit: (s) => { s.linux.sysctl = { 'net.nonexistent.key': '1' }; }, message: /sysctl open `\/proc\/sys\/net\/nonexistent\/key`: ENOENT/ },
   ];
 
