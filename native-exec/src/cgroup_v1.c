@@ -58,10 +58,21 @@ static int mkdir_cpuset(const char *root, const char *path, gx_err *err) {
   return ret;
 }
 
+/* One open fd per file: a rule is one write(2) each. */
+static int dev_rule(int fd, const char *file, const char *rule, gx_err *err) {
+  if (write(fd, rule, strlen(rule)) < 0) return gx_fail(err, errno, "write `%s` to devices.%s", rule, file);
+  return 0;
+}
+
 static int apply_devices(const char *dir, const struct oci_config *c, gx_err *err) {
   static const char *defaults[] = {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
                                    "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm", NULL};
-  if (wr(dir, "devices.deny", "a", err) < 0) return -1;
+  cleanup_free char *ap = xasprintf("%s/devices.allow", dir), *dp = xasprintf("%s/devices.deny", dir);
+  cleanup_close int allow = open(ap, O_WRONLY | O_CLOEXEC);
+  if (allow < 0) return gx_fail(err, errno, "open `%s`", ap);
+  cleanup_close int deny = open(dp, O_WRONLY | O_CLOEXEC);
+  if (deny < 0) return gx_fail(err, errno, "open `%s`", dp);
+  if (dev_rule(deny, "deny", "a", err) < 0) return -1;
   char rule[64], maj[24], min[24];
   for (size_t i = 0; i < c->res.ndevrules; i++) {
     const struct oci_devrule *r = &c->res.devrules[i];
@@ -69,14 +80,14 @@ static int apply_devices(const char *dir, const struct oci_config *c, gx_err *er
     snprintf(min, sizeof min, r->minor < 0 ? "*" : "%lld", (long long)r->minor);
     snprintf(rule, sizeof rule, "%c %s:%s %s", r->type, maj, min, r->access);
     if (r->type == 'a' && r->major < 0 && r->minor < 0) snprintf(rule, sizeof rule, "a");
-    if (wr(dir, r->allow ? "devices.allow" : "devices.deny", rule, err) < 0) return -1;
+    if (dev_rule(r->allow ? allow : deny, r->allow ? "allow" : "deny", rule, err) < 0) return -1;
   }
   for (const char **d = defaults; *d; d++)
-    if (wr(dir, "devices.allow", *d, err) < 0) return -1;
+    if (dev_rule(allow, "allow", *d, err) < 0) return -1;
   for (size_t i = 0; i < c->ndevices; i++) {
     snprintf(rule, sizeof rule, "%c %lld:%lld rwm", c->devices[i].type == 'u' ? 'c' : c->devices[i].type,
              (long long)c->devices[i].major, (long long)c->devices[i].minor);
-    if (wr(dir, "devices.allow", rule, err) < 0) return -1;
+    if (dev_rule(allow, "allow", rule, err) < 0) return -1;
   }
   return 0;
 }
