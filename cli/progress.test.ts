@@ -61,7 +61,7 @@ test('progress: a slot failing repeatedly fails at once with the last error', ()
   const a = assess(obs(tasks, 0), new Map());
   assert.equal(a.kind, 'failed');
   assert.ok(a.kind === 'failed');
-  assert.match(a.error, /^service "web" does not converge: web\.3 failed 2 times, last: image "x:1" not found\. The service stays/);
+  assert.match(a.error, /^service "web" does not converge: web\.3 ×2 failed: image "x:1" not found\. The service stays/);
 });
 
 test('progress: failures of tasks that existed before the command are not counted', () => {

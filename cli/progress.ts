@@ -130,7 +130,13 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
 
   const repeated = [...failures.entries()].filter(([, ts]) => ts.length >= progressTiming.failuresPerSlot);
   if (repeated.length > 0) {
-    const detail = repeated.map(([k, ts]) => `${label(k)} failed ${ts.length} times, last: ${reason(ts.reduce(newest)) || 'no reason given'}`);
+    // group slots by their last error, so one cause shared by every slot is said once
+    const byReason = new Map<string, string[]>();
+    for (const [k, ts] of repeated.sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }))) {
+      const why = reason(ts.reduce(newest)) || 'no reason given';
+      byReason.set(why, [...(byReason.get(why) ?? []), `${label(k)} ×${ts.length}`]);
+    }
+    const detail = [...byReason].map(([why, slots]) => `${slots.join(', ')} failed: ${why}`);
     return {
       kind: 'failed',
       headline,

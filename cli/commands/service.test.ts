@@ -108,7 +108,7 @@ describe('cli service', () => {
     ];
     const r = await cli('service', 'create', '--name', 'broken', 'nope:1');
     assert.equal(r.code, 1);
-    assert.match(r.err, /Error: service "broken" does not converge: broken\.1 failed 2 times, last: image "nope:1" not found in 127\.0\.0\.1:5000\. The service stays/);
+    assert.match(r.err, /Error: service "broken" does not converge: broken\.1 ×2 failed: image "nope:1" not found in 127\.0\.0\.1:5000\. The service stays/);
   });
 
   test('cli service: create -d prints only the id; bad flags exit 2; invalid specs exit 1 with the server message', async () => {

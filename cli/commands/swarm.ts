@@ -164,7 +164,8 @@ const info: Command = {
         `Capacity:      ${cluster.cpus} CPUs, ${formatBytes(cluster.memoryBytes as number)} memory (ready nodes)`,
       );
     }
-    if (i.state !== 'active') lines.push('', 'This host is not in a cluster: run gantry init, or gantry join --token TOKEN HOST:PORT.');
+    if (i.state === 'pending') lines.push('', 'This host is joining its cluster: it becomes active once its manager accepts it.');
+    else if (i.state !== 'active') lines.push('', 'This host is not in a cluster: run gantry init, or gantry join --token TOKEN HOST:PORT.');
     ctx.out.write(lines.join('\n') + '\n');
     return 0;
   },
