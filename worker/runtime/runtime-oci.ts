@@ -52,6 +52,9 @@ export interface ContainerMeta {
   rootfs: { kind: 'layers' | 'dir'; path: string };
   labels: Record<string, string>;
   tty: boolean;
+  /** The runtime CLI and --root that created it: later calls use them, whichever runtime is current. */
+  binary?: string;
+  runtimeRoot?: string;
 }
 
 interface ExitFile { exitCode: number; signal: number | null; oomKilled: boolean; finishedAt: string }
@@ -302,9 +305,15 @@ export class OciRuntime implements Runtime {
     return wrapper;
   }
 
-  private async cmd(args: string[], timeoutMs = this.o.commandTimeoutMs!): Promise<CmdResult> {
-    const bin = await this.runtimeBin();
-    const full = ['--root', this.o.root, ...args];
+  /** The CLI and root that own a container: the ones recorded at create, else this runtime's. */
+  private async target(meta?: ContainerMeta): Promise<{ bin: string; root: string }> {
+    if (meta?.binary && meta.runtimeRoot && existsSync(meta.binary)) return { bin: meta.binary, root: meta.runtimeRoot };
+    return { bin: await this.runtimeBin(), root: this.o.root };
+  }
+
+  private async cmd(args: string[], meta?: ContainerMeta, timeoutMs = this.o.commandTimeoutMs!): Promise<CmdResult> {
+    const { bin, root } = await this.target(meta);
+    const full = ['--root', root, ...args];
     return new Promise((resolve) => {
       execFile(bin, full, { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
@@ -381,6 +390,7 @@ export class OciRuntime implements Runtime {
       const meta: ContainerMeta = {
         id: config.id, runtime: this.name, createdAt: this.clock.now(), stopSignal: config.stopSignal || 'SIGTERM',
         rootfs: { kind: config.rootfs.kind, path: rootfs }, labels: config.labels, tty: config.tty,
+        binary: await this.runtimeBin(), runtimeRoot: this.o.root,
       };
       await writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
       const r = await this.spawnMonitor(config, dir);
@@ -410,7 +420,7 @@ export class OciRuntime implements Runtime {
   async start(id: string): Promise<void> {
     const meta = await this.readMeta(id);
     if (!meta) throw new RuntimeError(`container ${id} not found (create it first)`);
-    const r = await this.cmd(['start', id]);
+    const r = await this.cmd(['start', id], meta);
     if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
     meta.startedAt = this.clock.now();
     await writeAtomic(join(this.dir(id), 'meta.json'), JSON.stringify(meta));
@@ -422,7 +432,7 @@ export class OciRuntime implements Runtime {
     const base = { id, startedAt: meta.startedAt };
     const exit = await this.readExit(id);
     if (exit) return { ...base, status: 'stopped', pid: 0, exitCode: exit.exitCode, oomKilled: exit.oomKilled, finishedAt: Date.parse(exit.finishedAt) };
-    const r = await this.cmd(['state', id]);
+    const r = await this.cmd(['state', id], meta);
     if (r.code === 0) {
       try {
         const s = JSON.parse(r.stdout) as { status: string; pid: number };
@@ -506,7 +516,7 @@ export class OciRuntime implements Runtime {
   async kill(id: string, sig: string): Promise<void> {
     const st = await this.state(id);
     if (st.status === 'stopped' || st.status === 'unknown') return;
-    const r = await this.cmd(['kill', id, sig]);
+    const r = await this.cmd(['kill', id, sig], await this.readMeta(id));
     if (r.code !== 0) {
       const after = await this.state(id);
       if (after.status === 'stopped') return;
@@ -542,9 +552,9 @@ export class OciRuntime implements Runtime {
     const dir = this.dir(id);
     if (!existsSync(dir)) return;
     const meta = await this.readMeta(id);
-    const r = await this.cmd(['delete', '--force', id]);
+    const r = await this.cmd(['delete', '--force', id], meta);
     if (r.code !== 0 && !/does not exist|not found|no such/i.test(r.stderr)) {
-      const st = await this.cmd(['state', id]);
+      const st = await this.cmd(['state', id], meta);
       if (st.code === 0) throw new RuntimeError(`remove container ${id}: ${OciRuntime.errLine(r)}`);
     }
     if (this.monitorAlive(id)) {
@@ -570,7 +580,7 @@ export class OciRuntime implements Runtime {
     const out: ContainerState[] = [];
     for (const n of names) {
       const meta = await readJson<ContainerMeta>(join(this.o.stateDir, n, 'meta.json'));
-      if (meta?.runtime === this.name) out.push(await this.state(n));
+      if (meta?.id === n) out.push(await this.state(n)); // whichever runtime made it: calls go to that one
     }
     return out;
   }
@@ -648,9 +658,9 @@ export class OciRuntime implements Runtime {
   }
 
   async exec(id: string, args: string[], timeoutMs: number): Promise<ExecResult> {
-    const bin = await this.runtimeBin();
+    const { bin, root } = await this.target(await this.readMeta(id));
     return new Promise((resolve) => {
-      const child = spawn(bin, ['--root', this.o.root, 'exec', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(bin, ['--root', root, 'exec', id, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
       let output = '';
       const add = (d: Buffer) => {
         if (output.length < MAX_EXEC_OUTPUT) output = (output + d.toString()).slice(0, MAX_EXEC_OUTPUT);

@@ -213,3 +213,17 @@ test('runtime-oci(runc): wait still ends when the monitor was killed (exit code 
   await rt.remove(cid);
   assert.deepEqual(mountsContaining(tmp), []);
 });
+
+test('runtime-oci: after switching runtimes, containers of the old one are still listed, stopped and removed through it', { skip: runtimes[1].skip, timeout: 60_000 }, async (t) => {
+  const { rt, rootfs, id, tmp, cgroupParent } = setup(t, 'runc', RUNC);
+  const cid = id('switch');
+  await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', "trap 'exit 5' TERM; while true; do sleep 0.05; done"]));
+  await rt.start(cid);
+  const other = new OciRuntime({ name: 'crun', binary: CRUN, root: join(tmp, 'runtime', 'crun'), stateDir: join(tmp, 'containers'), monitorBinary: GANTRY_EXEC, cgroupParent });
+  assert.deepEqual((await other.list()).map((s) => [s.id, s.status]), [[cid, 'running']]);
+  assert.equal((await other.exec(cid, ['true'], 10_000)).exitCode, 0);
+  assert.equal((await other.stop(cid, 10_000)).exitCode, 5);
+  await other.remove(cid);
+  assert.deepEqual(await rt.list(), []);
+  assert.deepEqual(cgroupsContaining(cid), []);
+});
