@@ -175,8 +175,13 @@ test('pull faults: a layer with the right digest but content that differs from t
 test('pull faults: 500 and 503 answers are retried with backoff until the registry recovers', async (t) => {
   const img = image([bigLayer(), makeTar([{ name: 'g', type: 'file', data: 'second' }])]);
   const fake = await fakeRegistry(img, t);
-  fake.faults.set('manifest', (_q, res, _b, n) => (n <= 2 ? (res.writeHead(500).end('boom'), true) : false));
-  fake.faults.set(sha(img.layers[0]), (_q, res, _b, n) => (n <= 2 ? (res.writeHead(503).end('busy'), true) : false));
+  const failFirst = (status: number) => (_q: http.IncomingMessage, res: http.ServerResponse, _b: Buffer, n: number) => {
+    if (n > 2) return false;
+    res.writeHead(status).end('boom');
+    return true;
+  };
+  fake.faults.set('manifest', failFirst(500));
+  fake.faults.set(sha(img.layers[0]), failFirst(503));
   const store = await freshStore(t);
   const events: PullProgress[] = [];
   const delays: number[] = [];

@@ -121,9 +121,14 @@ export async function loadImages(store: ImageStore, input: NodeJS.ReadableStream
   try {
     const entries = await indexTar(file);
     const resolve = (name: string): TarIndexEntry => {
-      let e = entries.get(name.replace(/^\.\//, ''));
-      for (let i = 0; e && (e.type === 'hardlink' || e.type === 'symlink') && i < 8; i++) e = entries.get(e.linkname);
-      if (!e || e.type !== 'file') throw new Error(`archive has no file "${name}"`);
+      let cur = name.replace(/^\.\//, '');
+      let e = entries.get(cur);
+      for (let i = 0; e && (e.type === 'hardlink' || e.type === 'symlink') && i < 8; i++) {
+        // docker save links repeated layers: symlinks relative to their directory, hard links archive-relative
+        cur = e.type === 'symlink' ? path.posix.normalize(path.posix.join(path.posix.dirname(cur), e.linkname)) : e.linkname;
+        e = entries.get(cur);
+      }
+      if (e?.type !== 'file') throw new Error(`archive has no file "${name}"`);
       return e;
     };
     const read = async (name: string, max = 64 << 20): Promise<Buffer> => {

@@ -82,6 +82,13 @@ async function* dataOf(call: AsyncIterable<ImageData | ImageImportChunk>): Async
   }
 }
 
+/** Ends a server-streaming call with the error's status (grpc-js: emit 'error' with code and details). */
+function failStream(call: grpc.ServerWritableStream<unknown, unknown>, e: unknown): void {
+  const s = toStatus(e);
+  if (call.cancelled) return;
+  call.emit('error', Object.assign(new Error(s.message), { code: s.code, details: s.details, metadata: new grpc.Metadata() }));
+}
+
 /** gantryd: server.addService(ImagesService, imagesService(store)). */
 export function imagesService(store: ImageStore): ImagesServer {
   return {
@@ -98,7 +105,7 @@ export function imagesService(store: ImageStore): ImagesServer {
           write({ event: { $case: 'done', value: summary(info) } });
           call.end();
         })
-        .catch((e) => call.destroy(Object.assign(new Error(toStatus(e).message), toStatus(e))));
+        .catch((e) => failStream(call, e));
     },
 
     push(call) {
@@ -114,7 +121,7 @@ export function imagesService(store: ImageStore): ImagesServer {
           write({ event: { $case: 'pushed', value: r } });
           call.end();
         })
-        .catch((e) => call.destroy(Object.assign(new Error(toStatus(e).message), toStatus(e))));
+        .catch((e) => failStream(call, e));
     },
 
     list(call, cb) {
@@ -158,7 +165,7 @@ export function imagesService(store: ImageStore): ImagesServer {
             out.errors.push((e as Error).message);
           }
         }
-        if (out.deleted.length) await store.prune({});
+        if (out.deleted.length) await store.prune({ keepImages: true }); // free the removed image's blobs and layers
         return out;
       })().then((r) => cb(null, r), (e) => fail(cb, e));
     },
@@ -205,7 +212,7 @@ export function imagesService(store: ImageStore): ImagesServer {
       store
         .save(call.request.refs, out, format as 'docker-archive' | 'oci')
         .then(() => call.end())
-        .catch((e) => call.destroy(Object.assign(new Error(toStatus(e).message), toStatus(e))));
+        .catch((e) => failStream(call, e));
     },
 
     load(call, cb) {

@@ -330,12 +330,12 @@ export class ImageStore {
    * Deletes dangling images (no name, no container), then every blob and snapshot no image references,
    * and partial downloads. Returns what went and the bytes freed.
    */
-  async prune(opts: { all?: boolean } = {}): Promise<{ images: string[]; blobs: number; snapshots: number; bytes: number }> {
+  async prune(opts: { all?: boolean; keepImages?: boolean } = {}): Promise<{ images: string[]; blobs: number; snapshots: number; bytes: number }> {
     return this.mutate(async (ix) => {
       const used = new Set(Object.values(ix.inUse));
       const images: string[] = [];
       for (const img of Object.values(ix.images)) {
-        if (used.has(img.id)) continue;
+        if (used.has(img.id) || opts.keepImages) continue;
         if ((img.names.length === 0 && img.digests.length === 0) || opts.all) {
           delete ix.images[img.id];
           images.push(img.id);
