@@ -97,7 +97,7 @@ export class ManagerRole {
       opts.server.addService(ControlService, role.control as unknown as grpc.UntypedServiceImplementation);
       opts.server.addService(DispatcherService, manager.dispatcherService());
       manager.start();
-      await role.recordEtcdUrls();
+      await role.claimManagerRole();
       role.watchOwnRole();
       log.info(`gantryd: manager listening on ${state.listenAddr}, reachable at ${state.managerAddr}`);
       return role;
@@ -108,14 +108,20 @@ export class ManagerRole {
     }
   }
 
-  /** Keeps this manager's etcd client/peer URLs on its node object (others use them to reach etcd). */
-  private async recordEtcdUrls(): Promise<void> {
+  /**
+   * Records on our node object that we are a manager, where we are reached, and our etcd member
+   * (a joining or promoted manager does this itself once its member has restored the quorum).
+   */
+  private async claimManagerRole(): Promise<void> {
     const id = this.opts.state.nodeId;
-    await retryUpdate(this.store, id, (n) =>
-      n.managerStatus && (n.managerStatus.etcdClientUrl !== this.etcd.clientUrl || n.managerStatus.etcdPeerUrl !== this.etcd.peerUrl)
-        ? { ...n, managerStatus: { ...n.managerStatus, etcdClientUrl: this.etcd.clientUrl, etcdPeerUrl: this.etcd.peerUrl } }
-        : undefined,
-    ).catch((err) => this.opts.log.warn(`manager: recording etcd URLs: ${(err as Error).message}`));
+    const members = await listMembers([this.etcd.clientUrl]).catch(() => []);
+    const memberId = members.find((m) => m.peerUrls.includes(this.etcd.peerUrl))?.id ?? '';
+    const want = { addr: this.opts.state.managerAddr as string, etcdMemberId: memberId, etcdPeerUrl: this.etcd.peerUrl, etcdClientUrl: this.etcd.clientUrl };
+    await retryUpdate(this.store, id, (n) => {
+      const ms = n.managerStatus;
+      if (n.role === NodeRole.NODE_ROLE_MANAGER && ms && ms.addr === want.addr && ms.etcdMemberId === want.etcdMemberId && ms.etcdClientUrl === want.etcdClientUrl) return undefined;
+      return { ...n, role: NodeRole.NODE_ROLE_MANAGER, managerStatus: { leader: ms?.leader ?? false, reachability: 'reachable', ...want } };
+    }).catch((err) => this.opts.log.warn(`manager: recording this manager on its node: ${(err as Error).message}`));
   }
 
   /** `gantry node demote` of this host: it acts on its own node object's desired role. */

@@ -10,7 +10,6 @@ import type { Store } from '../store/types.ts';
 import { type SessionDeps, WorkerSession } from './session.ts';
 import { StatusWriter } from './status-writer.ts';
 import { hashSecret, newNodeSecret, secretMatches, tokenRole } from './tokens.ts';
-import { retryUpdate } from './update-node.ts';
 
 /** etcd membership, as the composition root provides it (only manager/store talks to etcd). */
 export interface Membership {
@@ -156,8 +155,9 @@ export class Dispatcher {
   }
 
   /**
-   * Makes `nodeId` a manager: adds its etcd member (it starts it right after, with the returned
-   * initial cluster) and records its role. A node that asks again (a retried join) is not added twice.
+   * Adds `nodeId`'s etcd member and answers at once: the cluster has no quorum again until the new
+   * member runs, so nothing else is written here. The new manager records its role itself once its
+   * member is up (cli/daemon/manager-role.ts). A retried join finds its peer URL already added.
    */
   private async addManager(nodeId: string, memberName: string, peerUrl: string, managerAddr: string): Promise<Pick<JoinResponse, 'role' | 'etcdInitialCluster' | 'etcdMemberName' | 'managers'>> {
     const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
@@ -167,14 +167,8 @@ export class Dispatcher {
       throw fail(grpc.status.ALREADY_EXISTS, `etcd peer URL ${peerUrl} already belongs to another manager`);
     }
     const added = await this.opts.membership.add(memberName, peerUrl);
-    await retryUpdate(this.opts.store, nodeId, (n) => ({
-      ...n,
-      role: NodeRole.NODE_ROLE_MANAGER,
-      spec: { ...(n.spec ?? { name: '', labels: {}, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE, desiredRole: NodeRole.NODE_ROLE_MANAGER }), desiredRole: NodeRole.NODE_ROLE_MANAGER },
-      managerStatus: { leader: false, addr: managerAddr, reachability: 'reachable', etcdMemberId: added.memberId, etcdPeerUrl: peerUrl, etcdClientUrl: '' },
-    }));
-    this.log(`node ${nodeId} is now a manager (etcd member ${added.memberId} at ${peerUrl})`);
-    return { role: NodeRole.NODE_ROLE_MANAGER, etcdInitialCluster: added.initialCluster, etcdMemberName: memberName, managers: this.managers() };
+    this.log(`node ${nodeId} joins the managers (etcd member ${added.memberId} at ${peerUrl})`);
+    return { role: NodeRole.NODE_ROLE_MANAGER, etcdInitialCluster: added.initialCluster, etcdMemberName: memberName, managers: [managerAddr, ...this.managers()] };
   }
 
   /**
