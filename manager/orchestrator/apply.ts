@@ -7,8 +7,54 @@ import type { OrchestratorAction } from './actions.ts';
 import { nodeKey, type RestartRecord, slotKey } from './restart.ts';
 import { newTask, withDesired } from './task.ts';
 
+/**
+ * Creates whose outcome the view does not show yet. A create is the one write that is not safe to
+ * decide twice (a new id never conflicts), so a service with creates in flight is not reconciled
+ * again until the view shows them, or until `ttlMs` says they never landed. This covers a batch
+ * that threw after some of its transactions applied, and a view that lags behind the writes.
+ */
+export class InFlight {
+  private readonly byId = new Map<string, { serviceId: string; until: number }>();
+  private readonly ttlMs: number;
+
+  constructor(ttlMs = 5_000) {
+    this.ttlMs = ttlMs;
+  }
+
+  add(id: string, serviceId: string, now: number): void {
+    this.byId.set(id, { serviceId, until: now + this.ttlMs });
+  }
+
+  forget(id: string): void {
+    this.byId.delete(id);
+  }
+
+  /** Drops what the view shows or what expired; returns the services still waiting. */
+  settle(seen: (id: string) => boolean, now: number): Set<string> {
+    const waiting = new Set<string>();
+    for (const [id, e] of this.byId) {
+      if (seen(id) || e.until <= now) this.byId.delete(id);
+      else waiting.add(e.serviceId);
+    }
+    return waiting;
+  }
+
+  /** The earliest expiry, to tick then even if the view never shows them. */
+  nextExpiry(): number | undefined {
+    let at: number | undefined;
+    for (const e of this.byId.values()) at = Math.min(at ?? e.until, e.until);
+    return at;
+  }
+
+  clear(): void {
+    this.byId.clear();
+  }
+}
+
 export interface ApplyContext {
   store: Store;
+  /** Creates not yet confirmed by the view (see InFlight). */
+  inflight: InFlight;
   now: number;
   newId(): string;
   /** Restart records are appended here for restarts that landed. */
@@ -80,9 +126,12 @@ export async function applyOrchestration(ctx: ApplyContext, actions: readonly Or
     }
   }
   if (second.length > 0 && !ctx.cancelled?.()) {
+    for (const w of second) if (w.op === 'create' && w.kind === 'tasks') ctx.inflight.add(w.object.id, w.object.serviceId, ctx.now);
     const r = await ctx.store.batch(second);
     revision = Math.max(revision, r.revision);
     const failed = new Set(r.conflicts.map((c) => c.id));
+    // "exists" means it is there (perhaps from a retried transaction): wait to see it. Otherwise not created.
+    for (const c of r.conflicts) if (c.reason !== 'exists') ctx.inflight.forget(c.id);
     if (r.conflicts.length > 0) again = true;
     for (const [key, rec] of records) {
       if (failed.has(rec.taskId)) continue;

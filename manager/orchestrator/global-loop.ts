@@ -3,7 +3,7 @@
 import { type Clock, ControllerLoop, type Log, type TickResult } from '../controller.ts';
 import { newId as defaultNewId } from '../ids.ts';
 import type { ReadView, Store } from '../store/types.ts';
-import { applyOrchestration } from './apply.ts';
+import { applyOrchestration, InFlight } from './apply.ts';
 import { eventTask, taskLifecycleChanged } from './changes.ts';
 import { reconcileGlobal } from './global.ts';
 import { reconcileGlobalJob } from './jobs.ts';
@@ -17,6 +17,7 @@ export class GlobalOrchestrator {
   private readonly newId: () => string;
   private readonly loop: ControllerLoop;
   private readonly history = new Map<string, RestartRecord[]>();
+  private readonly inflight = new InFlight();
   private dirty = new Set<string>();
   private all = true;
 
@@ -61,6 +62,7 @@ export class GlobalOrchestrator {
   stop(): Promise<void> {
     const done = this.loop.stop();
     this.history.clear();
+    this.inflight.clear();
     return done;
   }
 
@@ -73,10 +75,17 @@ export class GlobalOrchestrator {
     this.all = false;
     this.dirty.clear();
     const now = this.clock.now();
+    // Services whose new tasks the view does not show yet wait (see InFlight): deciding again
+    // from a view without them would create them twice.
+    const waiting = this.inflight.settle((id) => view.get('tasks', id) !== undefined, now);
     const nodes = view.list('nodes');
     const actions = [];
     let wakeAt: number | undefined;
     for (const id of ids) {
+      if (waiting.has(id)) {
+        this.dirty.add(id);
+        continue;
+      }
       const service = view.get('services', id);
       if (!service) {
         for (const k of this.history.keys()) if (k.startsWith(`${id}/`)) this.history.delete(k);
@@ -90,10 +99,14 @@ export class GlobalOrchestrator {
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }
     const { again } = await applyOrchestration(
-      { store: this.store, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/global' },
+      { store: this.store, inflight: this.inflight, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/global' },
       actions,
     );
     if (again) this.all = true;
+    const fresh = this.store.view();
+    this.inflight.settle((id) => fresh.get('tasks', id) !== undefined, now);
+    const expiry = this.inflight.nextExpiry();
+    if (expiry !== undefined) wakeAt = Math.min(wakeAt ?? expiry, expiry);
     return { again, wakeAt };
   }
 }

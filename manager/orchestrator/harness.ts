@@ -8,7 +8,7 @@ import { NodeHealth } from '../nodehealth/node-health-loop.ts';
 import { TaskReaper } from '../reaper/reaper-loop.ts';
 import { Scheduler } from '../scheduler/scheduler-loop.ts';
 import { MemoryStore } from '../store/memory.ts';
-import type { Store, Write } from '../store/types.ts';
+import { type CommitResult, type Conflict, type ReadView, type Store, type StoreEvent, StoreUnavailableError, type Write } from '../store/types.ts';
 import { GlobalOrchestrator } from './global-loop.ts';
 import { ReplicatedOrchestrator } from './replicated-loop.ts';
 
@@ -41,14 +41,69 @@ export function withLatency(store: MemoryStore, rnd: () => number): Store {
   };
 }
 
+/**
+ * The controllers' view of the store as a lagging informer sees it: events and the view arrive
+ * `lagMs` after the write, and `failNextBatch` makes one batch throw after it applied (the caller
+ * cannot tell whether its writes landed, as with an etcd call that timed out).
+ */
+export class LaggingStore implements Store {
+  failNextBatch = false;
+  private readonly inner: MemoryStore;
+  private current: ReadView;
+  private readonly listeners = new Set<(events: StoreEvent[], revision: number) => void>();
+  private waiters: Array<{ revision: number; resolve: () => void }> = [];
+
+  constructor(inner: MemoryStore, clock: ManualClock, lagMs: number) {
+    this.inner = inner;
+    this.current = inner.view();
+    inner.subscribe((events, revision) => {
+      const snapshot = inner.view();
+      clock.setTimeout(() => {
+        this.current = snapshot;
+        for (const l of [...this.listeners]) l(events, revision);
+        const ready = this.waiters.filter((w) => w.revision <= revision);
+        this.waiters = this.waiters.filter((w) => w.revision > revision);
+        for (const w of ready) w.resolve();
+      }, lagMs);
+    });
+  }
+
+  view(): ReadView {
+    return this.current;
+  }
+
+  subscribe(l: (events: StoreEvent[], revision: number) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+
+  commit(w: Write[]): Promise<CommitResult> {
+    return this.inner.commit(w);
+  }
+
+  async batch(w: Write[]): Promise<{ revision: number; conflicts: Conflict[] }> {
+    const r = await this.inner.batch(w);
+    if (this.failNextBatch) {
+      this.failNextBatch = false;
+      throw new StoreUnavailableError('etcd did not answer in time (test)');
+    }
+    return r;
+  }
+
+  waitFor(revision: number): Promise<void> {
+    if (this.current.revision >= revision) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ revision, resolve }));
+  }
+}
+
 export class Harness {
   readonly clock = new ManualClock();
   readonly store = new MemoryStore({ now: () => this.clock.now(), log: () => {} });
   readonly deps: ControllerDeps;
   readonly controllers: Controllers[];
 
-  constructor(opts: { latency?: () => number } = {}) {
-    const store = opts.latency ? withLatency(this.store, opts.latency) : this.store;
+  constructor(opts: { latency?: () => number; wrap?: (store: MemoryStore, clock: ManualClock) => Store } = {}) {
+    const store = opts.wrap ? opts.wrap(this.store, this.clock) : opts.latency ? withLatency(this.store, opts.latency) : this.store;
     this.deps = { store, clock: this.clock, log: silentLog };
     this.controllers = [
       new ReplicatedOrchestrator(this.deps),

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NodeAvailability, NodeState, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import { fixtures as f } from '../store/fixtures.ts';
-import { Harness } from './harness.ts';
+import { Harness, LaggingStore } from './harness.ts';
 
 async function cluster(t: { after(fn: () => void): void }, nodes: Parameters<typeof f.node>[0][]) {
   const h = new Harness();
@@ -246,7 +246,11 @@ describe('controllers', () => {
     await h.run(1200);
     assert.equal(h.tasks('s').length, 0, 'nothing could be written');
     h.store.setAvailable();
-    await h.run(600);
+    // The orchestrator cannot know whether its failed batch landed: it waits (5 s) for the view
+    // to show those tasks before creating them again, so they are never created twice.
+    await h.run(3000);
+    assert.equal(h.tasks('s').length, 0);
+    await h.run(3000);
     assert.equal(h.tasks('s').length, 2);
     assert.ok(h.tasks('s').every((x) => x.status?.state === S.TASK_STATE_ASSIGNED));
   });
@@ -254,11 +258,14 @@ describe('controllers', () => {
   it('controllers: a task whose allocation failed once is allocated when the store is back', async (t) => {
     const h = await cluster(t, [{ id: 'a' }]);
     await h.run(50);
+    // The store fails right after the orchestrator created the task, before the allocator's turn.
+    const off = h.store.subscribe((events) => {
+      if (events.some((e) => e.kind === 'tasks' && e.op === 'put' && !e.previous)) h.store.setUnavailable();
+    });
     await f.seed(h.store, { services: [f.service({ id: 's', replicas: 1 })] });
-    await h.run(10); // the orchestrator's tick: the task exists, NEW
-    assert.equal(h.tasks('s')[0]?.status?.state, S.TASK_STATE_NEW);
-    h.store.setUnavailable();
     await h.run(100);
+    off();
+    assert.equal(h.tasks('s')[0]?.status?.state, S.TASK_STATE_NEW);
     h.store.setAvailable();
     await h.run(600);
     assert.equal(h.tasks('s')[0].status?.state, S.TASK_STATE_ASSIGNED);
@@ -278,5 +285,24 @@ describe('controllers', () => {
     await h.workersAct();
     await h.run(50);
     assert.equal(h.tasks('new')[0].status?.state, S.TASK_STATE_ASSIGNED);
+  });
+
+  it('controllers: a create batch that failed after landing, seen through a lagging view, creates nothing twice', async () => {
+    let laggy: LaggingStore | undefined;
+    const h = new Harness({ wrap: (store, clock) => (laggy = new LaggingStore(store, clock, 1000)) });
+    const ns = [f.node({ id: 'a' }), f.node({ id: 'b' })];
+    await f.seed(h.store, { clusters: [f.cluster()], nodes: ns, sessions: ns.map((n) => f.session({ nodeId: n.id })) });
+    h.start();
+    try {
+      await h.run(1100);
+      await f.seed(h.store, { services: [f.service({ id: 's', replicas: 3 })] });
+      await h.run(1000); // the service reaches the controllers
+      laggy!.failNextBatch = true; // the orchestrator's create batch lands but reports failure
+      await h.run(8000);
+      assert.equal(h.tasks('s').length, 3);
+      assert.ok(h.tasks('s').every((x) => x.status?.state === S.TASK_STATE_ASSIGNED));
+    } finally {
+      h.stop();
+    }
   });
 });

@@ -4,7 +4,7 @@ import type { Node } from '../../proto/gen/gantry/v1/objects.ts';
 import { type Clock, type ControllerDeps, ControllerLoop, type Log, type TickResult } from '../controller.ts';
 import { newId as defaultNewId } from '../ids.ts';
 import type { ReadView, Store } from '../store/types.ts';
-import { applyOrchestration } from './apply.ts';
+import { applyOrchestration, InFlight } from './apply.ts';
 import { eventTask, taskLifecycleChanged } from './changes.ts';
 import { reconcileReplicatedJob } from './jobs.ts';
 import { reconcileReplicated } from './replicated.ts';
@@ -22,6 +22,7 @@ export class ReplicatedOrchestrator {
   private readonly newId: () => string;
   private readonly loop: ControllerLoop;
   private readonly history = new Map<string, RestartRecord[]>();
+  private readonly inflight = new InFlight();
   private dirty = new Set<string>();
   private all = true;
 
@@ -66,6 +67,7 @@ export class ReplicatedOrchestrator {
     const done = this.loop.stop();
     // Restart history does not survive losing leadership (swarmkit does the same).
     this.history.clear();
+    this.inflight.clear();
     return done;
   }
 
@@ -79,6 +81,9 @@ export class ReplicatedOrchestrator {
     this.all = false;
     this.dirty.clear();
     const now = this.clock.now();
+    // Services whose new tasks the view does not show yet wait (see InFlight): deciding again
+    // from a view without them would create them twice.
+    const waiting = this.inflight.settle((id) => view.get('tasks', id) !== undefined, now);
     const nodeCache = new Map<string, Node | undefined>();
     const node = (id: string) => {
       if (!id) return undefined;
@@ -88,6 +93,10 @@ export class ReplicatedOrchestrator {
     const actions = [];
     let wakeAt: number | undefined;
     for (const id of ids) {
+      if (waiting.has(id)) {
+        this.dirty.add(id);
+        continue;
+      }
       const service = view.get('services', id);
       if (!service) {
         for (const k of this.history.keys()) if (k.startsWith(`${id}/`)) this.history.delete(k);
@@ -101,10 +110,14 @@ export class ReplicatedOrchestrator {
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }
     const { again } = await applyOrchestration(
-      { store: this.store, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/replicated' },
+      { store: this.store, inflight: this.inflight, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/replicated' },
       actions,
     );
     if (again) this.all = true;
+    const fresh = this.store.view();
+    this.inflight.settle((id) => fresh.get('tasks', id) !== undefined, now);
+    const expiry = this.inflight.nextExpiry();
+    if (expiry !== undefined) wakeAt = Math.min(wakeAt ?? expiry, expiry);
     return { again, wakeAt };
   }
 }
