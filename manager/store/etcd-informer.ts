@@ -55,13 +55,6 @@ export class Informer {
     this.watch();
   }
 
-  /** Asks etcd to tell us the current revision on the watch stream (lets waitFor pass quiet revisions). */
-  requestProgress(): void {
-    try {
-      this.stream?.write({ progress_request: {} });
-    } catch {}
-  }
-
   /** For tests: drops the watch and does not resume it until the returned function is called. */
   suspend(): () => void {
     let resume!: () => void;
@@ -228,6 +221,8 @@ export class Informer {
       }
       if (rev > this.mem.revision || changes.length > 0) this.mem.applyChanges(changes, rev);
     }
+    // A response without events is a progress notification; etcd sends those (progress_notify) only
+    // to watchers that have caught up, so the header revision is safe to adopt.
     if (events.length === 0 && headerRevision > this.mem.revision) this.mem.applyChanges([], headerRevision);
     if (electionsChanged) this.emitElections();
   }

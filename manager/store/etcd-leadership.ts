@@ -31,9 +31,12 @@ export class EtcdLeadership implements Leadership {
   private campaigning: Promise<void> | undefined;
   private n = ++seq;
 
-  constructor(deps: ElectionDeps, candidateId: string) {
+  private onResign: () => void;
+
+  constructor(deps: ElectionDeps, candidateId: string, onResign: () => void = () => {}) {
     this.d = deps;
     this.candidateId = candidateId;
+    this.onResign = onResign;
     this.unsubs.push(deps.informer.onElectionChange(() => this.evaluate()));
     this.unsubs.push(
       deps.lease.onLost(() => {
@@ -65,6 +68,7 @@ export class EtcdLeadership implements Leadership {
   async resign(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.onResign();
     for (const u of this.unsubs) u();
     if (this.timer) clearInterval(this.timer);
     await this.campaigning?.catch(() => {});

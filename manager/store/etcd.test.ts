@@ -164,6 +164,7 @@ describe('etcd store', () => {
     const changes: string[] = [];
     la.onChange((v) => changes.push(`A:${v}`));
     await until(() => (la.isLeader() ? undefined : 'A not leader yet'));
+    assert.equal(a.leadership('A'), la, 'asking again returns the same campaign');
     const lb = b.leadership('B');
     lb.onChange((v) => changes.push(`B:${v}`));
     await until(async () => ((await lb.leader()) === 'A' ? undefined : `B sees leader ${await lb.leader()}`));
@@ -204,16 +205,23 @@ describe('etcd store', () => {
     assert.ok(a.view().get('sessions', 'n'));
   });
 
-  test('etcd store: waitFor passes a revision that has no event of ours (progress request)', async (t) => {
+  test('etcd store: waitFor a revision the watch never brings fails with StoreUnavailableError', async (t) => {
     const e = await testEtcd(t);
-    const a = await e.store();
+    const a = await e.store({ unavailableAfterMs: 500 });
     const rpc = new EtcdRpc([e.member.clientUrl]);
     t.after(() => rpc.close());
+    // A write outside our prefix: its revision has no event of ours.
     const res = await rpc.txn({ compare: [], success: [{ request_put: { key: Buffer.from('/elsewhere/x'), value: Buffer.from('1') } }], failure: [] });
-    const rev = Number(res.header.revision);
-    assert.ok(a.revision < rev);
-    await a.waitFor(rev);
-    assert.ok(a.revision >= rev);
+    await assert.rejects(a.waitFor(Number(res.header.revision)), (err: Error) => {
+      assert.equal(err.name, 'StoreUnavailableError');
+      assert.match(err.message, /^store's watch has not reached revision \d+ after 0.5s \(at \d+; etcd at http:\/\/127.0.0.1:\d+\)/);
+      return true;
+    });
+    // Our next write passes it.
+    const r = await a.commit([{ op: 'create', kind: 'nodes', object: fixtures.node() }]);
+    assert.ok(r.ok);
+    await a.waitFor(r.revision);
+    assert.ok(a.revision > Number(res.header.revision));
   });
 
   test('etcd store: after etcd is killed and restarted by its supervisor, writes work and the view catches up', async (t) => {

@@ -55,7 +55,7 @@ export class EtcdStore implements Store {
   private mem: MemoryStore;
   private informer: Informer;
   private lease: LeaseKeeper;
-  private leaderships = new Set<EtcdLeadership>();
+  private leaderships = new Map<string, EtcdLeadership>();
   private log: (m: string) => void;
   private now: () => number;
   private closed = false;
@@ -168,12 +168,15 @@ export class EtcdStore implements Store {
   }
 
   /**
-   * Resolves once the in-memory copy has applied `revision`. Asks etcd for a progress mark when the
-   * revision has no event of ours; throws StoreUnavailableError if the watch does not get there in time.
+   * Resolves once the in-memory copy has applied `revision` (one returned by a commit or batch on
+   * this prefix: those always come back through the watch). Throws StoreUnavailableError if the
+   * watch does not get there within unavailableAfterMs.
+   *
+   * (etcd 3.4 answers a watch progress request with the current revision even while events before
+   * it are still on their way, so we cannot use one to pass revisions that have no event of ours.)
    */
   async waitFor(revision: number): Promise<void> {
     if (this.mem.revision >= revision) return;
-    const progress = setInterval(() => this.informer.requestProgress(), 200);
     const limit = this.rpc.unavailableAfterMs;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -192,7 +195,6 @@ export class EtcdStore implements Store {
         }),
       ]);
     } finally {
-      clearInterval(progress);
       if (timer) clearTimeout(timer);
     }
   }
@@ -200,8 +202,14 @@ export class EtcdStore implements Store {
   /** Campaigns for leadership under `candidateId` (usually this manager's node id) until resign() or close(). */
   leadership(candidateId: string = this.managerId): Leadership {
     this.assertOpen();
-    const l = new EtcdLeadership({ rpc: this.rpc, prefix: this.prefix, lease: this.lease, informer: this.informer, log: this.log }, candidateId);
-    this.leaderships.add(l);
+    // One campaign per candidate id: asking again (e.g. to show isLeader) returns the same one
+    // rather than queueing another candidate that nobody acts for.
+    const existing = this.leaderships.get(candidateId);
+    if (existing) return existing;
+    const l = new EtcdLeadership({ rpc: this.rpc, prefix: this.prefix, lease: this.lease, informer: this.informer, log: this.log }, candidateId, () => {
+      if (this.leaderships.get(candidateId) === l) this.leaderships.delete(candidateId);
+    });
+    this.leaderships.set(candidateId, l);
     return l;
   }
 
@@ -213,7 +221,7 @@ export class EtcdStore implements Store {
     if (this.closed) return;
     this.closed = true;
     const revoke = opts.revoke ?? true;
-    if (revoke) await Promise.all([...this.leaderships].map((l) => l.resign().catch(() => {})));
+    if (revoke) await Promise.all([...this.leaderships.values()].map((l) => l.resign().catch(() => {})));
     await this.lease.close(revoke);
     this.informer.close();
     this.rpc.close();

@@ -11,12 +11,16 @@ interface Candidate {
 export class MemoryElection {
   private queue: Candidate[] = [];
 
-  /** Starts campaigning as `candidateId`. */
+  private handles = new Map<string, Leadership>();
+
+  /** Starts campaigning as `candidateId` (asking again for the same id returns the same campaign). */
   leadership(candidateId: string): Leadership {
+    const existing = this.handles.get(candidateId);
+    if (existing) return existing;
     const c: Candidate = { id: candidateId, listeners: new Set(), leading: false };
     this.queue.push(c);
     this.settle();
-    return {
+    const handle: Leadership = {
       isLeader: () => c.leading,
       onChange: (l) => {
         const entry = (v: boolean) => l(v);
@@ -25,10 +29,13 @@ export class MemoryElection {
       },
       leader: async () => this.queue[0]?.id,
       resign: async () => {
+        if (this.handles.get(candidateId) === handle) this.handles.delete(candidateId);
         this.queue = this.queue.filter((x) => x !== c);
         this.settle();
       },
     };
+    this.handles.set(candidateId, handle);
+    return handle;
   }
 
   /** The current leader's id. */
