@@ -125,3 +125,37 @@ test('task-manager(runc): a gantryd restart re-adopts the running task without r
   assert.deepEqual(await rt.list(), []);
   assert.deepEqual(mountsContaining(tmp), []);
 });
+
+test('task-manager(runc): with the real ImageStore (imported image, CMD from --change) a task runs on an overlay of its snapshots', { skip: existsSync(GANTRY_EXEC) ? false : 'gantry-exec not built', timeout: 90_000 }, async (t) => {
+  const { ImageStore } = await import('../../image/store.ts');
+  const tmp = tempDir('gantry-tm-store');
+  const cgroupParent = unique('gantry-tmtest');
+  const rt = new OciRuntime({ name: 'runc', binary: RUNC, root: join(tmp, 'runtime', 'runc'), stateDir: join(tmp, 'containers'), monitorBinary: GANTRY_EXEC, cgroupParent });
+  const rec = new StatusRecorder();
+  const store = await ImageStore.open(join(tmp, 'images'));
+  const m = new TaskManager({ runtime: rt, images: store, stateDir: join(tmp, 'worker'), clock: { now: () => Date.now() }, log: nullLog, onStatus: rec.onStatus, retryMs: 20 });
+  const taskId = unique('store');
+  t.after(async () => {
+    await m.close();
+    await rt.remove(taskId).catch(() => {});
+    for (const p of processesContaining(taskId)) process.kill(p, 'SIGKILL');
+    removeCgroups(cgroupParent);
+    for (const mp of mountsContaining(tmp).reverse()) spawnSync('umount', ['-l', mp]);
+    rmrf(tmp);
+  });
+  const rootfs = busyboxRootfs(join(tmp, 'rootfs'));
+  const tar = join(tmp, 'rootfs.tar');
+  assert.equal(spawnSync('tar', ['-C', rootfs, '-cf', tar, '.']).status, 0);
+  await store.importRootfs(tar, 'gantry-test/busybox:1', { changes: ['CMD ["sh", "-c", "echo from-image-cmd $GREETING; exit 4"]', 'ENV GREETING=hi'] });
+  await m.start();
+  m.assign([task(taskId, { image: 'gantry-test/busybox:1' })], true, []);
+  await until(() => (rec.last(taskId)?.state === S.TASK_STATE_FAILED ? null : `state ${rec.last(taskId)?.state} ${rec.last(taskId)?.err}`));
+  assert.equal(rec.last(taskId)!.err, 'task: non-zero exit (4)');
+  const lines: string[] = [];
+  for await (const e of m.logs(taskId, { follow: false, tail: -1, sinceMs: 0 })) lines.push(e.data.toString());
+  assert.deepEqual(lines, ['from-image-cmd hi\n']);
+  assert.ok(mountsContaining(join(tmp, 'containers', taskId)).length > 0, 'the overlay stays until the task is removed');
+  m.assign([], true, []);
+  await m.drain();
+  assert.deepEqual(mountsContaining(tmp), []);
+});
