@@ -142,3 +142,11 @@ test('progress: tasks left on the previous spec with nothing changing end the wa
   assess(obs([], 0), none);
   assert.match((assess(obs([], progressTiming.stallMs), none) as { error: string }).error, /no task was created in \d+s: is a manager leading/);
 });
+
+test('progress: during an update, slots show the task still on the previous spec', () => {
+  const v2 = structuredClone(web);
+  v2.specVersion = 2;
+  const a = assess(obs([t(1, 'running'), t(2, 'running', { specVersion: 2 })], 0, { service: v2 }), new Map());
+  assert.equal(a.headline, 'web: 1/3 running, 1 still on the previous spec');
+  assert.deepEqual(a.lines, ['web.1: running on host1 (previous spec)', 'web.2: running on host1', 'web.3: no task yet']);
+});

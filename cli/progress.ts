@@ -73,7 +73,13 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
   const running = current.filter((t) => t.status?.state === RUNNING && t.desiredState === RUNNING).length;
   const completed = current.filter((t) => t.status?.state === COMPLETE).length;
   const desired = o.summary.desired;
-  const headline = job ? `${name}: ${completed}/${desired} completed, ${running} running` : `${name}: ${running}/${desired} running`;
+  const previous = o.tasks.filter(
+    (t) => t.specVersion < o.service.specVersion && t.desiredState === RUNNING && (t.status?.state ?? 0) <= RUNNING,
+  );
+  const onPrevious = previous.length > 0 ? `, ${previous.length} still on the previous spec` : '';
+  const headline = job
+    ? `${name}: ${completed}/${desired} completed, ${running} running`
+    : `${name}: ${running}/${desired} running${onPrevious}`;
 
   // newest task per slot among those the orchestrator still wants (or that just died)
   const bySlot = new Map<string, Task>();
@@ -99,11 +105,13 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
   for (const k of slots) {
     const t = bySlot.get(k);
     if (!t) {
-      lines.push(`${label(k)}: no task yet`);
+      const prev = previous.find((t) => slotKey(t) === k);
+      const where = prev?.nodeId ? ` on ${o.hostnames.get(prev.nodeId) ?? prev.nodeId}` : '';
+      lines.push(prev ? `${label(k)}: ${taskStateName(prev.status?.state).toLowerCase()}${where} (previous spec)` : `${label(k)}: no task yet`);
       continue;
     }
     const s = t.status?.state ?? 0;
-    const why = reason(t);
+    const why = s === RUNNING || s === COMPLETE ? '' : reason(t);
     const host = t.nodeId ? ` on ${o.hostnames.get(t.nodeId) ?? t.nodeId}` : '';
     lines.push(`${label(k)}: ${taskStateName(s).toLowerCase()}${s >= ASSIGNED ? host : ''}${why ? `: ${why}` : ''}`);
     const stuckNow = (s <= PENDING && why !== '') || ((s === FAILED || s === REJECTED || (s === COMPLETE && !job)) && !o.baseline.has(t.id));
@@ -169,10 +177,9 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
     stuck.unchangedSince = o.now;
   } else if (o.now - (stuck.unchangedSince ?? o.now) >= progressTiming.stallMs) {
     const secs = Math.round(progressTiming.stallMs / 1000);
-    const older = o.tasks.filter((t) => t.specVersion < o.service.specVersion && t.desiredState === RUNNING && (t.status?.state ?? 0) <= RUNNING);
     let why: string;
-    if (older.length > 0) {
-      why = `${older.length} task${older.length > 1 ? 's' : ''} still run the previous spec and none was replaced in ${secs}s: the spec is saved (gantry service inspect --pretty ${name}) and tasks follow it once the updater replaces them`;
+    if (previous.length > 0) {
+      why = `${previous.length} task${previous.length > 1 ? 's' : ''} still run the previous spec and none was replaced in ${secs}s: the spec is saved (gantry service inspect --pretty ${name}) and tasks follow it once the updater replaces them`;
     } else if (current.length === 0) {
       why = `no task was created in ${secs}s: is a manager leading and its orchestrator running? (gantry node ls)`;
     } else {
