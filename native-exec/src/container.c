@@ -131,7 +131,6 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
   }
   if (cr->pid == 0) {
     close(sv[0]);
-    if (!c->proc.terminal || console < 0) {} /* inherited stdio is the container's */
     struct init_args a = {.c = c, .cg = &cr->cg, .sync_fd = sv[1], .fifo_fd = fifo, .console_fd = console,
                           .seccomp = sc, .wait_fifo = !o->run || o->detach};
     init_main(&a);

@@ -3,7 +3,7 @@
  *  gantry-exec (parent)                            container init (child)
  *    | parse config, compile seccomp, mkdir state
  *    | cgroup mkdir + limits, open exec.fifo, console socket
- *    | clone3(CLONE_NEW*) ----------------------------> | blocks in sync_wait(GO)
+ *    | clone3(CLONE_NEW*) ----------------------------> | PDEATHSIG=KILL until READY; waits GO
  *    | [user ns: write uid_map, gid_map]                 |
  *    | cgroup.procs <- pid                               |
  *    | SYNC_GO ----------------------------------------> | [join ns by path] setsid, become root in userns
@@ -13,11 +13,11 @@
  *    | SYNC_HOOKS_DONE --------------------------------> | createContainer hooks
  *    |                                                   | pivot_root, devices, masks, ro paths,
  *    |                                                   | hostname, sysctl, pty -> console socket,
- *    |                                                   | resolve argv[0]
+ *    |                                                   | resolve argv[0], rlimits
  *    | <------------------------------ SYNC_READY ------ |   (or SYNC_ERROR "<call> <path>: EXXX", exit)
  *    | write state.json, --pid-file                      |
  *  create: exit 0                                        | read(exec.fifo) blocks until `start` writes
- *  run:    SYNC_START -------------------------------> | startContainer hooks, rlimits, user, caps,
+ *  run:    SYNC_START -------------------------------> | startContainer hooks, user, caps,
  *    | poststart hooks; waitpid                          | no_new_privs, seccomp, execve
  *    | <------------------ EOF (CLOEXEC) or SYNC_ERROR - |
  *
