@@ -1,6 +1,8 @@
 // Reads `gantry ... --format json` output (a JSON array, one object, or JSON lines) into typed rows
 // for the lab, the end-to-end tests and the benchmark; tolerant of Docker-style and camelCase keys.
 
+import { NodeAvailability, NodeState, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
+
 export type Row = Record<string, unknown>;
 
 /** Parses a JSON array, a single object, or one JSON object per line. */
@@ -51,14 +53,17 @@ export interface NodeRow {
 }
 
 export function nodeRows(stdout: string): NodeRow[] {
-  return parseJsonRows(stdout).map((r) => ({
-    id: field(r, 'ID', 'id'),
-    hostname: field(r, 'Hostname', 'hostname', 'Description.Hostname', 'description.hostname', 'name'),
-    status: word(field(r, 'Status', 'status', 'Status.State', 'status.state', 'state')),
-    availability: word(field(r, 'Availability', 'availability', 'Spec.Availability', 'spec.availability')),
-    manager: word(field(r, 'ManagerStatus', 'managerStatus')),
-    raw: r,
-  }));
+  return parseJsonRows(stdout).map((r) => {
+    const leader = lookup(r, 'managerStatus.leader');
+    return {
+      id: field(r, 'ID', 'id'),
+      hostname: field(r, 'description.hostname', 'Hostname', 'name'),
+      status: enumWord(field(r, 'status.state', 'Status', 'state'), NodeState, 'NODE_STATE_'),
+      availability: enumWord(field(r, 'spec.availability', 'Availability'), NodeAvailability, 'NODE_AVAILABILITY_'),
+      manager: typeof leader === 'boolean' ? (leader ? 'leader' : 'reachable') : word(field(r, 'ManagerStatus')),
+      raw: r,
+    };
+  });
 }
 
 export interface TaskRow {
@@ -70,23 +75,30 @@ export interface TaskRow {
   state: string; // running | pending | failed | ...
   current: string; // the whole CURRENT STATE cell, e.g. "Running 5 seconds ago"
   error: string;
+  /** What the system says it is doing ("no suitable node (...)"), when the output has it. */
+  message: string;
   raw: Row;
 }
 
 export function taskRows(stdout: string): TaskRow[] {
   return parseJsonRows(stdout).map((r) => {
-    const name = field(r, 'Name', 'name').replace(/^\\_\s*/, '').trim();
-    const current = field(r, 'CurrentState', 'currentState', 'State', 'state', 'Status.State', 'status.state');
-    const slot = field(r, 'Slot', 'slot') || (/\.(\d+)$/.exec(name)?.[1] ?? '');
+    const slotNum = field(r, 'slot');
+    const slot = slotNum && slotNum !== '0' ? slotNum : (/\.(\d+)$/.exec(field(r, 'Name'))?.[1] ?? '');
+    const service = field(r, 'serviceName');
+    const name = field(r, 'Name').replace(/^\\_\s*/, '').trim() || `${service}.${slot || field(r, 'nodeId')}`;
+    const cell = field(r, 'status.state', 'CurrentState', 'State');
+    const state = enumWord(cell, TaskState, 'TASK_STATE_');
+    const current = /^-?\d+$/.test(cell) ? state : cell;
     return {
       id: field(r, 'ID', 'id'),
       name,
       slot,
-      node: field(r, 'Node', 'node', 'NodeHostname', 'nodeHostname', 'NodeID', 'nodeId'),
-      desired: word(field(r, 'DesiredState', 'desiredState', 'desired')),
-      state: word(current),
+      node: field(r, 'nodeHostname', 'Node', 'nodeId'),
+      desired: enumWord(field(r, 'desiredState', 'DesiredState'), TaskState, 'TASK_STATE_'),
+      state,
       current,
-      error: field(r, 'Error', 'error', 'Status.Err', 'status.err', 'Message', 'message'),
+      error: field(r, 'status.err', 'Error'),
+      message: field(r, 'status.message', 'Message'),
       raw: r,
     };
   });
@@ -116,6 +128,15 @@ export function serviceRows(stdout: string): ServiceRow[] {
       raw: r,
     };
   });
+}
+
+/** A proto enum number (or name) as the lower-case word after its prefix: 512 → "running". */
+function enumWord(v: string, e: Record<string, number>, prefix: string): string {
+  if (/^-?\d+$/.test(v)) {
+    const k = Object.keys(e).find((x) => e[x] === Number(v));
+    return k ? k.slice(prefix.length).toLowerCase() : v;
+  }
+  return word(v);
 }
 
 /** "Running 5 seconds ago" → "running"; "TASK_STATE_RUNNING" → "running". */

@@ -50,7 +50,7 @@ describe('cluster placement', { skip: clusterSkipReason(), concurrency: 1, timeo
       if (running.length !== 8 || pending.length !== 2) return `want 8 running + 2 pending: ${summary(t)}`;
       if ([...countByNode(running).values()].some((n) => n > 2)) return `a node runs more than 2: ${summary(t)}`;
       const why = pending.map(reason);
-      if (!why.every((w) => /max.*replica|replica.*per node/i.test(w))) return `pending tasks do not say why: ${why.join(' | ')}`;
+      if (!why.every((w) => /max \d+ per node|max.*replica|replicas-max-per-node/i.test(w))) return `pending tasks do not say why: ${why.join(' | ')}`;
       return true;
     }, 60_000);
     await gantryOk(c.manager, ['service', 'scale', 'capped=8']);

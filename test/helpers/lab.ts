@@ -83,12 +83,12 @@ export function countByNode(tasks: TaskRow[]): Map<string, number> {
 
 /** One line per task for failure messages: "web.1@gl3h0 running/running ‹error›". */
 export function summary(tasks: TaskRow[]): string {
-  return tasks.map((t) => `${t.name}@${t.node || '-'} ${t.desired}/${t.state}${t.error ? ` ‹${t.error}›` : ''}`).join('; ') || '(no tasks)';
+  return tasks.map((t) => `${t.name}@${t.node || '-'} ${t.desired}/${t.state}${t.error || t.message ? ` ‹${t.error || t.message}›` : ''}`).join('; ') || '(no tasks)';
 }
 
-/** A task's "why" as a user sees it: its error, else its current-state cell. */
+/** A task's "why" as a user sees it: its error and the system's message (or the CURRENT STATE cell). */
 export function reason(t: TaskRow): string {
-  return `${t.error} ${t.current}`.trim();
+  return [t.error, t.message, t.current].filter(Boolean).join(' | ');
 }
 
 /** Container processes on a host running `sleep MARK` (how the tests give each service a findable process). */
