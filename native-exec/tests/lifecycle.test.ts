@@ -172,6 +172,12 @@ describe('gantry-exec lifecycle', () => {
     const order = readFileSync(join(out, 'order'), 'utf8').split('\n').filter((l) => /^[a-z]/i.test(l));
     assert.deepEqual(order, kinds);
 
+    const slow = h.bundle(['true'], (s) => { s.hooks = { createRuntime: [{ path: '/bin/sleep', args: ['sleep', '30'], timeout: 1 }] }; });
+    const t = h.gx(['create', '--bundle', slow.bundle, slow.id]);
+    assert.equal(t.status, 1);
+    assert.match(t.stderr, /createRuntime hook `\/bin\/sleep` timed out after 1s/);
+    assert.deepEqual(h.leftovers(slow.id, slow.bundle), []);
+
     const failing = h.bundle(['true'], (s) => { s.hooks = { prestart: [{ path: '/bin/false' }] }; });
     const f = h.gx(['create', '--bundle', failing.bundle, failing.id]);
     assert.equal(f.status, 1);

@@ -101,5 +101,23 @@ describe('gantry-exec security', () => {
     assert.deepEqual(h.leftovers(id, bundle), []);
   });
 
+  test('exec: joins a user-namespaced container as its root', () => {
+    const { id, bundle } = h.bundle(['sleep', '100'], (s) => {
+      s.linux.namespaces.push({ type: 'user' });
+      s.linux.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+      s.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+    });
+    chmodSync(bundle, 0o755);
+    assert.equal(h.gx(['create', '--bundle', bundle, id]).status, 0);
+    assert.equal(h.gx(['start', id]).status, 0);
+    const r = h.gx(['exec', id, 'sh', '-c', 'id -u; cat /proc/self/uid_map']);
+    assert.equal(r.status, 0, r.stderr);
+    const [uid, map] = r.stdout.split('\n');
+    assert.equal(uid, '0');
+    assert.match(map, /^\s*0\s+200000\s+65536$/);
+    assert.equal(h.gx(['delete', '--force', id]).status, 0);
+    assert.deepEqual(h.leftovers(id, bundle), []);
+  });
+
   void mkdirSync;
 });
