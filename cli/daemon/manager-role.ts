@@ -42,8 +42,8 @@ export interface ManagerRoleOptions {
   resolveImage?: (ref: string) => Promise<string | undefined>;
   /** Runs once the store is open, before the manager starts (init writes the cluster here). */
   bootstrap?: (store: EtcdStore) => Promise<void>;
-  /** Called when this manager has demoted itself (it is a worker from now on). */
-  onDemoted?: () => void;
+  /** Called when this manager has demoted itself (a worker from now on), with the remaining managers. */
+  onDemoted?: (managers: string[]) => void;
 }
 
 export class ManagerRole {
@@ -160,12 +160,17 @@ export class ManagerRole {
       .filter((n) => n.id !== state.nodeId && n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.etcdClientUrl)
       .map((n) => n.managerStatus?.etcdClientUrl as string);
     const target = others.length > 0 ? others : [this.etcd.clientUrl];
+    const remaining = this.store
+      .view()
+      .list('nodes')
+      .filter((n) => n.id !== state.nodeId && n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.addr)
+      .map((n) => n.managerStatus?.addr as string);
     const members = await listMembers(target);
     const mine = members.find((m) => m.id === memberId || m.peerUrls.includes(this.etcd.peerUrl));
     if (mine) await removeMember(target, mine.id);
     await this.stop();
     await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
-    this.opts.onDemoted?.();
+    this.opts.onDemoted?.(remaining);
   }
 
   async stop(): Promise<void> {

@@ -390,7 +390,7 @@ export class Daemon {
           return undefined; // local-only images (imported) and unreachable registries keep their tag
         }
       },
-      onDemoted: () => void this.serialize(() => this.becameWorker()),
+      onDemoted: (managers) => void this.serialize(() => this.becameWorker(managers)),
     });
   }
 
@@ -453,13 +453,14 @@ export class Daemon {
   }
 
   /** After demotion (manager-role.ts did the etcd part): stop serving, remember being a worker. */
-  private async becameWorker(): Promise<void> {
+  private async becameWorker(managers: string[]): Promise<void> {
     const s = this.state;
     if (!s) return;
     this.managerRole = undefined;
+    this.worker?.agent.setManagers(managers);
     this.tcpServer?.forceShutdown();
     this.tcpServer = undefined;
-    const next: NodeState = { ...s, role: 'worker', listenAddr: undefined, managerAddr: undefined, managers: s.managers.filter((m) => m !== s.managerAddr) };
+    const next: NodeState = { ...s, role: 'worker', listenAddr: undefined, managerAddr: undefined, managers };
     await saveState(this.opts.dataDir, next);
     this.state = next;
     this.log.info('gantryd: this node is a worker now');

@@ -8,9 +8,10 @@
 //   end ─▶ delete our Session key ─▶ node DISCONNECTED(lastHeartbeat) unless a newer session exists
 import type * as grpc from '@grpc/grpc-js';
 import type { LogChunk, LogDone, LogSubscribe, ManagerMessage, WorkerMessage } from '../../proto/gen/gantry/v1/dispatcher.ts';
-import { type Node, NodeState, type Session } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Node, NodeRole, NodeState, type Session } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Store, StoreEvent } from '../store/types.ts';
+import { NetworkStateTracker, touchesNetworkState } from '../allocator/network-state.ts';
 import { type AssignmentDelta, assignmentChanges, assignmentSet } from './assignments.ts';
 import type { StatusWriter } from './status-writer.ts';
 import { secretMatches } from './tokens.ts';
@@ -40,6 +41,12 @@ export interface LogHandlers {
 const REGISTER_TIMEOUT_MS = 10_000;
 const ASSIGNMENT_DEBOUNCE_MS = 5;
 
+function managerAddrChanged(ev: StoreEvent): boolean {
+  if (ev.kind !== 'nodes') return false;
+  const addr = (n: Node | undefined) => (n?.role === NodeRole.NODE_ROLE_MANAGER ? (n.managerStatus?.addr ?? '') : '');
+  return ev.op === 'delete' ? addr(ev.previous) !== '' : addr(ev.object) !== addr(ev.previous);
+}
+
 export class WorkerSession {
   nodeId = '';
   readonly sessionId = newId();
@@ -52,6 +59,9 @@ export class WorkerSession {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly logSubs = new Map<string, LogHandlers>();
   private closed = false;
+  private readonly netState = new NetworkStateTracker();
+  private netDirty = false;
+  private lastManagers = '';
 
   constructor(call: Call, deps: SessionDeps) {
     this.call = call;
@@ -152,8 +162,9 @@ export class WorkerSession {
     const view = store.view();
     baseRevision = view.revision;
     for (const e of early) if (e.revision > baseRevision) this.onStoreEvents(e.events);
+    this.lastManagers = this.deps.managers().join();
     this.send({ msg: { $case: 'session', value: { sessionId: this.sessionId, heartbeatPeriodMs: this.deps.heartbeatMs(), managers: this.deps.managers() } } });
-    this.send({ msg: { $case: 'assignments', value: { full: true, tasks: assignmentSet(view, nodeId), removed: [] } } });
+    this.send({ msg: { $case: 'assignments', value: { full: true, tasks: assignmentSet(view, nodeId), removed: [], networkState: this.netState.next(view, nodeId) } } });
     this.noticeRole(view.get('nodes', nodeId));
     this.deps.log(`session ${this.sessionId} open for node ${nodeId} (${addr})`);
 
@@ -171,13 +182,15 @@ export class WorkerSession {
         return;
       }
       if (ev.kind === 'nodes' && ev.op === 'put' && ev.object.id === this.nodeId) this.noticeRole(ev.object, ev.previous);
+      if (ev.kind === 'nodes' && managerAddrChanged(ev)) this.sendManagers();
       if (ev.kind === 'sessions' && ev.op === 'put' && ev.object.nodeId === this.nodeId && ev.object.sessionId !== this.sessionId) {
         this.fail('ABORTED', `node ${this.nodeId} opened a newer session elsewhere`);
         return;
       }
     }
     const delta = assignmentChanges(events, this.nodeId);
-    if (delta.tasks.length === 0 && delta.removed.length === 0) return;
+    if (touchesNetworkState(events.map((e) => e.kind))) this.netDirty = true;
+    if (delta.tasks.length === 0 && delta.removed.length === 0 && !this.netDirty) return;
     // merge into the pending delta (later events win)
     const tasks = new Map(this.pendingDelta.tasks.map((t) => [t.id, t]));
     const removed = new Set(this.pendingDelta.removed);
@@ -195,9 +208,20 @@ export class WorkerSession {
         this.flushTimer = undefined;
         const d = this.pendingDelta;
         this.pendingDelta = { tasks: [], removed: [] };
-        this.send({ msg: { $case: 'assignments', value: { full: false, tasks: d.tasks, removed: d.removed } } });
+        const networkState = this.netDirty ? this.netState.next(this.deps.store.view(), this.nodeId) : undefined;
+        this.netDirty = false;
+        if (d.tasks.length === 0 && d.removed.length === 0 && !networkState) return;
+        this.send({ msg: { $case: 'assignments', value: { full: false, tasks: d.tasks, removed: d.removed, networkState } } });
       }, ASSIGNMENT_DEBOUNCE_MS);
     }
+  }
+
+  /** The manager list changed (a manager joined, left or moved): tell the worker where to reconnect. */
+  private sendManagers(): void {
+    const managers = this.deps.managers();
+    if (managers.join() === this.lastManagers) return;
+    this.lastManagers = managers.join();
+    this.send({ msg: { $case: 'session', value: { sessionId: this.sessionId, heartbeatPeriodMs: this.deps.heartbeatMs(), managers } } });
   }
 
   /** Tells the worker when its desired role differs from its role (it acts on it: see cli/daemon/roles.ts). */

@@ -4,6 +4,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { DispatcherClient, type LogSubscribe, type ManagerMessage, type WorkerMessage } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import type { NodeDescription, NodeRole, Task, TaskStatus } from '../../proto/gen/gantry/v1/objects.ts';
+import type { NetworkState } from '../../proto/gen/gantry/v1/network.ts';
 import type { LogEntry, LogOptions } from '../runtime/types.ts';
 
 /** What the agent needs from the task manager (worker/exec): a narrow interface. */
@@ -25,6 +26,8 @@ export interface AgentOptions {
   onManagers?: (managers: string[]) => void;
   /** The managers want this node in another role (promote/demote): the daemon acts on it. */
   onRoleChange?: (desiredRole: NodeRole) => void;
+  /** The node's network state (networks, peers, service endpoints) whenever the manager sends it. */
+  onNetworkState?: (state: NetworkState) => void;
   /** Called once a session is registered (true) and when it ends (false). */
   onConnection?: (connected: boolean, manager: string) => void;
 }
@@ -66,6 +69,13 @@ export class Agent {
   reportStatus(taskId: string, status: TaskStatus): void {
     this.pending.set(taskId, status);
     this.scheduleFlush();
+  }
+
+  /** Where to (re)connect from now on; persisted by the daemon through onManagers. */
+  setManagers(managers: string[]): void {
+    if (managers.length === 0 || managers.join() === this.managers.join()) return;
+    this.managers = [...managers];
+    this.opts.onManagers?.(this.managers);
   }
 
   connected(): boolean {
@@ -134,12 +144,10 @@ export class Agent {
         if (!msg) return;
         switch (msg.$case) {
           case 'session': {
+            if (msg.value.managers.length > 0) this.setManagers(msg.value.managers);
+            if (wasRegistered) return; // a later SessionInfo only updates the manager list
             wasRegistered = true;
             this.registered = true;
-            if (msg.value.managers.length > 0) {
-              this.managers = msg.value.managers;
-              this.opts.onManagers?.(msg.value.managers);
-            }
             heartbeat = setInterval(() => this.write({ msg: { $case: 'heartbeat', value: {} } }), msg.value.heartbeatPeriodMs || 1000);
             this.opts.onConnection?.(true, addr);
             // everything we know, so the manager's view catches up after a reconnect
@@ -148,6 +156,7 @@ export class Agent {
             return;
           }
           case 'assignments':
+            if (msg.value.networkState) this.opts.onNetworkState?.(msg.value.networkState);
             this.opts.tasks.assign(msg.value.tasks, msg.value.full, msg.value.removed);
             return;
           case 'logSubscribe': {
