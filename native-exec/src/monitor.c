@@ -184,6 +184,8 @@ static pid_t spawn_runtime(struct mon *m, const char *cmd, bool create, int in, 
   if (create) {
     snprintf(pidfile, sizeof pidfile, "%s/container.pid", m->o.state_dir);
     snprintf(console, sizeof console, "%s/console.sock", m->o.state_dir);
+    if (strlen(console) >= sizeof(((struct sockaddr_un *)0)->sun_path)) /* too long for sun_path: same file via our cwd */
+      snprintf(console, sizeof console, "/proc/%d/cwd/console.sock", getpid());
     argv[n++] = "--bundle";
     argv[n++] = m->o.bundle;
     argv[n++] = "--pid-file";

@@ -132,6 +132,16 @@ for (const runtime of RUNTIMES) {
       assert.equal(logLines(c.sdir).map((l) => l.log).join(''), 'is-a-tty\r\n');
     });
 
+    test('monitor: a state dir path longer than a unix socket path still gets the console', async () => {
+      const c = setup(['sh', '-c', 'test -t 1 && echo tty'], (s) => { s.process.terminal = true; });
+      const deep = join(c.sdir, 'x'.repeat(60), 'y'.repeat(60));
+      const r = run(GANTRY_EXEC, monitorArgs({ ...c, sdir: deep }, ['--tty']));
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(run(runtime, ['--root', root, 'start', c.id]).status, 0);
+      assert.equal((await exitOf(deep)).exitCode, 0);
+      assert.equal(logLines(deep).map((l) => l.log).join(''), 'tty\r\n');
+    });
+
     test('monitor: rotates ctr.log at --log-max-size keeping --log-max-files', async () => {
       const c = setup(['sh', '-c', 'i=0; while [ $i -lt 400 ]; do echo line-$i; i=$((i+1)); done']);
       const r = run(GANTRY_EXEC, monitorArgs(c, ['--log-max-size', '2000', '--log-max-files', '3']));
