@@ -1,8 +1,8 @@
 // The informer: one range read of the prefix at revision R into the MemoryStore, then ONE watch from R+1
 // applying events revision by revision; on compaction or a lost watch it resumes, or re-lists and emits the diff.
 //
-//   open ──list(prefix)@R──► mem.replaceAll(R) ──watch(prefix, from R+1)──► events ──► mem.applyChanges(rev)
-//                                   ▲                      │ stream error: resume from mem.revision+1 (backoff)
+//   open ──list(prefix)@R──► mem.replaceAll(R) ──watch(prefix, from R)──► events > R ──► mem.applyChanges(rev)
+//                                   ▲                      │ stream error: resume from mem.revision (backoff)
 //                                   └──── compacted ◄──────┘ (the revision we need is gone: list again)
 import * as grpc from '@grpc/grpc-js';
 import { decode, setMeta } from './codec.ts';
@@ -127,7 +127,10 @@ export class Informer {
     const s = this.rpc.client('Watch').watch(md) as ReturnType<EtcdRpc['watchStream']>;
     this.stream = s;
     const key = Buffer.from(this.prefix);
-    const start = this.mem.revision + 1;
+    // Start AT the last applied revision, not after it, and skip what we have: etcd keeps the
+    // compaction revision's puts but drops its tombstones, so a watch starting exactly at the
+    // compaction revision could miss a delete; one revision earlier it gets "compacted" instead.
+    const start = Math.max(1, this.mem.revision);
     s.write({ create_request: { key, range_end: prefixEnd(key), start_revision: start, progress_notify: true } });
     let relisting = false;
     s.on('data', (res: WatchResponse) => {
@@ -201,6 +204,11 @@ export class Informer {
     let i = 0;
     while (i < events.length) {
       const rev = Number(events[i].kv.mod_revision);
+      if (rev <= this.mem.revision) {
+        // Already applied (the watch starts at our last revision, see watch()).
+        while (i < events.length && Number(events[i].kv.mod_revision) === rev) i++;
+        continue;
+      }
       const changes: Change[] = [];
       for (; i < events.length && Number(events[i].kv.mod_revision) === rev; i++) {
         const ev = events[i];
@@ -219,7 +227,7 @@ export class Informer {
           if (object) changes.push({ kind: p.kind, op: 'put', object, version: rev });
         }
       }
-      if (rev > this.mem.revision || changes.length > 0) this.mem.applyChanges(changes, rev);
+      this.mem.applyChanges(changes, rev);
     }
     // A response without events is a progress notification; etcd sends those (progress_notify) only
     // to watchers that have caught up, so the header revision is safe to adopt.

@@ -287,9 +287,8 @@ describe('etcd store', () => {
       { op: 'create', kind: 'nodes', object: n3 },
     ]);
     assert.ok(r.ok);
-    // Compact past r (etcd keeps the compaction revision itself but drops its tombstones, so go one further).
-    const past = await rpc.txn({ compare: [], success: [{ request_put: { key: Buffer.from('/elsewhere/x'), value: Buffer.from('1') } }], failure: [] });
-    await rpc.call('KV', 'compact', { revision: Number(past.header.revision), physical: true });
+    // Compact at exactly r, the revision of the delete: etcd keeps r's puts but drops its tombstone.
+    await rpc.call('KV', 'compact', { revision: r.revision, physical: true });
     resume();
     await b.waitFor(r.revision);
     assert.deepEqual(b.view().list('nodes').map((n) => n.description?.hostname).sort(), ['kept', 'new'], e.logs.join('\n'));
