@@ -4,6 +4,7 @@ import type { NodeDescription, NodeRole, TaskStatus } from '../proto/gen/gantry/
 import { Agent } from './agent/agent.ts';
 import { TaskManager } from './exec/task-manager.ts';
 import type { ImageStore } from './image/store.ts';
+import { NetworkManager } from './network/manager.ts';
 import type { Runtime } from './runtime/types.ts';
 
 export interface WorkerOptions {
@@ -18,15 +19,21 @@ export interface WorkerOptions {
   log: (m: string) => void;
   onManagers?: (managers: string[]) => void;
   onRoleChange?: (desiredRole: NodeRole) => void;
+  /** Give containers their own network (netns, bridge, overlays, DNS); off for the sim runtime. */
+  network?: boolean;
 }
 
 export class Worker {
   readonly tasks: TaskManager;
   readonly agent: Agent;
+  readonly network: NetworkManager | undefined;
 
   constructor(opts: WorkerOptions) {
     let agent: Agent | undefined;
+    const network = opts.network ? new NetworkManager({ nodeId: opts.nodeId, log: (m) => opts.log(m) }) : undefined;
+    this.network = network;
     this.tasks = new TaskManager({
+      networks: network,
       runtime: opts.runtime,
       images: opts.images,
       stateDir: opts.stateDir,
@@ -44,11 +51,13 @@ export class Worker {
       log: (m) => opts.log(`agent: ${m}`),
       onManagers: opts.onManagers,
       onRoleChange: opts.onRoleChange,
+      onNetworkState: network ? (s) => network.setState(s) : undefined,
     });
     this.agent = agent;
   }
 
   async start(): Promise<void> {
+    await this.network?.start();
     await this.tasks.start();
     this.agent.start();
   }
@@ -57,5 +66,6 @@ export class Worker {
   async stop(): Promise<void> {
     await this.agent.stop();
     await this.tasks.close();
+    await this.network?.close();
   }
 }

@@ -8,7 +8,7 @@ import { carveSubnet, type Cidr, formatCidr, formatIp, ipOfCidr, parseCidr, pick
 export const DEFAULT_POOL = '10.0.0.0/8';
 export const DEFAULT_SUBNET_SIZE = 24;
 export const BRIDGE_POOL = '172.16.0.0/12';
-export const INGRESS_SUBNET = '10.255.0.0/16';
+export const INGRESS_SUBNET = '10.0.0.0/16';
 export const INGRESS_NAME = 'ingress';
 export const BRIDGE_NAME = 'bridge';
 export const FIRST_VNI = 4096;

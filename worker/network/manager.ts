@@ -1,0 +1,447 @@
+// The worker's network manager: per-container netns + veths + addresses (TaskNetworks for the
+// task controller), the host bridge with NAT, VXLAN overlays, iptables for ports and VIPs, DNS.
+import { readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { NetworkState } from '../../proto/gen/gantry/v1/network.ts';
+import type { Task } from '../../proto/gen/gantry/v1/objects.ts';
+import type { NetworkAttachmentResult } from '../exec/container-config.ts';
+import { DnsServer } from './dns.ts';
+import { checkCidr, checkIp, checkNsName, HOST_BRIDGE, macOf, netnsName, netnsPrefix, OVERLAY_MTU, overlayBridge, VXLAN_PORT, vethName, vxlanName } from './names.ts';
+import {
+  type Attachment,
+  bridgeNetwork,
+  containerRules,
+  HOST_JUMPS,
+  hostRules,
+  ingressNetwork,
+  type LocalContainer,
+  type OverlayPeer,
+  overlayPlan,
+  resolveName,
+  restoreText,
+} from './plan.ts';
+import { realSys, type Sys } from './sys.ts';
+
+export interface NetworkManagerOptions {
+  nodeId: string;
+  log?: (m: string) => void;
+  sys?: Sys;
+  netnsDir?: string;
+  /** Serve DNS for containers on the host bridge's gateway (default true). */
+  dns?: boolean;
+  stateWaitMs?: number;
+}
+
+const STATE_WAIT_MS = 15_000;
+
+function ipOf(cidr: string): string {
+  return cidr.split('/')[0];
+}
+
+function prefixOf(cidr: string): number {
+  return Number(cidr.split('/')[1] ?? 32);
+}
+
+function ipNum(ip: string): number {
+  return ip.split('.').reduce((a, p) => a * 256 + Number(p), 0);
+}
+
+function numIp(n: number): string {
+  return [(n >>> 24) & 255, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+}
+
+export class NetworkManager {
+  private readonly o: NetworkManagerOptions;
+  private readonly sys: Sys;
+  private readonly log: (m: string) => void;
+  private readonly netnsDir: string;
+  private state: NetworkState | undefined;
+  private waiters: (() => void)[] = [];
+  private readonly containers = new Map<string, LocalContainer>();
+  private readonly attaching = new Set<string>();
+  private readonly appliedRules = new Map<string, string>();
+  private readonly programmed = new Map<number, Map<string, OverlayPeer>>();
+  private hostBridge: string | undefined; // the node subnet gantry0 serves
+  private jumps = false;
+  private lock: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  private dns: DnsServer | undefined;
+  private closed = false;
+
+  constructor(opts: NetworkManagerOptions) {
+    this.o = opts;
+    this.sys = opts.sys ?? realSys;
+    this.log = opts.log ?? (() => {});
+    this.netnsDir = opts.netnsDir ?? '/run/netns';
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => {});
+    return run;
+  }
+
+  private ip(args: string[], input?: string) {
+    return this.sys.run('ip', args, { input });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // State from the manager
+
+  /** The network state the dispatcher sent (complete); programs the host to match it. */
+  setState(s: NetworkState): void {
+    this.state = s;
+    for (const w of this.waiters.splice(0)) w();
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.timer || this.closed) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.serial(() => this.reconcile()).catch((err) => this.log(`network: reconcile failed: ${(err as Error).message}`));
+    }, 5);
+  }
+
+  private async waitState(pred: (s: NetworkState) => boolean, what: string): Promise<NetworkState> {
+    const until = Date.now() + (this.o.stateWaitMs ?? STATE_WAIT_MS);
+    while (!this.state || !pred(this.state)) {
+      const left = until - Date.now();
+      if (left <= 0) throw new Error(`no network state from the manager with ${what} after ${this.o.stateWaitMs ?? STATE_WAIT_MS}ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(left, 200));
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    return this.state;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Restart: find the namespaces a previous gantryd made
+
+  async start(): Promise<void> {
+    const prefix = netnsPrefix(this.o.nodeId);
+    const names = await readdir(this.netnsDir).catch(() => [] as string[]);
+    for (const ns of names) {
+      if (!ns.startsWith(prefix)) continue;
+      const taskId = ns.slice(prefix.length);
+      const c = await this.readContainer(ns, taskId).catch(() => undefined);
+      if (c) this.containers.set(taskId, c);
+      else await this.ip(['netns', 'del', checkNsName(ns)]).catch(() => {});
+    }
+    if (this.containers.size) this.log(`network: found ${this.containers.size} container namespaces from before the restart`);
+  }
+
+  private async readContainer(ns: string, taskId: string): Promise<LocalContainer | undefined> {
+    const r = await this.ip(['-n', checkNsName(ns), '-j', 'addr', 'show']);
+    const links = JSON.parse(r.out) as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[]; ifalias?: string }[];
+    let bridgeIp = '';
+    const attachments: Attachment[] = [];
+    for (const l of links) {
+      const a = l.addr_info?.find((x) => x.family === 'inet');
+      if (!a || l.ifname === 'lo') continue;
+      if (l.ifname === 'eth0') bridgeIp = a.local;
+      else attachments.push({ networkId: l.ifalias ?? '', ip: a.local, prefix: a.prefixlen });
+    }
+    const alias = await this.ip(['-n', ns, 'link', 'show', 'eth0']).catch(() => undefined);
+    const serviceId = /alias (\S+)/.exec(alias?.out ?? '')?.[1] ?? '';
+    return bridgeIp ? { taskId, serviceId, ns, bridgeIp, attachments } : undefined;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // TaskNetworks (called by the task controller)
+
+  async attach(task: Task): Promise<NetworkAttachmentResult> {
+    const targets = (task.spec?.networks ?? []).map((n) => n.target);
+    if (targets.includes('host')) return { network: { mode: 'host' } };
+    if (targets.includes('none')) return { network: { mode: 'none' } };
+    const netIds = task.networks.filter((a) => a.addresses.length > 0).map((a) => a.networkId);
+    const state = await this.waitState((s) => !!bridgeNetwork(s)?.nodeAddr && netIds.every((id) => s.networks.some((n) => n.id === id)), `this node's bridge subnet and networks ${netIds.join(', ') || '(none)'}`);
+    this.attaching.add(task.id);
+    try {
+      return await this.serial(() => this.attachLocked(task, state));
+    } finally {
+      this.attaching.delete(task.id);
+    }
+  }
+
+  private async attachLocked(task: Task, state: NetworkState): Promise<NetworkAttachmentResult> {
+    await this.ensureHost(state);
+    const ns = netnsName(this.o.nodeId, task.id);
+    // a leftover from an attempt that failed half-way: start clean
+    await this.ip(['netns', 'del', ns]).catch(() => {});
+    this.containers.delete(task.id);
+    this.appliedRules.delete(task.id);
+    const bridge = bridgeNetwork(state);
+    const sub = checkCidr(bridge?.nodeAddr ?? '');
+    const gw = numIp(ipNum(ipOf(sub)) + 1);
+    const bridgeIp = this.freeBridgeIp(sub);
+    const c: LocalContainer = { taskId: task.id, serviceId: task.serviceId, ns, bridgeIp, attachments: [] };
+    try {
+      await this.ip(['netns', 'add', ns]);
+      const batch: string[] = [];
+      const inNs = (cmd: string) => batch.push(`-n ${ns} ${cmd}`);
+      const host0 = vethName(task.id, 0);
+      batch.push(`link add ${host0} type veth peer name eth0 netns ${ns}`);
+      batch.push(`link set ${host0} master ${HOST_BRIDGE} up`);
+      inNs('link set lo up');
+      inNs(`link set eth0 alias ${task.serviceId.replace(/[^a-z0-9]/g, '') || 'none'}`);
+      inNs(`addr add ${bridgeIp}/${prefixOf(sub)} dev eth0`);
+      inNs('link set eth0 up');
+      inNs(`route add default via ${gw}`);
+      let i = 1;
+      for (const a of task.networks) {
+        const net = state.networks.find((n) => n.id === a.networkId);
+        if (!net || net.driver !== 'overlay' || !a.addresses[0]) continue;
+        await this.ensureOverlay(net.vni, net.ingress ? net.nodeAddr : '', state.nodeAddr);
+        const cidr = checkCidr(a.addresses[0]);
+        const host = vethName(task.id, i);
+        const inner = `eth${i}`;
+        batch.push(`link add ${host} mtu ${OVERLAY_MTU} type veth peer name ${inner} netns ${ns}`);
+        batch.push(`link set ${host} master ${overlayBridge(net.vni)} up`);
+        inNs(`link set ${inner} address ${macOf(ipOf(cidr))} mtu ${OVERLAY_MTU} alias ${net.id.replace(/[^a-z0-9]/g, '')}`);
+        inNs(`addr add ${cidr} dev ${inner}`);
+        inNs(`link set ${inner} up`);
+        c.attachments.push({ networkId: net.id, ip: ipOf(cidr), prefix: prefixOf(cidr) });
+        i++;
+      }
+      await this.ip(['-batch', '-'], `${batch.join('\n')}\n`);
+      this.containers.set(task.id, c);
+      await this.applyContainerRules(c);
+    } catch (err) {
+      await this.ip(['netns', 'del', ns]).catch(() => {});
+      this.containers.delete(task.id);
+      throw err;
+    }
+    await this.applyHostRules();
+    const hostname = task.spec?.container?.hostname || task.id.slice(0, 12);
+    const hosts = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', `${bridgeIp}\t${hostname}`, ...c.attachments.map((a) => `${a.ip}\t${hostname}`), ''].join('\n');
+    const resolv = this.o.dns === false ? `nameserver ${gw}\n` : `nameserver ${gw}\noptions ndots:0\n`;
+    return {
+      network: { mode: 'path', path: path.join(this.netnsDir, ns) },
+      files: [
+        { path: '/etc/hosts', content: hosts, mode: 0o644 },
+        { path: '/etc/resolv.conf', content: resolv, mode: 0o644 },
+        { path: '/etc/hostname', content: `${hostname}\n`, mode: 0o644 },
+      ],
+    };
+  }
+
+  private freeBridgeIp(sub: string): string {
+    const base = ipNum(ipOf(sub));
+    const size = 2 ** (32 - prefixOf(sub));
+    const used = new Set([...this.containers.values()].map((c) => c.bridgeIp));
+    for (let n = base + 2; n < base + size - 1; n++) {
+      const ip = numIp(n);
+      if (!used.has(ip)) return ip;
+    }
+    throw new Error(`the host bridge subnet ${sub} is full (${size - 3} containers): no address for another container on this node`);
+  }
+
+  async detach(taskId: string): Promise<void> {
+    await this.serial(async () => {
+      const ns = netnsName(this.o.nodeId, taskId);
+      await this.ip(['netns', 'del', ns]).catch(() => {});
+      const had = this.containers.delete(taskId);
+      this.appliedRules.delete(taskId);
+      if (had) await this.reconcile();
+    });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Host setup
+
+  private async ensureHost(state: NetworkState): Promise<void> {
+    const sub = bridgeNetwork(state)?.nodeAddr;
+    if (!sub || this.hostBridge === sub) return;
+    const gw = numIp(ipNum(ipOf(checkCidr(sub))) + 1);
+    const exists = await this.ip(['link', 'show', HOST_BRIDGE]).then(() => true, () => false);
+    if (!exists) await this.ip(['link', 'add', HOST_BRIDGE, 'type', 'bridge']);
+    await this.ip(['addr', 'flush', 'dev', HOST_BRIDGE]);
+    await this.ip(['addr', 'add', `${gw}/${prefixOf(sub)}`, 'dev', HOST_BRIDGE]);
+    await this.ip(['link', 'set', HOST_BRIDGE, 'up']);
+    await writeFile('/proc/sys/net/ipv4/ip_forward', '1').catch((err) => this.log(`network: cannot turn on ip_forward: ${err.message}`));
+    this.hostBridge = sub;
+    await this.applyHostRules();
+    if (this.o.dns !== false) {
+      this.dns?.close();
+      this.dns = new DnsServer({ lookup: (src, name) => resolveName(this.state, [...this.containers.values()], src, name), log: this.log });
+      await this.dns.listen(gw).catch((err) => {
+        this.log(`network: DNS cannot listen on ${gw}:53: ${(err as Error).message}`);
+        this.dns = undefined;
+      });
+    }
+  }
+
+  private async ensureOverlay(vni: number, nodeAddr: string, underlay: string): Promise<void> {
+    const br = overlayBridge(vni);
+    const vx = vxlanName(vni);
+    const exists = await this.ip(['link', 'show', vx]).then(() => true, () => false);
+    if (!exists) {
+      await this.ip(['link', 'del', br]).catch(() => {});
+      const cmds = [
+        `link add ${br} type bridge`,
+        `link add ${vx} type vxlan id ${vni} dstport ${VXLAN_PORT} local ${checkIp(underlay)} nolearning proxy`,
+        `link set ${vx} mtu ${OVERLAY_MTU} master ${br} up`,
+        `link set ${br} up`,
+      ];
+      await this.ip(['-batch', '-'], `${cmds.join('\n')}\n`);
+      this.programmed.set(vni, new Map());
+    } else if (!this.programmed.has(vni)) {
+      this.programmed.set(vni, await this.readPeers(vx));
+    }
+    if (nodeAddr) {
+      await this.ip(['link', 'set', br, 'address', macOf(ipOf(nodeAddr))]);
+      await this.ip(['addr', 'replace', checkCidr(nodeAddr), 'dev', br]);
+    }
+  }
+
+  private async readPeers(vx: string): Promise<Map<string, OverlayPeer>> {
+    const out = new Map<string, OverlayPeer>();
+    const neigh = await this.ip(['neigh', 'show', 'dev', vx]).catch(() => ({ out: '' }));
+    const fdb = await this.sys.run('bridge', ['fdb', 'show', 'dev', vx], { allowFail: true });
+    const dst = new Map<string, string>();
+    for (const l of fdb.out.split('\n')) {
+      const m = /^([0-9a-f:]{17}) dst (\S+)/.exec(l.trim());
+      if (m) dst.set(m[1], m[2]);
+    }
+    for (const l of neigh.out.split('\n')) {
+      const m = /^(\S+) lladdr ([0-9a-f:]{17})/.exec(l.trim());
+      if (m) out.set(m[1], { ip: m[1], mac: m[2], nodeAddr: dst.get(m[2]) ?? '' });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Reconcile: iptables, overlays and their peers, stale namespaces
+
+  private async reconcile(): Promise<void> {
+    const state = this.state;
+    if (!state || this.closed) return;
+    await this.ensureHost(state);
+    // namespaces of tasks the manager no longer has on this node
+    const local = new Set(state.localTasks);
+    for (const id of [...this.containers.keys()]) {
+      if (local.has(id) || this.attaching.has(id)) continue;
+      this.log(`network: removing the namespace of task ${id} (no longer on this node)`);
+      await this.ip(['netns', 'del', netnsName(this.o.nodeId, id)]).catch(() => {});
+      this.containers.delete(id);
+      this.appliedRules.delete(id);
+    }
+    const containers = [...this.containers.values()];
+    const plans = overlayPlan(state, containers);
+    for (const p of plans) {
+      await this.ensureOverlay(p.network.vni, p.network.ingress ? p.network.nodeAddr : '', state.nodeAddr);
+      await this.programPeers(p.network.vni, p.peers);
+    }
+    await this.removeOverlays(new Set(plans.map((p) => p.network.vni)));
+    await this.applyHostRules();
+    for (const c of containers) await this.applyContainerRules(c);
+  }
+
+  private async programPeers(vni: number, peers: OverlayPeer[]): Promise<void> {
+    const vx = vxlanName(vni);
+    const have = this.programmed.get(vni) ?? new Map<string, OverlayPeer>();
+    const want = new Map(peers.map((p) => [p.ip, p]));
+    const neigh: string[] = [];
+    const fdb: string[] = [];
+    for (const [ip, p] of have) {
+      const w = want.get(ip);
+      if (w && w.mac === p.mac && w.nodeAddr === p.nodeAddr) continue;
+      neigh.push(`neigh del ${ip} dev ${vx}`);
+      if (!w || w.mac !== p.mac) fdb.push(`fdb del ${p.mac} dev ${vx} self`);
+    }
+    for (const [ip, p] of want) {
+      const h = have.get(ip);
+      if (h && h.mac === p.mac && h.nodeAddr === p.nodeAddr) continue;
+      fdb.push(`fdb replace ${p.mac} dev ${vx} dst ${p.nodeAddr} self permanent`);
+      neigh.push(`neigh replace ${ip} lladdr ${p.mac} dev ${vx} nud permanent`);
+    }
+    if (fdb.length) await this.sys.run('bridge', ['-force', '-batch', '-'], { input: `${fdb.join('\n')}\n`, allowFail: true });
+    if (neigh.length) await this.sys.run('ip', ['-force', '-batch', '-'], { input: `${neigh.join('\n')}\n`, allowFail: true });
+    this.programmed.set(vni, want);
+  }
+
+  private async removeOverlays(keep: Set<number>): Promise<void> {
+    const r = await this.ip(['-o', 'link', 'show']);
+    for (const m of r.out.matchAll(/^\d+: (g(?:vx|br)(\d+))[@:]/gm)) {
+      const vni = Number(m[2]);
+      if (keep.has(vni)) continue;
+      await this.ip(['link', 'del', m[1]]).catch(() => {});
+      this.programmed.delete(vni);
+    }
+  }
+
+  private async applyHostRules(): Promise<void> {
+    const containers = [...this.containers.values()];
+    const rules = hostRules(this.state, containers);
+    const existing = await this.sys.run('iptables-save', ['-t', 'nat'], { allowFail: true });
+    const stale = [...existing.out.matchAll(/^:(GANTRY-S-\S+)/gm)].map((m) => m[1]).filter((c) => !rules.natChains.includes(c));
+    const text = restoreText('nat', [...rules.natChains, ...stale], rules.natRules, stale) + restoreText('filter', rules.filterChains, rules.filterRules);
+    await this.sys.run('iptables-restore', ['-w', '--noflush'], { input: text });
+    if (!this.jumps) {
+      for (const j of HOST_JUMPS) {
+        const has = await this.sys.run('iptables', ['-w', '-t', j.table, '-C', j.from, '-j', j.to], { allowFail: true });
+        if (!has.ok) await this.sys.run('iptables', ['-w', '-t', j.table, '-I', j.from, '1', '-j', j.to]);
+      }
+      this.jumps = true;
+    }
+  }
+
+  private async applyContainerRules(c: LocalContainer): Promise<void> {
+    const text = containerRules(this.state, c, ingressNetwork(this.state)?.id);
+    if (this.appliedRules.get(c.taskId) === text) return;
+    await this.sys.run('nsenter', [`--net=${path.join(this.netnsDir, c.ns)}`, 'iptables-restore', '-w'], { input: text });
+    this.appliedRules.set(c.taskId, text);
+  }
+
+  /** The addresses of a task's container on this host (for tests and inspect). */
+  container(taskId: string): LocalContainer | undefined {
+    return this.containers.get(taskId);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Shutdown and teardown
+
+  /** Stops serving (DNS, reconciling); containers keep their networking. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.dns?.close();
+    await this.lock;
+  }
+
+  /** Removes everything this host's network code made: namespaces, overlays, the bridge, rules. */
+  async teardown(): Promise<void> {
+    await this.close();
+    const prefix = netnsPrefix(this.o.nodeId);
+    for (const ns of await readdir(this.netnsDir).catch(() => [] as string[])) {
+      if (ns.startsWith(prefix)) await this.ip(['netns', 'del', ns]).catch(() => {});
+    }
+    this.containers.clear();
+    await this.removeOverlays(new Set());
+    await this.ip(['link', 'del', HOST_BRIDGE]).catch(() => {});
+    await removeChains(this.sys);
+    this.jumps = false;
+    this.hostBridge = undefined;
+  }
+}
+
+/** Deletes every GANTRY-* chain and the jumps to them (never another rule). */
+export async function removeChains(sys: Sys = realSys): Promise<void> {
+  for (const j of HOST_JUMPS) {
+    for (let i = 0; i < 5; i++) {
+      const r = await sys.run('iptables', ['-w', '-t', j.table, '-D', j.from, '-j', j.to], { allowFail: true });
+      if (!r.ok) break;
+    }
+  }
+  for (const table of ['nat', 'filter']) {
+    const saved = await sys.run('iptables-save', ['-t', table], { allowFail: true });
+    const chains = [...saved.out.matchAll(/^:(GANTRY-\S+)/gm)].map((m) => m[1]);
+    for (const c of chains) await sys.run('iptables', ['-w', '-t', table, '-F', c], { allowFail: true });
+    for (const c of chains) await sys.run('iptables', ['-w', '-t', table, '-X', c], { allowFail: true });
+  }
+}
