@@ -345,6 +345,7 @@ export class Daemon {
     if (this.worker) {
       this.worker.tasks.assign([], true, []);
       await this.worker.tasks.drain();
+      await this.worker.network?.teardown().catch((err) => this.log.warn(`removing this host's networking: ${(err as Error).message}`));
     }
     await this.stopRoles();
     await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
@@ -402,6 +403,7 @@ export class Daemon {
       addr: state.advertiseAddr,
       stateDir: path.join(this.opts.dataDir, 'tasks'),
       runtime: this.runtime,
+      network: this.runtime.name !== 'sim',
       images: this.images,
       description: () => this.description(),
       log: (m) => this.log.info(m),
