@@ -107,6 +107,10 @@ export function newTask(a: NewTaskArgs): Task {
       health: '',
     },
     desiredState: a.desiredState ?? TaskState.TASK_STATE_RUNNING,
+    // As swarmkit: the service's endpoint (allocated ports, VIPs) or at least its spec, so the
+    // scheduler sees host-mode ports and the worker what to publish.
+    endpoint:
+      a.service.endpoint ?? (a.service.spec?.endpoint ? { spec: a.service.spec.endpoint, ports: [], virtualIps: [] } : undefined),
     networks: [],
     jobIteration: a.service.jobIteration,
   };

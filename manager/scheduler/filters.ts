@@ -99,11 +99,23 @@ export function maxReplicasFilter(spec: TaskSpec): Filter | undefined {
   };
 }
 
-// Host-port conflicts (mode=host published ports) arrive with the networking issue: a static
-// filter per spec, like the ones above, placed before the resource filters.
+/** Host-mode published ports: a node where a live task already holds one of them is out. */
+export function hostPortFilter(ports: readonly string[]): Filter | undefined {
+  if (ports.length === 0) return undefined;
+  const names = ports.map((p) => p.split('/').reverse().join('/')).join(', ');
+  return {
+    name: 'host-ports',
+    static: false,
+    check: (_n, _t, info) => !ports.some((p) => info.hostPorts.has(p)),
+    explain: (c) => `${nodes(c, ['already uses', 'already use'])} host ${ports.length === 1 ? 'port' : 'ports'} ${names}`,
+  };
+}
 
-/** The ordered filters for a task spec; a node is counted against the first one that says no. */
-export function pipelineFor(spec: TaskSpec | undefined): Filter[] {
+/**
+ * The ordered filters for a task spec (and the task's host-mode ports); a node is counted
+ * against the first one that says no.
+ */
+export function pipelineFor(spec: TaskSpec | undefined, hostPorts: readonly string[] = []): Filter[] {
   const s = spec ?? ({ networks: [], runtime: '', forceUpdate: 0 } as TaskSpec);
   const out: Array<Filter | undefined> = [
     downFilter,
@@ -112,6 +124,7 @@ export function pipelineFor(spec: TaskSpec | undefined): Filter[] {
     pauseFilter,
     platformFilter(s),
     ...(s.placement?.constraints ?? []).map(constraintFilter),
+    hostPortFilter(hostPorts),
     memoryFilter(s),
     cpuFilter(s),
     maxReplicasFilter(s),

@@ -1,6 +1,6 @@
 // What the scheduler knows about each node besides the Node object: reservations of the tasks
 // placed there that still hold them, and how many live tasks it runs in total and per service.
-import { type Node, type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Node, PublishMode, type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 
 export interface NodeInfo {
   node: Node;
@@ -13,6 +13,16 @@ export interface NodeInfo {
   total: number;
   /** Tasks per service that failed or were rejected here recently (swarmkit down-weights such nodes). */
   recentFailures: Map<string, number>;
+  /** Host-mode published ports held by live tasks here, as "tcp/8080". */
+  hostPorts: Set<string>;
+}
+
+/** The host-mode published ports a task needs on its node, as "tcp/8080". */
+export function hostPortsOf(t: Task): string[] {
+  const ports = t.endpoint?.ports?.length ? t.endpoint.ports : (t.endpoint?.spec?.ports ?? []);
+  return ports
+    .filter((p) => p.publishMode === PublishMode.PUBLISH_MODE_HOST && p.publishedPort > 0)
+    .map((p) => `${(p.protocol || 'tcp').toLowerCase()}/${p.publishedPort}`);
 }
 
 /** swarmkit: a node with 5 failures of a service within 5 minutes is tried last for that service. */
@@ -20,7 +30,7 @@ export const FAULTY_FAILURES = 5;
 export const FAULTY_WINDOW_MS = 5 * 60_000;
 
 export function emptyInfo(node: Node): NodeInfo {
-  return { node, reservedNanoCpus: 0, reservedMemoryBytes: 0, byService: new Map(), total: 0, recentFailures: new Map() };
+  return { node, reservedNanoCpus: 0, reservedMemoryBytes: 0, byService: new Map(), total: 0, recentFailures: new Map(), hostPorts: new Set() };
 }
 
 /** Adds a task that sits on this node (called for existing tasks and for each placement made). */
@@ -30,6 +40,7 @@ export function addTask(info: NodeInfo, t: Task): void {
   const r = t.spec?.resources?.reservations;
   info.reservedNanoCpus += r?.nanoCpus ?? 0;
   info.reservedMemoryBytes += r?.memoryBytes ?? 0;
+  for (const p of hostPortsOf(t)) info.hostPorts.add(p);
   if (t.desiredState <= TaskState.TASK_STATE_RUNNING) {
     info.byService.set(t.serviceId, (info.byService.get(t.serviceId) ?? 0) + 1);
     info.total++;

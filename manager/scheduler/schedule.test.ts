@@ -2,7 +2,7 @@
 // spread and preference evenness, resource accounting, max replicas, global validation, batches.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Node, Task } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Node, PublishMode, type Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { fixtures as f, type NodeOptions, type ServiceOptions } from '../store/fixtures.ts';
 import {
   constraintFilter,
@@ -11,6 +11,7 @@ import {
   drainFilter,
   explainFailures,
   type Filter,
+  hostPortFilter,
   maxReplicasFilter,
   memoryFilter,
   pauseFilter,
@@ -363,6 +364,37 @@ describe('scheduler placement', () => {
     // A faulty node is still used when it is the only one.
     actions = schedule({ nodes: nodesOf({ id: 'a' }), tasks: [...failures(60_000), ...pending(svc, 1)], now });
     assert.deepEqual(actions.map((x) => (x.kind === 'assign' ? x.nodeId : x.reason)), ['a']);
+  });
+
+  it('host ports: one task per node per host-mode port; the rest explained; stopped tasks free it', () => {
+    const svc = f.service({ id: 's', replicas: 3 });
+    const endpoint = {
+      spec: { mode: 0 as const, ports: [{ name: '', protocol: 'tcp', targetPort: 80, publishedPort: 8080, publishMode: PublishMode.PUBLISH_MODE_HOST }] },
+      ports: [],
+      virtualIps: [],
+    };
+    const withPort = (t: Task) => ({ ...t, endpoint });
+    const nodes = nodesOf({ id: 'a' }, { id: 'b' });
+    const actions = schedule({ nodes, tasks: pending(svc, 3).map(withPort) });
+    assert.deepEqual(
+      actions.map((a) => (a.kind === 'assign' ? a.nodeId : a.reason)),
+      ['a', 'b', 'no suitable node (2 nodes already use host port 8080/tcp)'],
+    );
+    const stopped = withPort(f.task({ service: svc, slot: 9, nodeId: 'a', state: 'failed' }));
+    const live = withPort(f.task({ service: svc, slot: 8, nodeId: 'b', state: 'running' }));
+    assert.deepEqual(
+      schedule({ nodes, tasks: [stopped, live, ...pending(svc, 1).map(withPort)] }).map((a) => (a.kind === 'assign' ? a.nodeId : a.reason)),
+      ['a'],
+    );
+    // Ingress-mode ports do not hold the host port.
+    const ingress = { ...endpoint, spec: { ...endpoint.spec, ports: [{ ...endpoint.spec.ports[0], publishMode: PublishMode.PUBLISH_MODE_INGRESS }] } };
+    assert.equal(schedule({ nodes, tasks: pending(svc, 3).map((t) => ({ ...t, endpoint: ingress })) }).filter((a) => a.kind === 'assign').length, 3);
+  });
+
+  it('filters: host ports explain with port/protocol', () => {
+    assert.equal(hostPortFilter(['tcp/8080'])!.explain(1), '1 node already uses host port 8080/tcp');
+    assert.equal(hostPortFilter(['tcp/8080', 'udp/53'])!.explain(2), '2 nodes already use host ports 8080/tcp, 53/udp');
+    assert.equal(hostPortFilter([]), undefined);
   });
 
   it('batch: 1000 tasks on 100 nodes, 10 each, in one call', () => {

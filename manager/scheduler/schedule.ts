@@ -4,7 +4,7 @@ import { type Node, type Task, TaskState } from '../../proto/gen/gantry/v1/objec
 import { nodeAttribute } from '../controlapi/constraints.ts';
 import { explainFailures, type Filter, firstFailure, pipelineFor } from './filters.ts';
 import { Heap } from './heap.ts';
-import { addTask, buildNodeInfos, emptyInfo, FAULTY_FAILURES, type NodeInfo } from './nodeinfo.ts';
+import { addTask, buildNodeInfos, emptyInfo, FAULTY_FAILURES, hostPortsOf, type NodeInfo } from './nodeinfo.ts';
 
 export type SchedulerAction =
   /** PENDING → ASSIGNED on this node. */
@@ -125,7 +125,7 @@ export function schedule(input: ScheduleInput): SchedulerAction[] {
   // Batches: one service at one spec version shares its filters and its tree.
   const batches = new Map<string, Task[]>();
   for (const t of pending) {
-    const key = `${t.serviceId}\u0000${t.specVersion}\u0000${t.nodeId ? 'preset' : ''}`;
+    const key = `${t.serviceId}\u0000${t.specVersion}\u0000${t.nodeId ? 'preset' : ''}\u0000${hostPortsOf(t).join(',')}`;
     let b = batches.get(key);
     if (!b) batches.set(key, (b = []));
     b.push(t);
@@ -133,7 +133,7 @@ export function schedule(input: ScheduleInput): SchedulerAction[] {
 
   for (const batch of batches.values()) {
     batch.sort((a, b) => a.slot - b.slot || (a.id < b.id ? -1 : 1));
-    const filters = pipelineFor(batch[0].spec);
+    const filters = pipelineFor(batch[0].spec, hostPortsOf(batch[0]));
 
     if (batch[0].nodeId) {
       // Global tasks: the orchestrator chose the node; validate it.
