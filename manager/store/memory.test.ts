@@ -84,6 +84,13 @@ describe('memory store', () => {
     );
   });
 
+  test('memory store: a commit of more writes than etcd takes in one transaction is refused', async () => {
+    const { store } = setup();
+    const writes = Array.from({ length: 129 }, (): Write => ({ op: 'create', kind: 'tasks', object: fixtures.task() }));
+    await assert.rejects(store.commit(writes), /a commit of 129 writes exceeds etcd's 128 per transaction; use batch\(\)/);
+    assert.ok((await store.commit(writes.slice(0, 128))).ok);
+  });
+
   test('memory store: meta is set by the store and the written object is copied', async () => {
     const { store, tick } = setup();
     const s = fixtures.service({ name: 'web', replicas: 2 });

@@ -58,6 +58,9 @@ export function assertDistinctKeys(writes: Write[]): void {
   }
 }
 
+/** etcd's --max-txn-ops default: the most writes one commit may carry. */
+export const MAX_COMMIT_WRITES = 128;
+
 export interface MemoryStoreOptions {
   /** ms since the epoch, for meta.createdAt/updatedAt (default Date.now). */
   now?: () => number;
@@ -111,6 +114,10 @@ export class MemoryStore implements Store {
   async commit(writes: Write[]): Promise<CommitResult> {
     this.throwIfUnavailable();
     assertDistinctKeys(writes);
+    // etcd's limit (--max-txn-ops): refused here too, so a test double never hides it.
+    if (writes.length > MAX_COMMIT_WRITES) {
+      throw new Error(`store: a commit of ${writes.length} writes exceeds etcd's ${MAX_COMMIT_WRITES} per transaction; use batch()`);
+    }
     for (const w of writes) {
       const conflict = checkWrite(w, this.t.version(w.kind, writeId(w)));
       if (conflict) return { ok: false, conflict };
