@@ -201,7 +201,8 @@ static json *parse_value(struct parser *p) {
       return NULL;
     }
     j->is_int = !memchr(b, '.', p->s - b) && !memchr(b, 'e', p->s - b) && !memchr(b, 'E', p->s - b);
-    j->i = j->is_int ? strtoll(b, NULL, 10) : (long long)j->n;
+    /* unsigned 64-bit values (seccomp masks) keep their bit pattern */
+    j->i = !j->is_int ? (long long)j->n : *b == '-' ? strtoll(b, NULL, 10) : (long long)strtoull(b, NULL, 10);
   } else {
     perr(p, c ? "unexpected character" : "unexpected end of input");
   }
