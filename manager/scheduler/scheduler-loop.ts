@@ -1,7 +1,7 @@
 // Scheduler: the leader's loop around `schedule` — event-driven (never polling): new PENDING tasks,
 // node changes and tasks that stop or move all re-run placement while anything waits to be placed.
 import { type Clock, type ControllerDeps, ControllerLoop, type Log, type TickResult } from '../controller.ts';
-import { eventTask, taskMoved } from '../orchestrator/changes.ts';
+import { eventTask, taskLifecycleChanged, taskMoved } from '../orchestrator/changes.ts';
 import type { ReadView, Store, Write } from '../store/types.ts';
 import { applySchedule, isSchedulable, schedule } from './schedule.ts';
 
@@ -31,8 +31,9 @@ export class Scheduler {
           return !known || taskMoved(t.prev, t.next);
         }
         this.pending.delete((t.next ?? t.prev)!.id);
-        // Something stopped, moved or was deleted: capacity may have freed for waiting tasks.
-        return this.pending.size > 0 && taskMoved(t.prev, t.next);
+        // Something stopped, moved, was told to stop or was deleted: capacity may have freed for
+        // waiting tasks. Progress reports (ACCEPTED … RUNNING) free nothing: no pass for them.
+        return this.pending.size > 0 && taskLifecycleChanged(t.prev, t.next);
       },
       tick: (view) => this.tick(view),
     });
