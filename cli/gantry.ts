@@ -6,11 +6,12 @@ import type { Command, CommandContext } from './command.ts';
 import { commands as imageCommands } from './commands/image.ts';
 import { commands as loginCommands } from './commands/login.ts';
 import { commands as nodeCommands } from './commands/node.ts';
+import { commands as networkCommands } from './commands/network.ts';
 import { commands as serviceCommands } from './commands/service.ts';
 import { commands as swarmCommands } from './commands/swarm.ts';
 import { CallError, type Connection, dial, grpcTarget } from './connection.ts';
 
-const ALL: Command[] = [...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands];
+const ALL: Command[] = [...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands, ...networkCommands];
 
 function paths(c: Command): string[][] {
   return [c.path, ...(c.aliases ?? [])];
