@@ -12,7 +12,8 @@ import { type Task, TaskState, type TaskStatus } from '../../proto/gen/gantry/v1
 import type { Log } from '../runtime/log.ts';
 import type { ContainerState, LogEntry, LogOptions, Runtime } from '../runtime/types.ts';
 import { RuntimeError } from '../runtime/types.ts';
-import { FileTaskRecords, MemoryTaskRecords, type TaskRecords } from '../state/task-records.ts';
+import { JournalTaskRecords } from '../state/task-journal.ts';
+import { MemoryTaskRecords, type TaskRecords } from '../state/task-records.ts';
 import { DEFAULT_STOP_GRACE_MS } from './container-config.ts';
 import { ContainerController, type Controller, type TaskImages, type TaskNetworks } from './controller.ts';
 import { isTerminal, step } from './step.ts';
@@ -26,7 +27,7 @@ export interface TaskManagerClock {
 export interface TaskManagerOptions {
   runtime: Runtime;
   images: TaskImages;
-  /** Task records live in <stateDir>/tasks; "" keeps them in memory (simulated nodes). */
+  /** Task records live in <stateDir>/tasks.jsonl; "" keeps them in memory (simulated nodes). */
   stateDir: string;
   clock: TaskManagerClock;
   log: Log | ((m: string) => void);
@@ -182,7 +183,7 @@ export class TaskManager {
   constructor(opts: TaskManagerOptions) {
     this.o = opts;
     this.log = toLog(opts.log);
-    this.records = opts.records ?? (opts.stateDir ? new FileTaskRecords(`${opts.stateDir}/tasks`) : new MemoryTaskRecords());
+    this.records = opts.records ?? (opts.stateDir ? new JournalTaskRecords(opts.stateDir) : new MemoryTaskRecords());
   }
 
   now(): number {

@@ -1,10 +1,11 @@
 // Unit tests for the worker's persisted task records: round trip, last write wins, atomic files.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { TaskState, type Task } from '../../proto/gen/gantry/v1/objects.ts';
+import { JournalTaskRecords } from './task-journal.ts';
 import { FileTaskRecords, MemoryTaskRecords, type TaskRecord } from './task-records.ts';
 
 function rec(id: string, state: TaskState, containerId = ''): TaskRecord {
@@ -31,10 +32,28 @@ test('state: records round-trip, the last put wins, delete forgets, no temp file
   await assert.rejects(again.put(rec('../evil', TaskState.TASK_STATE_READY)), /cannot name a state file/);
 });
 
-test('state: the memory store copies records', async () => {
+test('state: the memory store keeps the last put and forgets deletes', async () => {
   const s = new MemoryTaskRecords();
-  const r = rec('t1', TaskState.TASK_STATE_READY);
-  await s.put(r);
-  r.status.state = TaskState.TASK_STATE_FAILED;
-  assert.equal((await s.load())[0].status.state, TaskState.TASK_STATE_READY);
+  await s.put(rec('t1', TaskState.TASK_STATE_READY));
+  await s.put(rec('t1', TaskState.TASK_STATE_RUNNING));
+  await s.put(rec('t2', TaskState.TASK_STATE_READY));
+  await s.delete('t2');
+  assert.deepEqual((await s.load()).map((r) => [r.task.id, r.status.state]), [['t1', TaskState.TASK_STATE_RUNNING]]);
+});
+
+test('state: the journal replays puts and deletes, skips a torn tail, compacts, and survives reopen', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-journal-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const j = new JournalTaskRecords(dir);
+  assert.deepEqual(await j.load(), []);
+  const writes = [];
+  for (let i = 0; i < 1500; i++) writes.push(j.put(rec(`t${i % 10}`, i % 2 ? TaskState.TASK_STATE_RUNNING : TaskState.TASK_STATE_READY, `c${i}`)));
+  writes.push(j.delete('t9'));
+  await Promise.all(writes);
+  writeFileSync(join(dir, 'tasks.jsonl'), '{"put": {"task": {"id": "torn"', { flag: 'a' });
+  const again = new JournalTaskRecords(dir);
+  const loaded = (await again.load()).sort((a, b) => a.task.id.localeCompare(b.task.id));
+  assert.deepEqual(loaded.map((r) => r.task.id), ['t0', 't1', 't2', 't3', 't4', 't5', 't6', 't7', 't8']);
+  assert.equal(loaded[0].containerId, 'c1490', 'the last put wins');
+  assert.equal(readFileSync(join(dir, 'tasks.jsonl'), 'utf8').trim().split('\n').length, 9, 'compacted at load');
 });
