@@ -436,6 +436,45 @@ describe('controlapi: images, cluster, store, logs', () => {
     }
   });
 
+  test('controlapi: ServiceLogs --follow also follows tasks placed later, and ends when the service is removed', async () => {
+    const store = new MemoryStore();
+    const n1 = fixtures.node({ hostname: 'host1' });
+    const web = fixtures.service({ name: 'web', replicas: 1 });
+    const t1 = fixtures.task({ service: web, slot: 1, nodeId: n1.id });
+    await fixtures.seed(store, { nodes: [n1], services: [web], tasks: [t1] });
+    const calls: Array<{ ids: string[]; tail: number }> = [];
+    const broker: LogBroker = {
+      subscribe(tasks, opts, onMessage, signal) {
+        calls.push({ ids: tasks.map((t) => t.id), tail: opts.tail });
+        for (const t of tasks) onMessage({ taskId: t.id, nodeId: t.nodeId, data: Buffer.from(`from ${t.slot}\n`) } as LogMessage);
+        return new Promise((resolve) => signal.addEventListener('abort', () => resolve()));
+      },
+    };
+    const s = await startTestServer({ store, logs: broker });
+    try {
+      const got: string[] = [];
+      const ended = new Promise<void>((resolve, reject) => {
+        const stream = s.client.serviceLogs({ ref: 'web', follow: true, tail: 5, sinceMs: 0, timestamps: false });
+        stream.on('data', (m: LogMessage) => {
+          got.push(`${m.nodeHostname}:${m.data.toString().trim()}`);
+          if (got.length === 1) {
+            const t2 = fixtures.task({ service: web, slot: 2, nodeId: n1.id });
+            void store.commit([{ op: 'create', kind: 'tasks', object: t2 }]);
+          }
+          if (got.length === 2) void store.commit([{ op: 'delete', kind: 'services', id: web.id }]);
+        });
+        stream.on('end', resolve);
+        stream.on('error', reject);
+      });
+      await ended;
+      assert.deepEqual(got, ['host1:from 1', 'host1:from 2']);
+      assert.equal(calls.length, 2);
+      assert.deepEqual([calls[0].tail, calls[1].tail], [5, -1]);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('controlapi: ServiceLogs streams every task, a failing node arrives as a message and the rest continue', async () => {
     const store = new MemoryStore();
     const n1 = fixtures.node({ hostname: 'host1' });

@@ -420,22 +420,63 @@ export function controlApi(deps: ControlDeps): ControlApi {
       tasks = tasks.filter((t) => t.nodeId !== '');
       const hostnames = new Map(view.list('nodes').map((n) => [n.id, n.description?.hostname ?? n.id]));
       const byId = new Map(tasks.map((t) => [t.id, t]));
-      await deps.logs.subscribe(
-        tasks,
-        { follow: req.follow, tail: req.tail, sinceMs: req.sinceMs },
-        (m) => {
-          if (signal.aborted) return;
-          const t = byId.get(m.taskId);
-          onMessage(LogMessage.fromPartial({
+      const opts = { follow: req.follow, tail: req.tail, sinceMs: req.sinceMs };
+      const deliver = (m: LogMessage) => {
+        if (signal.aborted) return;
+        const t = byId.get(m.taskId);
+        const nodeId = m.nodeId || t?.nodeId || '';
+        onMessage(
+          LogMessage.fromPartial({
             ...m,
             serviceName: m.serviceName || t?.serviceName || '',
             slot: m.slot || t?.slot || 0,
-            nodeId: m.nodeId || t?.nodeId || '',
-            nodeHostname: m.nodeHostname || hostnames.get(m.nodeId || t?.nodeId || '') || '',
-          }));
-        },
-        signal,
-      );
+            nodeId,
+            nodeHostname: m.nodeHostname || hostnames.get(nodeId) || store.view().get('nodes', nodeId)?.description?.hostname || '',
+          }),
+        );
+      };
+      if (!req.follow || !svc.ok) {
+        await deps.logs.subscribe(tasks, opts, deliver, signal);
+        return;
+      }
+      // Following a service: also follow the tasks placed after we started (restarts, scale-up),
+      // from their first line, until the client goes away or the service is removed.
+      const serviceId = svc.value.id;
+      const pending: Promise<void>[] = [];
+      const inner = new AbortController(); // ends every subscription when the client leaves or the service goes
+      const stop = () => inner.abort();
+      signal.addEventListener('abort', stop);
+      const follow = (more: Task[]) => {
+        for (const t of more) byId.set(t.id, t);
+        pending.push(
+          deps.logs.subscribe(more, more === tasks ? opts : { ...opts, tail: -1 }, deliver, inner.signal).catch((err: unknown) => {
+            for (const t of more) deliver(LogMessage.fromPartial({ taskId: t.id, nodeId: t.nodeId, error: `logs unavailable: ${(err as Error).message}` }));
+          }),
+        );
+      };
+      await new Promise<void>((resolve) => {
+        const unsubscribe = store.subscribe((events) => {
+          const fresh: Task[] = [];
+          for (const e of events) {
+            if (e.kind === 'services' && e.op === 'delete' && e.id === serviceId) finish();
+            if (e.kind !== 'tasks' || e.op !== 'put') continue;
+            const t = e.object;
+            if (t.serviceId === serviceId && t.nodeId !== '' && !byId.has(t.id)) fresh.push(t);
+          }
+          if (fresh.length > 0 && !signal.aborted) follow(fresh);
+        });
+        function finish() {
+          unsubscribe();
+          signal.removeEventListener('abort', finish);
+          inner.abort();
+          resolve();
+        }
+        signal.addEventListener('abort', finish);
+        follow(tasks);
+        if (signal.aborted) finish();
+      });
+      await Promise.allSettled(pending);
+      signal.removeEventListener('abort', stop);
     },
   };
 }
