@@ -410,7 +410,17 @@ int cmd_delete(int argc, char **argv) {
   if (load_running(id, &s, &status, &err) < 0) {
     cleanup_free char *d = state_dir(id);
     if (force && state_check_id(id, NULL) == 0 && access(d, F_OK) < 0) return 0;
-    if (force) { /* unreadable state: remove what is there */
+    if (force) { /* a create killed before writing state.json: its config copy names the cgroup */
+      cleanup_free char *cfg = xasprintf("%s/config.json", d);
+      struct oci_config c = {0};
+      struct cgroup cg = {0};
+      if (state_check_id(id, NULL) == 0 && config_load_file(cfg, d, false, &c, NULL) == 0) {
+        cgroup_detect(&cg);
+        cg.path = cgroup_resolve_path(c.cgroups_path, id);
+        s.cgroup_mode = cg.mode, s.cgroup_root = cg.root, s.cgroup_path = cg.path, s.id = (char *)id;
+        signal_all(&s, SIGKILL);
+        cgroup_destroy(&cg, NULL);
+      }
       state_remove(id);
       return 0;
     }
