@@ -53,6 +53,8 @@ export class InFlight {
 
 export interface ApplyContext {
   store: Store;
+  /** The current time (in-flight windows start when a batch returns or throws, which may be late). */
+  clock?: () => number;
   /** Creates not yet confirmed by the view (see InFlight). */
   inflight: InFlight;
   now: number;
@@ -126,8 +128,15 @@ export async function applyOrchestration(ctx: ApplyContext, actions: readonly Or
     }
   }
   if (second.length > 0 && !ctx.cancelled?.()) {
-    for (const w of second) if (w.op === 'create' && w.kind === 'tasks') ctx.inflight.add(w.object.id, w.object.serviceId, ctx.now);
-    const r = await ctx.store.batch(second);
+    const created = second.flatMap((w) => (w.op === 'create' && w.kind === 'tasks' ? [w.object] : []));
+    for (const t of created) ctx.inflight.add(t.id, t.serviceId, ctx.now);
+    let r: Awaited<ReturnType<Store['batch']>>;
+    try {
+      r = await ctx.store.batch(second);
+    } finally {
+      const end = ctx.clock?.() ?? ctx.now;
+      for (const t of created) ctx.inflight.add(t.id, t.serviceId, end);
+    }
     revision = Math.max(revision, r.revision);
     const failed = new Set(r.conflicts.map((c) => c.id));
     // "exists" means it is there (perhaps from a retried transaction): wait to see it. Otherwise not created.

@@ -99,7 +99,7 @@ export class GlobalOrchestrator {
       if (r.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? r.wakeAt, r.wakeAt);
     }
     const { again } = await applyOrchestration(
-      { store: this.store, inflight: this.inflight, now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/global' },
+      { store: this.store, inflight: this.inflight, clock: () => this.clock.now(), now, newId: this.newId, history: this.history, log: this.log, cancelled: () => this.loop.isStopped, name: 'orchestrator/global' },
       actions,
     );
     if (again) this.all = true;
