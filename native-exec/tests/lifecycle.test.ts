@@ -76,6 +76,20 @@ describe('gantry-exec lifecycle', () => {
     assert.equal(p.capBnd, '0000000020000420');
   });
 
+  test('lifecycle: a non-root user keeps ambient capabilities, and only those in the sets', () => {
+    const { id, bundle } = h.bundle(['/bin/probe'], (s) => {
+      s.process.user = { uid: 1000, gid: 1000 };
+      const caps = ['CAP_NET_BIND_SERVICE', 'CAP_KILL'];
+      s.process.capabilities = { bounding: caps, effective: caps, permitted: caps, inheritable: ['CAP_NET_BIND_SERVICE'], ambient: ['CAP_NET_BIND_SERVICE'] };
+    });
+    const r = h.gx(['run', '--bundle', bundle, id]);
+    assert.equal(r.status, 0, r.stderr);
+    const p = JSON.parse(r.stdout);
+    assert.equal(p.capBnd, '0000000000000420', 'CAP_KILL(5) and CAP_NET_BIND_SERVICE(10)');
+    assert.equal(p.capAmb, '0000000000000400');
+    assert.equal(p.capEff, '0000000000000400', 'after execve a non-root user keeps only the ambient set');
+  });
+
   test('exec: runs in the container namespaces, returns its exit code and accepts --process', async () => {
     const { id, bundle } = h.bundle(['sleep', '100'], (s) => { s.hostname = 'exec-host'; });
     assert.equal(h.gx(['create', '--bundle', bundle, id]).status, 0);
@@ -144,6 +158,7 @@ describe('gantry-exec lifecycle', () => {
       await waitFor(() => (out.includes('"paths"') ? null : `no probe output yet: ${out}`));
       const seen = JSON.parse(out.slice(out.indexOf('{')).trim());
       assert.deepEqual(seen.isatty, [1, 1, 1]);
+      assert.deepEqual(seen.winsize, [30, 100], 'consoleSize');
     } finally {
       server.kill('SIGKILL');
       h.gx(['delete', '--force', id]);

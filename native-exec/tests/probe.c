@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -105,6 +106,9 @@ int main(int argc, char **argv) {
   printf(",\"seccomp\":");
   status_field("Seccomp:");
   printf(",\"isatty\":[%d,%d,%d]", isatty(0), isatty(1), isatty(2));
+  struct winsize ws = {0};
+  ioctl(0, TIOCGWINSZ, &ws);
+  printf(",\"winsize\":[%d,%d]", ws.ws_row, ws.ws_col);
   char cwd[512] = "";
   (void)!getcwd(cwd, sizeof cwd);
   printf(",\"cwd\":");
