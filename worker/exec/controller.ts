@@ -81,9 +81,14 @@ export class ContainerController implements Controller {
     this.imageHealth = (cfg as { Healthcheck?: ImageHealthcheck }).Healthcheck;
     const dirs = await this.images.snapshotDirs(info);
     const net = this.networks ? await this.networks.attach(task) : undefined;
-    const built = containerConfigFor(task, cfg, dirs, net);
-    if (!built.ok) throw new Error(built.error);
-    await this.runtime.create(built.config);
+    try {
+      const built = containerConfigFor(task, cfg, dirs, net);
+      if (!built.ok) throw new Error(built.error);
+      await this.runtime.create(built.config);
+    } catch (e) {
+      await this.networks?.detach(this.id).catch(() => {}); // a rejected task holds no netns
+      throw e;
+    }
     await this.images.markInUse?.(info.id, this.id);
   }
 
