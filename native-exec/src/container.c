@@ -140,8 +140,6 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
   gx_trace("cloned");
   cr->st.pid = cr->pid;
   if ((c->clone_flags & CLONE_NEWUSER) && ns_write_idmaps(cr->pid, c, err) < 0) goto fail;
-  if (cgroup_enter(&cr->cg, cr->pid, err) < 0) goto fail;
-  gx_trace("cgroup entered");
   {
     cleanup_free char *sj = hook_state(cr, "creating");
     bool want_state = c->nhooks[HOOK_CREATE_CONTAINER] || c->nhooks[HOOK_START_CONTAINER];
@@ -149,7 +147,13 @@ static int do_create(struct create_opts *o, struct created *cr, gx_err *err) {
       gx_fail(err, errno, "sync: send GO");
       goto fail;
     }
-    if (c->nhooks[HOOK_PRESTART] || c->nhooks[HOOK_CREATE_RUNTIME]) {
+    /* The child mounts meanwhile; it forks nothing (hooks) and execs nothing before we are done. */
+    if (cgroup_enter(&cr->cg, cr->pid, err) < 0) {
+      sync_take_error(cr->sync_fd, err); /* a child that failed first explains better than ESRCH */
+      goto fail;
+    }
+    gx_trace("cgroup entered");
+    if (sync_needs_hooks_step(c)) {
       if (sync_wait(cr->sync_fd, SYNC_HOOKS, "the container's mounts", err) < 0) goto fail;
       if (hooks_run(c, HOOK_PRESTART, sj, err) < 0 || hooks_run(c, HOOK_CREATE_RUNTIME, sj, err) < 0) goto fail;
       if (sync_send(cr->sync_fd, SYNC_HOOKS_DONE, NULL) < 0) {

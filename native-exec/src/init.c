@@ -110,7 +110,7 @@ _Noreturn void init_main(struct init_args *a) {
   if (oom_score(&c->proc, &err) < 0) goto fail;
   if (rootfs_prepare(c, a->cg, &rootfd, &err) < 0) goto fail;
   gx_trace("child: mounts done");
-  if (c->nhooks[HOOK_PRESTART] || c->nhooks[HOOK_CREATE_RUNTIME]) {
+  if (sync_needs_hooks_step(c)) { /* also holds createContainer hooks until we are in the cgroup */
     if (sync_send(a->sync_fd, SYNC_HOOKS, NULL) < 0 || sync_wait(a->sync_fd, SYNC_HOOKS_DONE, "hooks", &err) < 0) goto fail;
   }
   if (hooks_run(c, HOOK_CREATE_CONTAINER, state_json, &err) < 0) goto fail;

@@ -87,6 +87,12 @@ enum sync_msg { SYNC_GO = 1, SYNC_HOOKS, SYNC_HOOKS_DONE, SYNC_READY, SYNC_START
 int sync_send(int fd, enum sync_msg t, const char *msg);
 /* Wait for `want`; a SYNC_ERROR fills err with the peer's message; EOF is an error naming `stage`. */
 int sync_wait(int fd, enum sync_msg want, const char *stage, gx_err *err);
+/* If the peer already sent SYNC_ERROR, put its message in err and return 0; else -1. */
+int sync_take_error(int fd, gx_err *err);
+/* Whether the HOOKS/HOOKS_DONE step runs: prestart, createRuntime or createContainer hooks. */
+static inline bool sync_needs_hooks_step(const struct oci_config *c) {
+  return c->nhooks[HOOK_PRESTART] || c->nhooks[HOOK_CREATE_RUNTIME] || c->nhooks[HOOK_CREATE_CONTAINER];
+}
 
 /* ---- init.c: the container's first process, from clone to execve ---- */
 struct init_args {

@@ -5,11 +5,10 @@
  *    | cgroup mkdir + limits, open exec.fifo, console socket
  *    | clone3(CLONE_NEW*) ----------------------------> | PDEATHSIG=KILL until READY; waits GO
  *    | [user ns: write uid_map, gid_map]                 |
- *    | cgroup.procs <- pid                               |
  *    | SYNC_GO ----------------------------------------> | [join ns by path] setsid, become root in userns
- *    |                                                   | mounts inside rootfs (before pivot_root)
- *    | <------------------------------ SYNC_HOOKS ------ | (only if prestart/createRuntime hooks)
- *    | run prestart + createRuntime hooks                |
+ *    | cgroup.procs <- pid (while the child mounts)      | mounts inside rootfs (before pivot_root)
+ *    | <------------------------------ SYNC_HOOKS ------ | (only with prestart/createRuntime/createContainer
+ *    | run prestart + createRuntime hooks                |  hooks: the child forks nothing before this)
  *    | SYNC_HOOKS_DONE --------------------------------> | createContainer hooks
  *    |                                                   | pivot_root, devices, masks, ro paths,
  *    |                                                   | hostname, sysctl, pty -> console socket,
@@ -58,5 +57,15 @@ int sync_wait(int fd, enum sync_msg want, const char *stage, gx_err *err) {
     return gx_fail(err, 0, "%s", p.msg);
   }
   if (p.type != (int)want) return gx_fail(err, 0, "sync: got message %d while waiting for %s", p.type, stage);
+  return 0;
+}
+
+int sync_take_error(int fd, gx_err *err) {
+  struct sync_packet p;
+  memset(&p, 0, sizeof p);
+  ssize_t r = recv(fd, &p, sizeof p, MSG_DONTWAIT);
+  if (r <= 0 || p.type != SYNC_ERROR) return -1;
+  p.msg[sizeof p.msg - 1] = 0;
+  gx_fail(err, 0, "%s", p.msg);
   return 0;
 }
