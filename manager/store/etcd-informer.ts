@@ -11,6 +11,9 @@ import { parseKey } from './etcd-txn.ts';
 import type { Change, MemoryStore } from './memory.ts';
 import type { Kind, StoredObject } from './types.ts';
 
+/** GANTRY_TRACE=store logs every watch response. */
+const TRACE = (process.env.GANTRY_TRACE ?? '').split(',').includes('store');
+
 export interface ElectionEntry {
   createRevision: number;
   value: string;
@@ -134,7 +137,7 @@ export class Informer {
     s.write({ create_request: { key, range_end: prefixEnd(key), start_revision: start, progress_notify: true } });
     let relisting = false;
     s.on('data', (res: WatchResponse) => {
-      if (process.env.GANTRY_TRACE_WATCH) this.log(`watch response ${JSON.stringify({ ...res, events: res.events.length })}`);
+      if (TRACE) this.log(`store: watch response ${JSON.stringify({ ...res, events: res.events.length })}`);
       if (this.stream !== s || relisting) return;
       if (Number(res.compact_revision) > 0) {
         relisting = true;
