@@ -204,7 +204,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
       const stored = node.meta?.version ?? 0;
       if (req.version !== 0 && req.version !== stored) throw new ConflictError(staleMessage('node', name, stored, req.version));
       if (!req.spec) throw new ValidationError(['spec is required']);
-      const spec: NodeSpec = { name: req.spec.name, labels: { ...req.spec.labels }, desiredRole: req.spec.desiredRole, availability: req.spec.availability };
+      const spec: NodeSpec = { ...req.spec, labels: { ...req.spec.labels } };
       const problems = validateNodeSpec(spec);
       if (problems.length > 0) throw new ValidationError(problems);
       if (spec.desiredRole !== ROLE_MANAGER && (node.role === ROLE_MANAGER || node.spec?.desiredRole === ROLE_MANAGER)) {
