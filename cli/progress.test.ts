@@ -109,7 +109,7 @@ test('progress: without a TTY each changed line prints once; on a TTY the block 
       );
     } else {
       assert.equal((text.match(/\x1b\[4A/g) ?? []).length, 2, 'two redraws of four lines');
-      assert.ok(text.endsWith('\x1b[2K  web.3: running on host1\nverify: Service converged\n'));
+      assert.ok(text.endsWith('\x1b[2K  web.3: running on host1\n\x1b[Jverify: Service converged\n'));
     }
   }
 });

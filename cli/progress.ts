@@ -213,7 +213,7 @@ export async function waitForConvergence(io: ProgressIO): Promise<{ ok: true } |
     if (io.isTTY) {
       if (drawn > 0) io.out.write(`\x1b[${drawn}A`);
       const all = [a.headline, ...a.lines.map((l) => `  ${l}`)];
-      io.out.write(all.map((l) => `\x1b[2K${l}\n`).join(''));
+      io.out.write(`${all.map((l) => `\x1b[2K${l}\n`).join('')}\x1b[J`);
       drawn = all.length;
     } else {
       if (a.headline !== lastHeadline) io.out.write(`${a.headline}\n`);
