@@ -149,6 +149,33 @@ for (const r of runtimes) {
     assert.deepEqual(tail, ['line148', 'line149', 'last']);
   });
 
+  test(`runtime-oci(${r.name}): limits land in the container's cgroup; kill delivers a signal`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id, cgroupParent } = setup(t, r.name, r.binary);
+    const cid = id('limits');
+    await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.05; done"], {
+      limits: { memoryBytes: 48 << 20, nanoCpus: 5e8, pidsLimit: 77 },
+    }));
+    const cg = (ctrl: string, file: string) => readFileSync(join('/sys/fs/cgroup', ctrl, cgroupParent, cid, file), 'utf8').trim();
+    if (existsSync('/sys/fs/cgroup/memory')) { // cgroup v1 (or hybrid)
+      assert.equal(cg('memory', 'memory.limit_in_bytes'), String(48 << 20));
+      assert.equal(cg('pids', 'pids.max'), '77');
+      assert.equal(cg('cpu', 'cpu.cfs_quota_us'), '50000');
+      assert.equal(cg('cpu', 'cpu.cfs_period_us'), '100000');
+    } else { // unified
+      assert.equal(cg('', 'memory.max'), String(48 << 20));
+      assert.equal(cg('', 'pids.max'), '77');
+      assert.equal(cg('', 'cpu.max'), '50000 100000');
+    }
+    await rt.start(cid);
+    const lines = async () => (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((e) => e.data.toString());
+    await waitFor(async () => ((await lines()).includes('ready\n') ? null : 'not ready'));
+    await rt.kill(cid, 'SIGUSR1');
+    await waitFor(async () => ((await lines()).includes('got-usr1\n') ? null : `logs: ${(await lines()).join('|')}`));
+    assert.equal((await rt.state(cid)).status, 'running');
+    await rt.kill(cid, 'SIGKILL');
+    assert.equal((await rt.wait(cid)).exitCode, 137);
+  });
+
   test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp, cgroupParent } = setup(t, r.name, r.binary);
     const cid = id('bad');
