@@ -50,7 +50,11 @@ export function reconcileGlobal(input: GlobalInput): Reconciled {
     const runnable = ts.filter(isRunnable).sort((a, b) => Number(hasExited(a)) - Number(hasExited(b)) || stateOf(b) - stateOf(a) || newestFirst(a, b));
     if (runnable.length === 0) continue;
     const [keep, ...extra] = runnable;
-    for (const t of extra) actions.push({ kind: 'shutdown', task: t, reason: 'another task of this service runs on the node' });
+    for (const t of extra) {
+      // Another spec version beside it: a rolling update in progress owns both (start-first).
+      if (t.specVersion !== keep.specVersion && !hasExited(t)) continue;
+      actions.push({ kind: 'shutdown', task: t, reason: 'another task of this service runs on the node' });
+    }
     const n = nodes.get(nodeId);
     const leave = mustLeave(n, service);
     if (leave) {

@@ -261,6 +261,12 @@ const cases: Case[] = [
     want: ['shutdown a: another task runs in this slot'],
   },
   {
+    name: 'start-first update: a task of the new spec version beside the old one is left to the updater',
+    service: { replicas: 1, specVersion: 2 },
+    tasks: [running(1, 'n1', 'old', { specVersion: 1 }), running(1, 'n2', 'new', { specVersion: 2, state: 'starting' })],
+    want: [],
+  },
+  {
     name: 'delay: a READY replacement is promoted when its delay has passed',
     service: { replicas: 1, restart: { delayMs: 5000 } },
     tasks: [running(1, 'n1', 'new', { desiredState: 'ready', state: 'assigned' })],

@@ -68,7 +68,12 @@ export function reconcileReplicated(input: ReplicatedInput): Reconciled {
     if (runnable.length === 0) continue;
     const keep = pickKeeper(runnable, node);
     keepers.set(slot, keep);
-    for (const t of runnable) if (t !== keep) actions.push({ kind: 'shutdown', task: t, reason: 'another task runs in this slot' });
+    // A task of another spec version beside it belongs to a rolling update in progress
+    // (start-first order starts the new task before stopping the old): the updater owns both.
+    for (const t of runnable) {
+      if (t === keep || (t.specVersion !== keep.specVersion && !replaceCause(t, node(t.nodeId)))) continue;
+      actions.push({ kind: 'shutdown', task: t, reason: 'another task runs in this slot' });
+    }
   }
 
   // 2. Scale down.
