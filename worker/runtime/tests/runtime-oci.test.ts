@@ -176,6 +176,16 @@ for (const r of runtimes) {
     assert.equal((await rt.wait(cid)).exitCode, 137);
   });
 
+  test(`runtime-oci(${r.name}): a tty container logs its terminal output`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id } = setup(t, r.name, r.binary);
+    const cid = id('tty');
+    await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'test -t 1 && echo on-a-tty $TERM'], { tty: true }));
+    await rt.start(cid);
+    assert.equal((await rt.wait(cid)).exitCode, 0);
+    const out = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((e) => e.data.toString()).join('');
+    assert.equal(out.replace(/\r/g, ''), 'on-a-tty xterm\n');
+  });
+
   test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp, cgroupParent } = setup(t, r.name, r.binary);
     const cid = id('bad');
