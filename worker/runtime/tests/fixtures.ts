@@ -9,7 +9,7 @@ export const RUNC = '/usr/sbin/runc';
 export const CRUN = '/usr/bin/crun';
 export const GANTRY_EXEC = new URL('../../../native-exec/build/gantry-exec', import.meta.url).pathname;
 
-const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'true', 'false', 'ls', 'id', 'hostname', 'trap', 'kill', 'ps', 'grep', 'wc', 'test', 'touch', 'mkdir', 'env', 'seq'];
+const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'true', 'false', 'ls', 'id', 'hostname', 'trap', 'kill', 'ps', 'grep', 'wc', 'test', 'touch', 'mkdir', 'env', 'seq', 'unshare', 'head'];
 
 /** A directory holding a busybox rootfs (with /etc/passwd and /etc/group). */
 export function busyboxRootfs(dir: string): string {

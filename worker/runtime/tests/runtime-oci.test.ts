@@ -186,6 +186,27 @@ for (const r of runtimes) {
     assert.equal(out.replace(/\r/g, ''), 'on-a-tty xterm\n');
   });
 
+  test(`runtime-oci(${r.name}): Docker's confinement: default caps, seccomp blocks unshare, masked and read-only /proc`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+    const { rt, rootfs, id } = setup(t, r.name, r.binary);
+    const cid = id('confine');
+    const script = [
+      'grep CapEff /proc/self/status',
+      'unshare -n true 2>/dev/null && echo unshare=allowed || echo unshare=denied',
+      'echo kcore=$(head -c 1 /proc/kcore | wc -c)',
+      '(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo procsys=writable || echo procsys=readonly',
+      'echo nofile=$(ulimit -n)',
+    ].join('; ');
+    await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', script]));
+    await rt.start(cid);
+    await rt.wait(cid);
+    const out = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((e) => e.data.toString()).join('');
+    assert.match(out, /CapEff:\s+00000000a80425fb/, "Docker's default capability set");
+    assert.match(out, /unshare=denied/);
+    assert.match(out, /kcore=0/);
+    assert.match(out, /procsys=readonly/);
+    assert.match(out, /nofile=\d+/);
+  });
+
   test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp, cgroupParent } = setup(t, r.name, r.binary);
     const cid = id('bad');
