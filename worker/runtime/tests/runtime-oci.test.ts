@@ -186,11 +186,11 @@ for (const r of runtimes) {
     assert.equal(out.replace(/\r/g, ''), 'on-a-tty xterm\n');
   });
 
-  test(`runtime-oci(${r.name}): Docker's confinement: default caps, seccomp blocks unshare, masked and read-only /proc`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): Docker's confinement: default caps, a seccomp filter, no unshare, masked and read-only /proc`, { skip: r.skip, timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id } = setup(t, r.name, r.binary);
     const cid = id('confine');
     const script = [
-      'grep CapEff /proc/self/status',
+      'grep -E "CapEff|Seccomp:" /proc/self/status',
       'unshare -n true 2>/dev/null && echo unshare=allowed || echo unshare=denied',
       'echo kcore=$(head -c 1 /proc/kcore | wc -c)',
       '(echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo procsys=writable || echo procsys=readonly',
@@ -201,6 +201,7 @@ for (const r of runtimes) {
     await rt.wait(cid);
     const out = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((e) => e.data.toString()).join('');
     assert.match(out, /CapEff:\s+00000000a80425fb/, "Docker's default capability set");
+    assert.match(out, /Seccomp:\s+2/, 'a seccomp filter is installed');
     assert.match(out, /unshare=denied/);
     assert.match(out, /kcore=0/);
     assert.match(out, /procsys=readonly/);
