@@ -150,3 +150,17 @@ test('progress: during an update, slots show the task still on the previous spec
   assert.equal(a.headline, 'web: 1/3 running, 1 still on the previous spec');
   assert.deepEqual(a.lines, ['web.1: running on host1 (previous spec)', 'web.2: running on host1', 'web.3: no task yet']);
 });
+
+test('progress: a global service shows one line per node and converges when every eligible node runs one', () => {
+  const agent = fixtures.service({ name: 'agent', mode: 'global' });
+  const tasks = ['n1', 'n2'].map((nodeId) => fixtures.task({ service: agent, nodeId, state: nodeId === 'n1' ? 'running' : 'starting' }));
+  const hosts = new Map([
+    ['n1', 'host1'],
+    ['n2', 'host2'],
+  ]);
+  const waiting = assess(obs(tasks, 0, { service: agent, hostnames: hosts, summary: { running: 1, desired: 2, completed: 0 } }), new Map());
+  assert.equal(waiting.kind, 'waiting');
+  assert.deepEqual(waiting.lines, ['agent@host1: running on host1', 'agent@host2: starting on host2']);
+  tasks[1].status!.state = 512;
+  assert.equal(assess(obs(tasks, 0, { service: agent, hostnames: hosts, summary: { running: 2, desired: 2, completed: 0 } }), new Map()).kind, 'converged');
+});
