@@ -436,7 +436,11 @@ export function controlApi(deps: ControlDeps): ControlApi {
         );
       };
       if (!req.follow || !svc.ok) {
-        await deps.logs.subscribe(tasks, opts, deliver, signal);
+        try {
+          await deps.logs.subscribe(tasks, opts, deliver, signal);
+        } catch (err) {
+          throw new DependencyError(`the logs of "${req.ref}" could not be read: ${(err as Error).message}`);
+        }
         return;
       }
       // Following a service: also follow the tasks placed after we started (restarts, scale-up),
