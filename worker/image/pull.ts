@@ -1,9 +1,8 @@
 // Pull: resolve a reference to one platform's manifest, fetch config and layers (bounded parallelism), each
 // layer streamed once through digest check, blob store and unpack at the same time, resuming cut downloads.
 import * as fs from 'node:fs';
-import { Readable } from 'node:stream';
 import type { BlobWriter } from './content.ts';
-import { applyLayer } from './layer.ts';
+import { unpackLayer } from './layer.ts';
 import {
   chainIds, detectManifestType, formatPlatform, hostPlatform, isIndex, isManifest, layerCompression, MANIFEST_ACCEPT,
   parsePlatform, sha256, type ImageConfigFile, type Index, type Manifest,
@@ -174,14 +173,14 @@ async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Refere
     let ok = false;
     let keepPartial = false;
     try {
-      const source = Readable.from(blobBytes(client, ref.path, l, writer, progress), { objectMode: false });
+      const source = blobBytes(client, ref.path, l, writer, progress);
       if (haveSnap) {
         for await (const _ of source) {
           // bytes already go to the writer
         }
       } else {
         await store.ensureSnapshot(l.chainId, l.diffId, async (dir) => {
-          const r = await applyLayer(source, layerCompression(l.mediaType) ?? 'none', {
+          const r = await unpackLayer(source, layerCompression(l.mediaType) ?? 'none', {
             root: dir,
             lowers: () => store.lowerDirs(lowerChains),
             whiteoutTemplate: store.snapshots.whiteoutTemplate,

@@ -16,7 +16,8 @@ export function toStatus(e: unknown): Partial<grpc.StatusObject> & { message: st
   const err = e instanceof Error ? e : new Error(String(e));
   const root = (err.cause instanceof Error ? err.cause : undefined) ?? err;
   let code = grpc.status.UNKNOWN;
-  const is = (cls: abstract new (...a: never[]) => Error) => err instanceof cls || root instanceof cls;
+  // errors from unpack worker threads arrive as plain errors carrying the original class name
+  const is = (cls: abstract new (...a: never[]) => Error): boolean => err instanceof cls || root instanceof cls || (root as Error).name === cls.name;
   if (is(ImageNotFoundError)) code = grpc.status.NOT_FOUND;
   else if (is(ImageInUseError)) code = grpc.status.FAILED_PRECONDITION;
   else if (is(InvalidReferenceError) || is(UnsafeEntryError) || is(TarFormatError)) code = grpc.status.INVALID_ARGUMENT;

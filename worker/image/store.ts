@@ -8,7 +8,7 @@ import * as zlib from 'node:zlib';
 import { type ArchiveFormat, loadImages, saveImages } from './archive.ts';
 import { applyChanges } from './changes.ts';
 import { ContentStore } from './content.ts';
-import { applyLayer, sniffCompression } from './layer.ts';
+import { applyLayer, sniffCompression, unpackLayer } from './layer.ts';
 import {
   chainIds, formatPlatform, hostPlatform, MT,
   type ImageConfigFile, type Manifest, type OciImageConfig, type Platform,
@@ -412,7 +412,7 @@ export class ImageStore {
     await this.ensureSnapshot(layer.chainId, layer.diffId, async (dir) => {
       const fh = fs.createReadStream(this.content.path(layer.digest), { highWaterMark: 256 << 10 });
       const head = await readHead(this.content.path(layer.digest));
-      const r = await applyLayer(fh, sniffCompression(head), {
+      const r = await unpackLayer(fh as AsyncIterable<Buffer>, sniffCompression(head), {
         root: dir,
         lowers: () => this.lowerDirs(lowerChainIds),
         whiteoutTemplate: this.snapshots.whiteoutTemplate,

@@ -1,0 +1,199 @@
+// Pull + unpack of a ~200 MB multi-layer Debian image from a local docker-registry: gantry vs containerd
+// (`ctr image pull --plain-http`) vs `skopeo copy` + `umoci unpack`, cold caches for each; prints times and ratios.
+// Usage: node_modules/.bin/node bench/image.ts [--runs N]   (root; builds and caches the image under /var/cache/gantry-bench)
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { type PullProgress, ImageStore } from '../worker/image/store.ts';
+import { writeOciLayout } from '../test/helpers/busybox.ts';
+import { startRegistry } from '../test/helpers/registry.ts';
+
+const CACHE = '/var/cache/gantry-bench';
+const ROOTFS = path.join(CACHE, 'rootfs');
+const LAYOUT = path.join(CACHE, 'oci-layout');
+const runs = Number(process.argv[process.argv.indexOf('--runs') + 1] || 3) || 3;
+
+function sh(cmd: string, args: string[], opts: { cwd?: string } = {}): Buffer {
+  return execFileSync(cmd, args, { maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+}
+
+function buildImage(): void {
+  if (fs.existsSync(path.join(LAYOUT, 'index.json'))) return;
+  if (!fs.existsSync(path.join(ROOTFS, 'etc', 'debian_version'))) {
+    console.log('building the rootfs with debootstrap (once)…');
+    fs.rmSync(`${ROOTFS}.tmp`, { recursive: true, force: true });
+    sh('debootstrap', ['--variant=minbase', 'bookworm', `${ROOTFS}.tmp`, 'http://deb.debian.org/debian']);
+    fs.renameSync(`${ROOTFS}.tmp`, ROOTFS);
+  }
+  console.log('splitting the rootfs into layers (once)…');
+  const tar = (args: string[]) => sh('tar', ['--numeric-owner', '--xattrs', '--xattrs-include=*', '-C', ROOTFS, '-cf', '-', ...args]);
+  const layers = [
+    tar(['--exclude=./usr/*', '--exclude=./var/*', '--exclude=./dev/*', '.']),
+    tar(['./usr/lib']),
+    tar(['./usr/share']),
+    tar(['--exclude=./usr/lib', '--exclude=./usr/share', './usr']),
+    tar(['./var']),
+  ];
+  const app = (v: string) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-app-'));
+    fs.mkdirSync(path.join(dir, 'app'));
+    fs.writeFileSync(path.join(dir, 'app', 'version'), v);
+    // incompressible payload so the differing layer is measurable
+    fs.writeFileSync(path.join(dir, 'app', 'payload'), Buffer.from(Array.from({ length: 4 << 20 }, () => Math.floor(Math.random() * 256))));
+    const t = sh('tar', ['--numeric-owner', '-C', dir, '-cf', '-', './app']);
+    fs.rmSync(dir, { recursive: true, force: true });
+    return t;
+  };
+  fs.rmSync(`${LAYOUT}.tmp`, { recursive: true, force: true });
+  writeOciLayout(`${LAYOUT}.tmp`, 'a', [...layers, app('a')], { compression: 'gzip', config: { Cmd: ['bash'] } });
+  writeOciLayout(`${LAYOUT}.tmp`, 'b', [...layers, app('b')], { compression: 'gzip', config: { Cmd: ['bash'] } });
+  fs.renameSync(`${LAYOUT}.tmp`, LAYOUT);
+}
+
+function dropCaches(): void {
+  spawnSync('sync');
+  try {
+    fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+  } catch {
+    console.log('(cannot drop caches: runs are warm)');
+  }
+}
+
+async function time<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { ms: performance.now() - t0, value };
+}
+
+function run(cmd: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => {
+      err += d;
+    });
+    p.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: ${err.trim()}`))));
+  });
+}
+
+async function startContainerd(dir: string): Promise<{ sock: string; stop(): Promise<void> }> {
+  const sock = path.join(dir, 'containerd.sock');
+  const cfg = path.join(dir, 'config.toml');
+  fs.writeFileSync(cfg, `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n`);
+  const p = spawn('containerd', ['--config', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  p.stderr.on('data', (d) => {
+    log += d;
+  });
+  for (let i = 0; !fs.existsSync(sock); i++) {
+    if (i > 200 || p.exitCode !== null) throw new Error(`containerd did not start: ${log.slice(-2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  return {
+    sock,
+    stop: async () => {
+      p.kill('SIGTERM');
+      await new Promise((r) => p.once('close', r));
+    },
+  };
+}
+
+async function cleanDir(dir: string): Promise<void> {
+  // containerd leaves overlay mounts of unpacked snapshots only when containers run; unmount anything just in case
+  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m?.startsWith(dir));
+  for (const m of mounts.reverse()) spawnSync('umount', ['-l', m]);
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench/image.ts needs root (overlay snapshots, mknod, drop_caches)');
+  buildImage();
+  const sizes = JSON.parse(fs.readFileSync(path.join(LAYOUT, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
+  const manA = JSON.parse(fs.readFileSync(path.join(LAYOUT, 'blobs', 'sha256', sizes.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === 'a')?.digest.slice(7) ?? ''), 'utf8')) as { layers: Array<{ size: number }> };
+  const compressed = manA.layers.reduce((a, l) => a + l.size, 0);
+  const reg = await startRegistry();
+  const work = fs.mkdtempSync(path.join('/var/tmp', 'gantry-bench-'));
+  try {
+    for (const tag of ['a', 'b']) await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${LAYOUT}:${tag}`, `docker://${reg.addr}/bench/debian:${tag}`]);
+    const refA = `${reg.addr}/bench/debian:a`;
+    const refB = `${reg.addr}/bench/debian:b`;
+    console.log(`image: ${manA.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${sh('du', ['-sm', ROOTFS]).toString().split('\t')[0]} MB unpacked; registry ${reg.addr}; ${runs} runs each, cold caches`);
+
+    const results: Record<string, number[]> = { gantry: [], containerd: [], 'skopeo+umoci': [] };
+    for (let i = 0; i < runs; i++) {
+      // gantry
+      {
+        const dir = path.join(work, `gantry-${i}`);
+        const store = await ImageStore.open(dir);
+        dropCaches();
+        const r = await time(() => store.pull(refA));
+        results.gantry.push(r.ms);
+        await cleanDir(dir);
+      }
+      // containerd
+      {
+        const dir = path.join(work, `containerd-${i}`);
+        fs.mkdirSync(dir, { recursive: true });
+        const c = await startContainerd(dir);
+        try {
+          dropCaches();
+          const r = await time(() => run('ctr', ['-a', c.sock, '-n', 'bench', 'image', 'pull', '--plain-http', refA]));
+          results.containerd.push(r.ms);
+        } finally {
+          await c.stop();
+          await cleanDir(dir);
+        }
+      }
+      // skopeo + umoci
+      {
+        const dir = path.join(work, `umoci-${i}`);
+        fs.mkdirSync(dir, { recursive: true });
+        dropCaches();
+        const r = await time(async () => {
+          await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${refA}`, `oci:${dir}/layout:a`]);
+          await run('umoci', ['unpack', '--image', `${dir}/layout:a`, `${dir}/bundle`]);
+        });
+        results['skopeo+umoci'].push(r.ms);
+        await cleanDir(dir);
+      }
+    }
+    console.log('\npull + unpack, wall time (ms)');
+    const rows = Object.entries(results).map(([k, v]) => [k, median(v), v] as const);
+    for (const [k, m, v] of rows) console.log(`  ${k.padEnd(14)} median ${m.toFixed(0).padStart(6)}   runs ${v.map((x) => x.toFixed(0)).join(', ')}`);
+    const g = median(results.gantry);
+    const peers = rows.filter(([k]) => k !== 'gantry');
+    const fastest = peers.reduce((a, b) => (b[1] < a[1] ? b : a));
+    for (const [k, m] of peers) console.log(`  gantry / ${k}: ${(g / m).toFixed(2)}`);
+    console.log(`  goal gantry <= 0.5 x fastest peer (${fastest[0]}): ${g / fastest[1] <= 0.5 ? 'MET' : 'NOT MET'} (${(g / fastest[1]).toFixed(2)})`);
+
+    // second pull: an image sharing all but its last layer
+    {
+      const dir = path.join(work, 'gantry-second');
+      const store = await ImageStore.open(dir);
+      await store.pull(refA);
+      dropCaches();
+      const events: PullProgress[] = [];
+      const r = await time(() => store.pull(refB, { onProgress: (p) => events.push(p) }));
+      const fetched = new Set(events.filter((e) => e.status === 'downloading').map((e) => e.id));
+      const reused = events.filter((e) => e.status === 'exists').length;
+      const bytes = [...fetched].reduce((a, id) => a + (r.value.layers.find((l) => l.digest === id)?.size ?? 0), 0);
+      console.log(`\nsecond pull (${refB}, shares ${r.value.layers.length - 1} of ${r.value.layers.length} layers): ${r.ms.toFixed(0)} ms; fetched+unpacked ${fetched.size} layer(s), ${(bytes / 1e6).toFixed(1)} MB; reused ${reused}`);
+      await cleanDir(dir);
+    }
+  } finally {
+    await reg.stop();
+    await cleanDir(work);
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
