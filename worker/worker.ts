@@ -1,6 +1,7 @@
 // The worker role's composition root: the runtime, the task manager that runs assigned tasks,
 // and the agent that holds the dispatcher session. Containers outlive it: stop() leaves them running.
 import type { NodeDescription, NodeRole, TaskStatus } from '../proto/gen/gantry/v1/objects.ts';
+import path from 'node:path';
 import { Agent } from './agent/agent.ts';
 import { TaskManager } from './exec/task-manager.ts';
 import type { ImageStore } from './image/store.ts';
@@ -30,7 +31,7 @@ export class Worker {
 
   constructor(opts: WorkerOptions) {
     let agent: Agent | undefined;
-    const network = opts.network ? new NetworkManager({ nodeId: opts.nodeId, log: (m) => opts.log(m) }) : undefined;
+    const network = opts.network ? new NetworkManager({ nodeId: opts.nodeId, log: (m) => opts.log(m), netnsDir: path.join(path.dirname(opts.stateDir), 'netns') }) : undefined;
     this.network = network;
     this.tasks = new TaskManager({
       networks: network,

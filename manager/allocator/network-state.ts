@@ -88,6 +88,7 @@ function stateWithKey(view: ReadView, nodeId: string): { state: NetworkState; ke
   const networks = sh.networks.map((n) => ({ ...n, nodeAddr: sh.addrs.get(n.id)?.[nodeId] ?? '' }));
   const localTasks = view
     .tasksByNode(nodeId)
+    .filter(holdsAddress)
     .map((t) => t.id)
     .sort();
   const state = { nodeId, nodeAddr, networks, services: sh.services, localTasks };

@@ -1,6 +1,6 @@
 // The worker's network manager: per-container netns + veths + addresses (TaskNetworks for the
 // task controller), the host bridge with NAT, VXLAN overlays, iptables for ports and VIPs, DNS.
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { NetworkState } from '../../proto/gen/gantry/v1/network.ts';
 import type { Task } from '../../proto/gen/gantry/v1/objects.ts';
@@ -26,6 +26,7 @@ export interface NetworkManagerOptions {
   nodeId: string;
   log?: (m: string) => void;
   sys?: Sys;
+  /** Where container netns are bound (default /run/netns; gantryd uses <data dir>/netns). */
   netnsDir?: string;
   /** Serve DNS for containers on the host bridge's gateway (default true). */
   dns?: boolean;
@@ -85,6 +86,31 @@ export class NetworkManager {
     return this.sys.run('ip', args, { input });
   }
 
+  private nsPath(ns: string): string {
+    const p = path.join(this.netnsDir, checkNsName(ns));
+    if (!/^[\w./-]+$/.test(p)) throw new Error(`the netns directory ${this.netnsDir} has characters ip(8) cannot take`);
+    return p;
+  }
+
+  /** `ip` inside a container's netns (by path: ip -n only knows /run/netns names). */
+  private ipIn(ns: string, args: string[], input?: string) {
+    return this.sys.run('nsenter', [`--net=${this.nsPath(ns)}`, 'ip', ...args], { input });
+  }
+
+  /** A persistent netns bound at <netnsDir>/<ns> (under gantryd's data dir, so it is ours alone). */
+  private async addNs(ns: string): Promise<void> {
+    const p = this.nsPath(ns);
+    await mkdir(this.netnsDir, { recursive: true, mode: 0o700 });
+    await writeFile(p, '');
+    await this.sys.run('unshare', [`--net=${p}`, 'true']);
+  }
+
+  private async delNs(ns: string): Promise<void> {
+    const p = this.nsPath(ns);
+    await this.sys.run('umount', [p], { allowFail: true });
+    await rm(p, { force: true });
+  }
+
   // ---------------------------------------------------------------------------------------------
   // State from the manager
 
@@ -130,13 +156,13 @@ export class NetworkManager {
       const taskId = ns.slice(prefix.length);
       const c = await this.readContainer(ns, taskId).catch(() => undefined);
       if (c) this.containers.set(taskId, c);
-      else await this.ip(['netns', 'del', checkNsName(ns)]).catch(() => {});
+      else await this.delNs(ns).catch(() => {});
     }
     if (this.containers.size) this.log(`network: found ${this.containers.size} container namespaces from before the restart`);
   }
 
   private async readContainer(ns: string, taskId: string): Promise<LocalContainer | undefined> {
-    const r = await this.ip(['-n', checkNsName(ns), '-j', 'addr', 'show']);
+    const r = await this.ipIn(ns, ['-j', 'addr', 'show']);
     const links = JSON.parse(r.out) as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[]; ifalias?: string }[];
     let bridgeIp = '';
     const attachments: Attachment[] = [];
@@ -146,7 +172,7 @@ export class NetworkManager {
       if (l.ifname === 'eth0') bridgeIp = a.local;
       else attachments.push({ networkId: l.ifalias ?? '', ip: a.local, prefix: a.prefixlen });
     }
-    const alias = await this.ip(['-n', ns, 'link', 'show', 'eth0']).catch(() => undefined);
+    const alias = await this.ipIn(ns, ['link', 'show', 'eth0']).catch(() => undefined);
     const serviceId = /alias (\S+)/.exec(alias?.out ?? '')?.[1] ?? '';
     return bridgeIp ? { taskId, serviceId, ns, bridgeIp, attachments } : undefined;
   }
@@ -172,7 +198,7 @@ export class NetworkManager {
     await this.ensureHost(state);
     const ns = netnsName(this.o.nodeId, task.id);
     // a leftover from an attempt that failed half-way: start clean
-    await this.ip(['netns', 'del', ns]).catch(() => {});
+    await this.delNs(ns).catch(() => {});
     this.containers.delete(task.id);
     this.appliedRules.delete(task.id);
     const bridge = bridgeNetwork(state);
@@ -181,11 +207,13 @@ export class NetworkManager {
     const bridgeIp = this.freeBridgeIp(sub);
     const c: LocalContainer = { taskId: task.id, serviceId: task.serviceId, ns, bridgeIp, attachments: [] };
     try {
-      await this.ip(['netns', 'add', ns]);
+      await this.addNs(ns);
+      const nsp = this.nsPath(ns);
       const batch: string[] = [];
-      const inNs = (cmd: string) => batch.push(`-n ${ns} ${cmd}`);
+      const nsBatch: string[] = [];
+      const inNs = (cmd: string) => nsBatch.push(cmd);
       const host0 = vethName(task.id, 0);
-      batch.push(`link add ${host0} type veth peer name eth0 netns ${ns}`);
+      batch.push(`link add ${host0} type veth peer name eth0 netns ${nsp}`);
       batch.push(`link set ${host0} master ${HOST_BRIDGE} up`);
       inNs('link set lo up');
       inNs(`link set eth0 alias ${task.serviceId.replace(/[^a-z0-9]/g, '') || 'none'}`);
@@ -200,7 +228,7 @@ export class NetworkManager {
         const cidr = checkCidr(a.addresses[0]);
         const host = vethName(task.id, i);
         const inner = `eth${i}`;
-        batch.push(`link add ${host} mtu ${OVERLAY_MTU} type veth peer name ${inner} netns ${ns}`);
+        batch.push(`link add ${host} mtu ${OVERLAY_MTU} type veth peer name ${inner} netns ${nsp}`);
         batch.push(`link set ${host} master ${overlayBridge(net.vni)} up`);
         inNs(`link set ${inner} address ${macOf(ipOf(cidr))} mtu ${OVERLAY_MTU} alias ${net.id.replace(/[^a-z0-9]/g, '')}`);
         inNs(`addr add ${cidr} dev ${inner}`);
@@ -209,19 +237,21 @@ export class NetworkManager {
         i++;
       }
       await this.ip(['-batch', '-'], `${batch.join('\n')}\n`);
+      await this.ipIn(ns, ['-batch', '-'], `${nsBatch.join('\n')}\n`);
       this.containers.set(task.id, c);
       await this.applyContainerRules(c);
+      await this.applyHostRules();
     } catch (err) {
-      await this.ip(['netns', 'del', ns]).catch(() => {});
+      await this.delNs(ns).catch(() => {});
       this.containers.delete(task.id);
+      this.appliedRules.delete(task.id);
       throw err;
     }
-    await this.applyHostRules();
     const hostname = task.spec?.container?.hostname || task.id.slice(0, 12);
     const hosts = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', `${bridgeIp}\t${hostname}`, ...c.attachments.map((a) => `${a.ip}\t${hostname}`), ''].join('\n');
     const resolv = this.o.dns === false ? `nameserver ${gw}\n` : `nameserver ${gw}\noptions ndots:0\n`;
     return {
-      network: { mode: 'path', path: path.join(this.netnsDir, ns) },
+      network: { mode: 'path', path: this.nsPath(ns) },
       files: [
         { path: '/etc/hosts', content: hosts, mode: 0o644 },
         { path: '/etc/resolv.conf', content: resolv, mode: 0o644 },
@@ -243,8 +273,7 @@ export class NetworkManager {
 
   async detach(taskId: string): Promise<void> {
     await this.serial(async () => {
-      const ns = netnsName(this.o.nodeId, taskId);
-      await this.ip(['netns', 'del', ns]).catch(() => {});
+      await this.delNs(netnsName(this.o.nodeId, taskId)).catch(() => {});
       const had = this.containers.delete(taskId);
       this.appliedRules.delete(taskId);
       if (had) await this.reconcile();
@@ -327,7 +356,7 @@ export class NetworkManager {
     for (const id of [...this.containers.keys()]) {
       if (local.has(id) || this.attaching.has(id)) continue;
       this.log(`network: removing the namespace of task ${id} (no longer on this node)`);
-      await this.ip(['netns', 'del', netnsName(this.o.nodeId, id)]).catch(() => {});
+      await this.delNs(netnsName(this.o.nodeId, id)).catch(() => {});
       this.containers.delete(id);
       this.appliedRules.delete(id);
     }
@@ -394,7 +423,7 @@ export class NetworkManager {
   private async applyContainerRules(c: LocalContainer): Promise<void> {
     const text = containerRules(this.state, c, ingressNetwork(this.state)?.id);
     if (this.appliedRules.get(c.taskId) === text) return;
-    await this.sys.run('nsenter', [`--net=${path.join(this.netnsDir, c.ns)}`, 'iptables-restore', '-w'], { input: text });
+    await this.sys.run('nsenter', [`--net=${this.nsPath(c.ns)}`, 'iptables-restore', '-w'], { input: text });
     this.appliedRules.set(c.taskId, text);
   }
 
@@ -419,7 +448,7 @@ export class NetworkManager {
     await this.close();
     const prefix = netnsPrefix(this.o.nodeId);
     for (const ns of await readdir(this.netnsDir).catch(() => [] as string[])) {
-      if (ns.startsWith(prefix)) await this.ip(['netns', 'del', ns]).catch(() => {});
+      if (ns.startsWith(prefix)) await this.delNs(ns).catch(() => {});
     }
     this.containers.clear();
     await this.removeOverlays(new Set());
