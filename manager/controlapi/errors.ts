@@ -61,8 +61,14 @@ export function statusOf(err: unknown): { code: grpc.status; details: string } {
   return { code: grpc.status.INTERNAL, details: `internal error in the control API: ${message}` };
 }
 
+/** Trailer on every error the control API itself answers, so a client can tell "gantryd said no"
+ * (e.g. UNAVAILABLE because etcd lost quorum) from "gantryd could not be reached". */
+export const ERROR_ORIGIN_KEY = 'gantry-error-origin';
+
 /** The grpc-js error object a handler passes to its callback / emits on its stream. */
 export function toServiceError(err: unknown): Partial<grpc.ServiceError> {
   const { code, details } = statusOf(err);
-  return { code, details, message: details, name: 'ServiceError', metadata: new grpc.Metadata() };
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_ORIGIN_KEY, 'controlapi');
+  return { code, details, message: details, name: 'ServiceError', metadata };
 }

@@ -431,6 +431,10 @@ describe('controlapi: images, cluster, store, logs', () => {
     try {
       s.store.setUnavailable();
       await expectStatus(call(s.client.createService.bind(s.client), { spec: spec({ name: 'x' }) as ServiceSpec }), grpc.status.UNAVAILABLE, /cluster store \(etcd\) is unavailable: .*majority of managers/);
+      await assert.rejects(call(s.client.createService.bind(s.client), { spec: spec({ name: 'x' }) as ServiceSpec }), (e: grpc.ServiceError) => {
+        assert.deepEqual(e.metadata.get('gantry-error-origin'), ['controlapi']);
+        return true;
+      });
     } finally {
       await s.close();
     }
