@@ -38,6 +38,7 @@ import { checkImageRef } from './imageref.ts';
 import type { LogBroker } from './logs.ts';
 import { nodeName, type Resolved, resolveNode, resolveService, resolveTask } from './resolve.ts';
 import { summarize } from './summary.ts';
+import { checkServiceNetworking } from './network.ts';
 import { newJoinToken } from '../dispatcher/tokens.ts';
 import { type ValidServiceSpec, validateNodeSpec, validateServiceSpec } from './validate.ts';
 
@@ -251,6 +252,8 @@ export function controlApi(deps: ControlDeps): ControlApi {
       const id = newId();
       if (!input.name) input.name = defaultName(input.task?.container?.image ?? '', id);
       const spec = validated(input);
+      const netProblems = checkServiceNetworking(store.view(), spec);
+      if (netProblems.length) throw new ValidationError(netProblems);
       if (store.view().serviceByName(spec.name)) throw new AlreadyExistsError(`service "${spec.name}" already exists`);
       await pinImage(spec);
       const now = clock.now();
@@ -314,6 +317,8 @@ export function controlApi(deps: ControlDeps): ControlApi {
         const input: ServiceSpecInput = { ...req.spec, name: req.spec.name || name };
         if (input.name !== name) throw new ValidationError([`renaming a service is not supported (service "${name}", new name "${input.name}")`]);
         const valid = validated(input);
+        const netProblems = checkServiceNetworking(store.view(), valid, current.id);
+        if (netProblems.length) throw new ValidationError(netProblems);
         const oldMode = current.spec?.mode?.$case;
         if (oldMode && valid.mode.$case !== oldMode) {
           throw new ValidationError([`service "${name}" is ${oldMode}: its mode cannot be changed to ${valid.mode.$case} (remove and create it)`]);
