@@ -280,6 +280,11 @@ export const EXTRA_SPEC_FLAGS: SpecFlag[] = [
   flag('no-healthcheck', 'bool', "disable the image's health check", (s, v: boolean) => {
     if (v) health(s).test = ['NONE'];
   }),
+  flag('endpoint-mode', 'string', 'vip (a virtual IP balances over the tasks; default) or dnsrr (DNS returns every task)', (s, v: string) => {
+    if (v !== 'vip' && v !== 'dnsrr') throw new UsageError(`--endpoint-mode "${v}" must be vip or dnsrr`);
+    s.endpoint ??= { mode: 0, ports: [] };
+    s.endpoint.mode = v === 'dnsrr' ? 1 : 0;
+  }),
   flag('runtime', 'string', 'container runtime on the workers (native, runc, crun; default: the worker default)', (s, v: string) => {
     task(s).runtime = v;
   }),

@@ -117,8 +117,10 @@ static int bind_mount(int rootfd, const struct oci_mount *m, gx_err *err) {
   if (mount(m->source, target, NULL, MS_BIND | (m->flags & MS_REC), NULL) < 0)
     return gx_fail(err, errno, "bind mount `%s` on `%s`", m->source, m->dest);
   unsigned long extra = m->flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
+  /* `top` names the new mount (not the one below); it stays open while `target` points at it */
+  cleanup_close int top = -1;
   if (extra || m->recursive_ro || m->clear) {
-    cleanup_close int top = open_in_root(rootfd, m->dest, false, false, err); /* the new mount, not the one below */
+    top = open_in_root(rootfd, m->dest, false, false, err);
     if (top < 0) return -1;
     snprintf(target, sizeof target, "/proc/self/fd/%d", top);
     unsigned long f = ((vfs_flags(target) | extra) & ~m->clear) | (m->recursive_ro ? MS_RDONLY : 0);

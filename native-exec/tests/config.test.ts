@@ -49,6 +49,18 @@ describe('gantry-exec config', () => {
     assert.deepEqual(r.stdout.trim().split('\n'), ['1', 'example.org', 'c', '1', '1']);
   });
 
+  test('config: a read-only bind mount with a propagation option (as Docker gives /etc/hosts) applies both', () => {
+    const data = tempDir('gx-data');
+    h.dirs.push(data);
+    writeFileSync(join(data, 'hosts'), '127.0.0.1 localhost\n');
+    const { id, bundle } = h.bundle(['sh', '-c', 'cat /etc/hosts; echo x >> /etc/hosts 2>&1 | grep -c "Read-only"'], (s) => {
+      s.mounts.push({ destination: '/etc/hosts', type: 'bind', source: join(data, 'hosts'), options: ['rbind', 'ro', 'rprivate'] });
+    });
+    const r = h.gx(['run', '--bundle', bundle, id]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['127.0.0.1 localhost', '1']);
+  });
+
   test('seccomp: argument conditions only match the given value', () => {
     const { id, bundle } = h.bundle(['/bin/probe'], (s) => {
       s.linux.seccomp = {
