@@ -53,7 +53,7 @@ describe('gantry-exec config', () => {
     const data = tempDir('gx-data');
     h.dirs.push(data);
     writeFileSync(join(data, 'hosts'), '127.0.0.1 localhost\n');
-    const { id, bundle } = h.bundle(['sh', '-c', 'cat /etc/hosts; echo x >> /etc/hosts 2>&1 | grep -c "Read-only"'], (s) => {
+    const { id, bundle } = h.bundle(['sh', '-c', 'cat /etc/hosts; sh -c "echo x >> /etc/hosts" 2>&1 | grep -c "Read-only"'], (s) => {
       s.mounts.push({ destination: '/etc/hosts', type: 'bind', source: join(data, 'hosts'), options: ['rbind', 'ro', 'rprivate'] });
     });
     const r = h.gx(['run', '--bundle', bundle, id]);
