@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import type { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
+import { ControlClient, type LogMessage } from '../../proto/gen/gantry/v1/control.ts';
 import { Cluster, ServiceSpec } from '../../proto/gen/gantry/v1/objects.ts';
 import { fixtures } from '../store/fixtures.ts';
 import { MemoryStore } from '../store/memory.ts';
@@ -175,14 +175,16 @@ describe('controlapi: services', () => {
 
   test('controlapi: version conflict — one of two writers wins, the other is told to re-read', async () => {
     const created = await call(c().createService.bind(c()), { spec: spec({ name: 'race', replicas: 1 }) as ServiceSpec });
+    const other = new ControlClient(s.target, grpc.credentials.createInsecure());
+    after(() => other.close());
     const a = await call(c().getService.bind(c()), { ref: 'race' });
-    const b = await call(c().getService.bind(c()), { ref: 'race' });
+    const b = await call(other.getService.bind(other), { ref: 'race' });
     const specA = { ...a.spec!, mode: { $case: 'replicated' as const, value: { replicas: 3 } } };
     const specB = { ...b.spec!, mode: { $case: 'replicated' as const, value: { replicas: 5 } } };
     const won = await call(c().updateService.bind(c()), { ref: 'race', version: a.meta!.version, spec: specA, rollback: '' });
     assert.equal(won.spec!.mode!.$case === 'replicated' && won.spec!.mode!.value.replicas, 3);
     await expectStatus(
-      call(c().updateService.bind(c()), { ref: created.id, version: b.meta!.version, spec: specB, rollback: '' }),
+      call(other.updateService.bind(other), { ref: created.id, version: b.meta!.version, spec: specB, rollback: '' }),
       grpc.status.ABORTED,
       `service "race" was updated by someone else since you read it (version ${won.meta!.version}, yours ${b.meta!.version}): read it again and retry`,
     );
