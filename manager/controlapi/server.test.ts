@@ -173,10 +173,10 @@ describe('controlapi: services', () => {
     await expectStatus(call(c().createService.bind(c()), { spec: sp as ServiceSpec }), grpc.status.INVALID_ARGUMENT, /^2 problems: workdir "rel" must be an absolute path; env "=x" has no name|^2 problems: env "=x" has no name: write KEY=VALUE; workdir "rel"/);
   });
 
-  test('controlapi: version conflict — one of two writers wins, the other is told to re-read', async () => {
+  test('controlapi: version conflict — one of two writers wins, the other is told to re-read', async (t) => {
     const created = await call(c().createService.bind(c()), { spec: spec({ name: 'race', replicas: 1 }) as ServiceSpec });
     const other = new ControlClient(s.target, grpc.credentials.createInsecure());
-    after(() => other.close());
+    t.after(() => other.close());
     const a = await call(c().getService.bind(c()), { ref: 'race' });
     const b = await call(other.getService.bind(other), { ref: 'race' });
     const specA = { ...a.spec!, mode: { $case: 'replicated' as const, value: { replicas: 3 } } };
