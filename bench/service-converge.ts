@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { dial, unary } from '../cli/connection.ts';
-import { nodeRows } from '../deploy/lab/gantry-json.ts';
+import { field, nodeRows, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
 import { cleanupLabs, Lab, type LabHost, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { sleep } from '../deploy/lab/sys.ts';
@@ -75,34 +75,74 @@ async function pollUntil(check: () => Promise<number>, want: number, timeoutMs: 
 
 interface GantryTarget {
   host: LabHost;
+  /** What `service create` gets: IMAGE pinned to its digest when every host has the same one. */
+  image: string;
+  /** Extra `service create` flags (--no-resolve-image when the CLI has it). */
+  createFlags: string[];
   running(service: string, excludeNode?: string): Promise<number>;
+  /** Container processes (`sleep 1d`) still alive on the lab's hosts. */
+  containersLeft(): number;
   close(): void;
 }
 
-function gantryTarget(host: LabHost): GantryTarget {
+/**
+ * Imports the busybox rootfs on every host and decides how to spare `service create` the registry
+ * lookup Swarm skips with --no-resolve-image (offline here, gantry's lookup waits for a timeout):
+ * that flag if the CLI has it, else the image pinned to its digest when all hosts agree on it.
+ */
+async function gantryTarget(lab: Lab, host: LabHost, tar: string): Promise<GantryTarget> {
+  await Promise.all(lab.hosts.map((h) => gantryOk(h, ['image', 'import', tar, IMAGE])));
+  const help = await host.gantry(['service', 'create', '--help']);
+  let image = IMAGE;
+  const createFlags: string[] = [];
+  if (help.stdout.includes('--no-resolve-image')) createFlags.push('--no-resolve-image');
+  else {
+    const digests = new Set<string>();
+    for (const h of lab.hosts) {
+      const rows = parseJsonRows(await gantryOk(h, ['image', 'ls', '--format', 'json']));
+      const row = rows.find((r) => field(r, 'repoTags').includes(IMAGE));
+      digests.add(row ? field(row, 'manifestDigest') : '');
+    }
+    const [d] = [...digests];
+    if (digests.size === 1 && d) image = `${IMAGE}@${d}`;
+    else console.error(`note: hosts hold different digests for ${IMAGE}; gantry's times include its registry lookup timeout`);
+  }
+  return gantryClient(lab, host, image, createFlags);
+}
+
+function gantryClient(lab: Lab, host: LabHost, image: string, createFlags: string[]): GantryTarget {
   const conn = dial(`unix://${host.socket}`);
   const client = conn.client(ControlClient);
   return {
     host,
+    image,
+    createFlags,
     async running(service, excludeNode) {
       const res = await unary(conn, client.listTasks.bind(client), { service, node: '', desiredRunningOnly: true }, 5_000);
       return (res.tasks ?? []).filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING && (!excludeNode || t.nodeId !== excludeNode)).length;
     },
+    containersLeft: () => lab.hosts.reduce((n, h) => n + h.processes((a) => a[0] === 'sleep' && a[1] === '1d').length, 0),
     close: () => conn.close(),
   };
 }
 
-async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<number> {
+interface Sample {
+  total: number; // create spawned → N running
+  create: number; // create spawned → the CLI exited
+}
+
+async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<Sample> {
   const name = `conv${n}x${tag}`;
   const env = { ...process.env, GANTRY_HOST: `unix://${t.host.socket}` };
   const t0 = performance.now();
-  const created = await exec(process.execPath, [path.join(REPO_ROOT, 'cli/gantry.ts'), 'service', 'create', '-d', '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], env);
+  const created = await exec(process.execPath, [path.join(REPO_ROOT, 'cli/gantry.ts'), 'service', 'create', '-d', ...t.createFlags, '--name', name, '--replicas', String(n), t.image, 'sleep', '1d'], env);
+  const create = performance.now() - t0;
   if (created.code !== 0) throw new Error(`gantry service create ${name}: ${created.out.trim()}`);
   await pollUntil(() => t.running(name), n, 300_000, `gantry ${name}`);
   const ms = performance.now() - t0;
   await gantryOk(t.host, ['service', 'rm', name]);
-  await until(async () => (await t.running(name)) === 0 || `${name} still has running tasks`, 120_000, 100);
-  return ms;
+  await until(() => t.containersLeft() === 0 || `${name}: ${t.containersLeft()} containers still running`, 120_000, 100);
+  return { total: ms, create };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -139,10 +179,11 @@ function labSwarm(lab: Lab): SwarmTarget {
   };
 }
 
-async function swarmConverge(s: SwarmTarget, n: number, tag: string): Promise<number> {
+async function swarmConverge(s: SwarmTarget, n: number, tag: string): Promise<Sample> {
   const name = `conv${n}x${tag}`;
   const t0 = performance.now();
   const created = await exec('docker', ['service', 'create', '-d', '--no-resolve-image', '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], s.env);
+  const create = performance.now() - t0;
   if (created.code !== 0) throw new Error(`docker service create ${name}: ${created.out.trim()}`);
   await pollUntil(() => s.running(name), n, 300_000, `swarm ${name}`);
   const ms = performance.now() - t0;
@@ -152,7 +193,7 @@ async function swarmConverge(s: SwarmTarget, n: number, tag: string): Promise<nu
     const left = await s.containersLeft(name);
     return left === 0 || `${name}: ${left} containers still running`;
   }, 120_000, 200);
-  return ms;
+  return { total: ms, create };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,11 +206,10 @@ async function gantryFailover(tar: string, o: Opts): Promise<{ ms: number; note:
   const lab = await Lab.up({ hosts: 4, runtime: o.runtime });
   try {
     const m = await formCluster(lab);
-    await Promise.all(lab.hosts.map((h) => gantryOk(h, ['image', 'import', tar, IMAGE])));
-    const t = gantryTarget(m);
+    const t = await gantryTarget(lab, m, tar);
     try {
       const n = o.failoverReplicas;
-      await gantryOk(m, ['service', 'create', '-d', '--name', 'failover', '--replicas', String(n), IMAGE, 'sleep', '1d']);
+      await gantryOk(m, ['service', 'create', '-d', ...t.createFlags, '--name', 'failover', '--replicas', String(n), t.image, 'sleep', '1d']);
       await pollUntil(() => t.running('failover'), n, 120_000, 'failover service');
       const victim = lab.host(3);
       const node = nodeRows(await gantryOk(m, ['node', 'ls', '--format', 'json'])).find((x) => x.hostname === victim.name);
@@ -206,8 +246,8 @@ async function swarmFailover(tar: string, n: number): Promise<number> {
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
   const tar = busyboxRootfsTar();
-  const g: Record<number, number[]> = {};
-  const d: Record<number, number[]> = {};
+  const g: Record<number, Sample[]> = {};
+  const d: Record<number, Sample[]> = {};
   let failoverMs: number | undefined;
   let failoverNote = '';
   let swarmFailoverMs: number | undefined;
@@ -217,8 +257,8 @@ async function main(): Promise<void> {
     const lab = await Lab.up({ hosts: o.hosts, runtime: o.runtime });
     try {
       const h = await formCluster(lab);
-      await Promise.all(lab.hosts.map((x) => gantryOk(x, ['image', 'import', tar, IMAGE])));
-      const t = gantryTarget(h);
+      const t = await gantryTarget(lab, h, tar);
+      console.error(`gantry image: ${t.image} ${t.createFlags.join(' ')}`);
       try {
         for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (g[n] ??= []).push(await gantryConverge(t, n, `g${r}`));
       } finally {
@@ -258,13 +298,17 @@ async function main(): Promise<void> {
   }
   if (o.failover && o.only !== 'gantry') swarmFailoverMs = await swarmFailover(tar, o.failoverReplicas);
 
-  const median = (xs: number[] | undefined) => (xs?.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] : undefined);
+  const median = (xs: Sample[] | undefined, k: keyof Sample) => {
+    if (!xs?.length) return undefined;
+    const v = xs.map((x) => x[k]).sort((p, q) => p - q);
+    return v[Math.floor(v.length / 2)];
+  };
   console.log(`\nservice converge: create --replicas N → N running on ${o.hosts} host(s) (busybox \`sleep 1d\`, runtime ${o.runtime ?? 'gantryd default'}; median of ${o.rounds})`);
-  console.log('N\tgantry\tswarm\tgantry/swarm');
+  console.log('N\tgantry\tswarm\tgantry/swarm\t(create call: gantry / swarm)');
   for (const n of o.replicas) {
-    const a = median(g[n]);
-    const b = median(d[n]);
-    console.log(`${n}\t${fmt(a)}\t${fmt(b)}\t${a !== undefined && b !== undefined ? (a / b).toFixed(3) : '-'}`);
+    const a = median(g[n], 'total');
+    const b = median(d[n], 'total');
+    console.log(`${n}\t${fmt(a)}\t${fmt(b)}\t${a !== undefined && b !== undefined ? (a / b).toFixed(3) : '-'}\t(${fmt(median(g[n], 'create'))} / ${fmt(median(d[n], 'create'))})`);
   }
   if (failoverMs !== undefined || swarmFailoverMs !== undefined) {
     console.log(`\nhost failure → replacements running (${o.failoverReplicas} replicas on 4 lab hosts, host 3 killed: daemon, etcd/containerd, monitors, containers)`);
