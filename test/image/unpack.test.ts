@@ -135,3 +135,26 @@ for (const [name, entries, want] of malicious) {
     assert.deepEqual(fs.readdirSync(path.join(dir, 'images', 'ingest')), []);
   });
 }
+
+test('unpack: a directory replaced by a symlink later in the layer takes no deferred work outside', async (t) => {
+  const dir = tmpdir(t);
+  const outside = path.join(dir, 'OUTSIDE');
+  fs.mkdirSync(outside);
+  fs.writeFileSync(path.join(outside, 'b'), 'host file');
+  fs.utimesSync(outside, 1000, 1000);
+  fs.utimesSync(path.join(outside, 'b'), 1000, 1000);
+  const tar = makeTar([
+    { name: 'a/', type: 'dir', mtime: 1_234_567_890 },
+    { name: 'a/b', type: 'file', data: 'x', xattrs: new Map([['user.evil', Buffer.from('1')]]) },
+    { name: 'a/.wh..wh..opq', type: 'file' },
+    { name: 'a', type: 'symlink', linkname: outside },
+  ]);
+  const store = await ImageStore.open(path.join(dir, 'images'));
+  const info = await store.importRootfs(Readable.from([tar]), 'replaced:1');
+  const [snap] = await store.snapshotDirs(info);
+  assert.equal(fs.readlinkSync(path.join(snap, 'a')), outside);
+  assert.equal(fs.statSync(outside).mtimeMs, 1_000_000, 'outside dir mtime untouched');
+  assert.equal(fs.statSync(path.join(outside, 'b')).mtimeMs, 1_000_000);
+  assert.equal(getfattr(path.join(outside, 'b'), 'user.evil'), undefined, 'no xattr set outside');
+  assert.equal(getfattr(outside, 'trusted.overlay.opaque'), undefined);
+});

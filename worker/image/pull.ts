@@ -174,12 +174,10 @@ async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Refere
     let keepPartial = false;
     try {
       const source = blobBytes(client, ref.path, l, writer, progress);
-      if (haveSnap) {
-        for await (const _ of source) {
-          // bytes already go to the writer
-        }
-      } else {
+      let consumed = false;
+      if (!haveSnap) {
         await store.ensureSnapshot(l.chainId, l.diffId, async (dir) => {
+          consumed = true;
           const r = await unpackLayer(source, layerCompression(l.mediaType) ?? 'none', {
             root: dir,
             lowers: () => store.lowerDirs(lowerChains),
@@ -191,6 +189,12 @@ async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Refere
           ok = true;
           return r.diffId;
         });
+      }
+      if (!consumed) {
+        // the snapshot exists (or another pull is making it from a differently compressed blob): download only
+        for await (const _ of source) {
+          // bytes go to the writer
+        }
       }
       if (!ok) {
         progress({ id: l.digest, status: 'verifying', current: l.size, total: l.size });

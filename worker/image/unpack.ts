@@ -192,10 +192,13 @@ export class LayerUnpacker implements TarHandler {
       const lowers = await this.opts.lowers();
       for (const [rel, { h, targetRel }] of this.pendingLinks) {
         this.current = h;
+        const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+        if (!this.stillSafe(parent)) throw new UnsafeEntryError(`layer entry ${JSON.stringify(h.name)}: parent directory was replaced (refused)`);
         this.linkFromLower(lowers, rel, h, targetRel);
       }
       for (const dir of this.impliedDirs) {
         const abs = path.join(this.opts.root, dir);
+        if (!this.stillSafe(dir) || !fs.lstatSync(abs).isDirectory()) continue;
         for (const lower of lowers) {
           const ls = safeLstat(lower, dir);
           if (ls.kind !== 'found' || !ls.stat.isDirectory()) continue;
@@ -205,6 +208,10 @@ export class LayerUnpacker implements TarHandler {
           break;
         }
       }
+    }
+    for (const [rel, sp] of this.specials) {
+      const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+      if (!this.stillSafe(parent)) throw new UnsafeEntryError(`layer entry ${JSON.stringify(sp.h.name)}: parent directory was replaced (refused)`);
     }
     if (this.specials.size > 0) {
       const args: string[] = [];
@@ -220,9 +227,12 @@ export class LayerUnpacker implements TarHandler {
         for (const [key, value] of s.h.xattrs) this.xattrs.push({ rel: s.rel, key, value });
       }
     }
+    this.xattrs = this.xattrs.filter((x) => this.stillSafe(x.rel));
     if (this.xattrs.length > 0) await setXattrs(this.opts.root, this.xattrs);
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const d = this.dirTimes[i];
+      const rel = path.relative(this.opts.root, d.abs);
+      if (rel.startsWith('..') || !this.stillSafe(rel) || !fs.lstatSync(d.abs).isDirectory()) continue;
       fs.utimesSync(d.abs, d.mtime, d.mtime);
     }
   }
@@ -342,10 +352,28 @@ export class LayerUnpacker implements TarHandler {
     fs.rmSync(path.join(this.opts.root, rel), { recursive: true, force: true });
   }
 
+  /**
+   * `rel` is being replaced: forget it as a directory and drop deferred work at or under it, so finish() never
+   * acts through what may now be a symlink.
+   */
   private forgetDirsUnder(rel: string): void {
     if (!this.knownDirs.has(rel)) return;
     const prefix = `${rel}/`;
-    for (const d of this.knownDirs) if (d === rel || d.startsWith(prefix)) this.knownDirs.delete(d);
+    const under = (p: string) => p === rel || p.startsWith(prefix);
+    for (const d of this.knownDirs) if (under(d)) this.knownDirs.delete(d);
+    this.xattrs = this.xattrs.filter((x) => !under(x.rel));
+    const absRel = path.join(this.opts.root, rel);
+    this.dirTimes = this.dirTimes.filter((d) => d.abs !== absRel && !d.abs.startsWith(`${absRel}/`));
+    for (const k of [...this.specials.keys()]) if (under(k)) this.specials.delete(k);
+    for (const k of [...this.pendingLinks.keys()]) if (under(k)) this.pendingLinks.delete(k);
+    this.impliedDirs = this.impliedDirs.filter((d) => !under(d));
+  }
+
+  /** finish() double-checks every deferred path: still inside root with no symlink on the way. */
+  private stillSafe(rel: string): boolean {
+    if (rel === '' || rel === '.') return true;
+    const r = safeLstat(this.opts.root, rel);
+    return r.kind === 'found';
   }
 
   private fail(h: TarHeader | undefined, e: unknown): Error {
