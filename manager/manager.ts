@@ -6,6 +6,7 @@ import type { ControlServer } from '../proto/gen/gantry/v1/control.ts';
 import type { DispatcherServer } from '../proto/gen/gantry/v1/dispatcher.ts';
 import { Allocator } from './allocator/allocator-loop.ts';
 import { networkHandlers } from './controlapi/network.ts';
+import { backupHandlers } from './backup.ts';
 import { controlService } from './controlapi/server.ts';
 import { Dispatcher, type Membership } from './dispatcher/dispatcher.ts';
 import { retryUpdate } from './dispatcher/update-node.ts';
@@ -63,7 +64,7 @@ export class Manager {
       logs: this.dispatcher,
       leadership: this.opts.leadership,
       log: (m: string) => this.opts.log.info(`controlapi: ${m}`),
-      handlers: networkHandlers({ store: this.opts.store, clock: this.clock }),
+      handlers: { ...networkHandlers({ store: this.opts.store, clock: this.clock }), ...backupHandlers({ store: this.opts.store }) },
     });
   }
 

@@ -14,6 +14,7 @@ import { LocalService } from '../../proto/gen/gantry/v1/local.ts';
 import { NodeAvailability, NodeState as NodeHealthState, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Log } from '../../manager/controller.ts';
 import { hashSecret, newJoinToken, newNodeSecret } from '../../manager/dispatcher/tokens.ts';
+import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
 import { newId } from '../../manager/ids.ts';
 import { describeHost } from '../../worker/describe.ts';
 import { imagesService } from '../../worker/image/service.ts';
@@ -184,6 +185,7 @@ export class Daemon {
   }
 
   private async init(req: InitRequest): Promise<InitResponse> {
+    if (req.forceNewCluster && this.state) return this.forceNewCluster();
     this.notInCluster();
     const nodeId = newId();
     const clusterId = newId();
@@ -249,6 +251,47 @@ export class Daemon {
       throw new LocalError(grpc.status.INTERNAL, `gantry init failed: ${(err as Error).message}`);
     }
     return { nodeId, clusterId, workerJoinCommand: `gantry join --token ${workerToken} ${state.managerAddr}` };
+  }
+
+  /**
+   * Disaster recovery (`gantry init --force-new-cluster` on a surviving manager): restart this
+   * manager's etcd member as a one-member cluster from its own data. Services, tasks, workers and
+   * tokens stay; the other managers are dropped from the managers (they must leave and join again).
+   */
+  private async forceNewCluster(): Promise<InitResponse> {
+    const s = this.state;
+    if (!s || s.role !== 'manager' || !this.managerRole) {
+      throw new LocalError(grpc.status.FAILED_PRECONDITION, 'only a manager holds a copy of the cluster state: run --force-new-cluster on a surviving manager');
+    }
+    this.log.warn('gantryd: forcing a new one-manager cluster from this manager\'s state');
+    await this.managerRole.stop();
+    this.managerRole = undefined;
+    this.tcpServer?.forceShutdown();
+    this.tcpServer = undefined;
+    const next: NodeState = { ...s, managers: [] };
+    await this.startManager(next, {
+      clusterState: 'new',
+      forceNewCluster: true,
+      bootstrap: async (store) => {
+        const others = store.view().list('nodes').filter((n) => n.id !== s.nodeId && n.role === NodeRole.NODE_ROLE_MANAGER);
+        for (const n of others) {
+          await retryUpdate(store, n.id, (x) => ({
+            ...x,
+            role: NodeRole.NODE_ROLE_WORKER,
+            spec: x.spec ? { ...x.spec, desiredRole: NodeRole.NODE_ROLE_WORKER } : x.spec,
+            managerStatus: undefined,
+            status: { state: NodeHealthState.NODE_STATE_DOWN, message: 'dropped from the managers by --force-new-cluster: on that host run `gantry leave --force` and join again', addr: x.status?.addr ?? '', lastHeartbeat: x.status?.lastHeartbeat ?? 0 },
+          }));
+        }
+      },
+    });
+    next.managers = [next.managerAddr as string];
+    await saveState(this.opts.dataDir, next);
+    this.state = next;
+    this.worker?.agent.setManagers(next.managers);
+    const role = this.managerRole as ManagerRole | undefined; // set again by startManager
+    const token = role?.store.view().cluster()?.joinTokens?.worker ?? '';
+    return { nodeId: s.nodeId, clusterId: s.clusterId, workerJoinCommand: `gantry join --token ${token} ${next.managerAddr}` };
   }
 
   private async join(req: LocalJoinRequest): Promise<InitResponse> {
