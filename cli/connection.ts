@@ -13,12 +13,20 @@ export interface Connection {
   close(): void;
 }
 
+/**
+ * GANTRY_HOST: unix:///path, or one or more managers as [tcp://]IP:PORT separated by commas.
+ * Several managers become one channel that moves to the next when one stops answering.
+ */
 export function grpcTarget(env: NodeJS.ProcessEnv): string {
   const host = env.GANTRY_HOST?.trim();
   if (!host) return `unix://${DEFAULT_SOCKET}`;
   if (host.startsWith('unix://')) return host;
-  if (host.startsWith('tcp://')) return host.slice('tcp://'.length);
-  return host;
+  const addrs = host
+    .split(',')
+    .map((a) => a.trim().replace(/^tcp:\/\//, ''))
+    .filter(Boolean);
+  if (addrs.length > 1 && addrs.every((a) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(a))) return `ipv4:${addrs.join(',')}`;
+  return addrs[0] ?? host;
 }
 
 export function dial(target: string): Connection {

@@ -1,0 +1,11 @@
+// Where the CLI connects: GANTRY_HOST forms, including a list of managers to fail over between.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { grpcTarget } from './connection.ts';
+
+test('connection: GANTRY_HOST picks the default socket, a unix path, one manager or a failover list', () => {
+  assert.equal(grpcTarget({}), 'unix:///run/gantry/gantry.sock');
+  assert.equal(grpcTarget({ GANTRY_HOST: 'unix:///tmp/g.sock' }), 'unix:///tmp/g.sock');
+  assert.equal(grpcTarget({ GANTRY_HOST: 'tcp://10.0.0.1:4242' }), '10.0.0.1:4242');
+  assert.equal(grpcTarget({ GANTRY_HOST: '10.0.0.1:4242, tcp://10.0.0.2:4242' }), 'ipv4:10.0.0.1:4242,10.0.0.2:4242');
+});
