@@ -32,11 +32,12 @@ function probability(i: number, k: number): string {
 }
 
 /** Spread over `backends` with the statistic match: rule i of k takes 1/(k-i) of what is left. */
-function spread(chain: string, backends: string[]): string[] {
+function spread(chain: string, backends: string[], proto = ''): string[] {
   const out: string[] = [];
+  const p = proto ? ` -p ${proto}` : '';
   backends.forEach((b, i) => {
     const stat = i < backends.length - 1 ? ` -m statistic --mode random --probability ${probability(i, backends.length)}` : '';
-    out.push(`-A ${chain}${stat} -j DNAT --to-destination ${b}`);
+    out.push(`-A ${chain}${p}${stat} -j DNAT --to-destination ${b}`);
   });
   return out;
 }
@@ -87,7 +88,7 @@ export function hostRules(state: NetworkState | undefined, containers: readonly 
       natChains.push(chain);
       natRules.push(`-A GANTRY-PREROUTING ${match} -j ${chain}`);
       natRules.push(`-A GANTRY-OUTPUT ! -d 127.0.0.0/8 ${match} -j ${chain}`);
-      natRules.push(...spread(chain, backends.sort()));
+      natRules.push(...spread(chain, backends.sort(), proto));
     }
   }
   return { natChains, natRules, filterChains: [...HOST_FILTER_CHAINS], filterRules };
