@@ -94,3 +94,17 @@ test('overlay: mounts 120 layers (option string longer than a page) with the top
   }
   await assert.rejects(mountRootfs({ lowerDirs: [path.join(dir, 'nope')], containerDir: path.join(dir, 'ctr') }), /does not exist/);
 });
+
+test('overlay: unmountRootfs takes mounts below the rootfs with it and is idempotent', async (t) => {
+  const dir = tmpdir(t, ['ctr']);
+  const lower = path.join(dir, 'lower');
+  fs.mkdirSync(path.join(lower, 'proc'), { recursive: true });
+  const m = await mountRootfs({ lowerDirs: [lower], containerDir: path.join(dir, 'ctr') });
+  execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(m.rootfs, 'proc')]);
+  const mounted = () => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${m.rootfs}`);
+  assert.ok(mounted());
+  await unmountRootfs(path.join(dir, 'ctr'));
+  assert.equal(mounted(), false);
+  await unmountRootfs(path.join(dir, 'ctr'));
+  await unmountRootfs(path.join(dir, 'never-mounted'));
+});

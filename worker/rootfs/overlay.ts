@@ -62,12 +62,35 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
   };
 }
 
-/** Unmounts <containerDir>/rootfs if mounted (safe to call again, or after a gantryd restart). */
+/**
+ * Unmounts <containerDir>/rootfs and anything mounted below it (deepest first); safe to call again, or after a
+ * gantryd restart. A busy mount is detached lazily rather than left behind.
+ */
 export async function unmountRootfs(containerDir: string): Promise<void> {
   const rootfs = path.join(path.resolve(containerDir), 'rootfs');
-  for (let i = 0; i < 8 && (await isMountPoint(rootfs)); i++) {
-    await exec('umount', [rootfs], '/', `unmount ${rootfs}`);
+  let real: string;
+  try {
+    real = await fsp.realpath(rootfs);
+  } catch {
+    return;
   }
+  for (let round = 0; round < 8; round++) {
+    const mounts = (await mountPoints()).filter((m) => m === real || m.startsWith(`${real}/`)).sort((a, b) => b.length - a.length);
+    if (mounts.length === 0) return;
+    for (const m of mounts) {
+      try {
+        await exec('umount', [m], '/', `unmount ${m}`);
+      } catch (e) {
+        if (!/busy/i.test((e as Error).message)) throw e;
+        await exec('umount', ['-l', m], '/', `lazy unmount ${m}`);
+      }
+    }
+  }
+}
+
+async function mountPoints(): Promise<string[]> {
+  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => !!m).map(unescapeMountinfo);
 }
 
 /** True when `p` is a mount point in this mount namespace (from /proc/self/mountinfo). */
