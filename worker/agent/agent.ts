@@ -50,6 +50,7 @@ export class Agent {
   private stopped = false;
   private call: grpc.ClientDuplexStream<WorkerMessage, ManagerMessage> | undefined;
   private registered = false;
+  private current = '';
   private pending = new Map<string, TaskStatus>();
   private flushScheduled = false;
   private running: Promise<void> | undefined;
@@ -80,6 +81,11 @@ export class Agent {
 
   connected(): boolean {
     return this.registered;
+  }
+
+  /** The manager the current session is on, or "" while there is none. */
+  sessionManager(): string {
+    return this.registered ? this.current : '';
   }
 
   async stop(): Promise<void> {
@@ -148,6 +154,7 @@ export class Agent {
             if (wasRegistered) return; // a later SessionInfo only updates the manager list
             wasRegistered = true;
             this.registered = true;
+            this.current = addr;
             heartbeat = setInterval(() => this.write({ msg: { $case: 'heartbeat', value: {} } }), msg.value.heartbeatPeriodMs || 1000);
             this.opts.onConnection?.(true, addr);
             // everything we know, so the manager's view catches up after a reconnect

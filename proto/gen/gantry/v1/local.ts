@@ -62,6 +62,8 @@ export interface InfoResponse {
   runtime: string;
   isLeader: boolean;
   hostname: string;
+  /** the manager this host's worker session is on ("" when none) */
+  sessionManager: string;
 }
 
 function createBaseLocalEmpty(): LocalEmpty {
@@ -422,6 +424,7 @@ function createBaseInfoResponse(): InfoResponse {
     runtime: "",
     isLeader: false,
     hostname: "",
+    sessionManager: "",
   };
 }
 
@@ -453,6 +456,9 @@ export const InfoResponse: MessageFns<InfoResponse> = {
     }
     if (message.hostname !== "") {
       writer.uint32(74).string(message.hostname);
+    }
+    if (message.sessionManager !== "") {
+      writer.uint32(82).string(message.sessionManager);
     }
     return writer;
   },
@@ -542,6 +548,14 @@ export const InfoResponse: MessageFns<InfoResponse> = {
             message.hostname = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.sessionManager = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -568,6 +582,7 @@ export const InfoResponse: MessageFns<InfoResponse> = {
     message.runtime = object.runtime ?? "";
     message.isLeader = object.isLeader ?? false;
     message.hostname = object.hostname ?? "";
+    message.sessionManager = object.sessionManager ?? "";
     return message;
   },
 };
