@@ -4,6 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -13,6 +14,8 @@ export interface Registry {
   addr: string;
   /** Storage directory (to look at or corrupt blobs in tests). */
   storage: string;
+  /** TLS mode: the registry's self-signed certificate (PEM), to trust as its CA. */
+  caCert?: string;
   /** Token requests seen (token mode): scope strings and the user. */
   tokenRequests: Array<{ user?: string; scopes: string[] }>;
   stop(): Promise<void>;
@@ -24,6 +27,8 @@ export interface RegistryOptions {
   users?: Record<string, string>;
   /** Actions granted to requests without credentials in token mode (default: none). */
   anonymousActions?: string[];
+  /** Serve HTTPS with a fresh self-signed certificate for 127.0.0.1 (its PEM is in `caCert`). */
+  tls?: boolean;
 }
 
 export async function freePort(): Promise<number> {
@@ -91,10 +96,19 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     await new Promise<void>((r) => tokenServer?.listen(tport, '127.0.0.1', r));
     authYaml = `auth:\n  token:\n    realm: http://127.0.0.1:${tport}/token\n    service: gantry-test-registry\n    issuer: gantry-test-issuer\n    rootcertbundle: ${cert}\n`;
   }
+  let tlsYaml = '';
+  let caCert: string | undefined;
+  if (opts.tls) {
+    const key = path.join(dir, 'tls-key.pem');
+    const cert = path.join(dir, 'tls-cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    tlsYaml = `  tls:\n    certificate: ${cert}\n    key: ${key}\n`;
+    caCert = fs.readFileSync(cert, 'utf8');
+  }
   const config = path.join(dir, 'config.yml');
   fs.writeFileSync(
     config,
-    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: ${addr}\n${authYaml}`,
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: ${addr}\n${tlsYaml}${authYaml}`,
   );
   const proc = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -125,7 +139,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       throw new Error(`docker-registry exited: ${stderr.trim()}`);
     }
     const ok = await new Promise<boolean>((r) => {
-      const req = http.get(`http://${addr}/v2/`, (res) => {
+      const req = (opts.tls ? https : http).get(`${opts.tls ? 'https' : 'http'}://${addr}/v2/`, { rejectUnauthorized: false }, (res) => {
         res.resume();
         r(true);
       });
@@ -138,5 +152,5 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { addr, storage, tokenRequests, stop };
+  return { addr, storage, tokenRequests, caCert, stop };
 }

@@ -156,3 +156,30 @@ for (const mode of ['basic', 'token'] as const) {
     }
   });
 }
+
+test('pull: HTTPS registries are verified against the system store plus certs.d; --insecure skips verification or falls back to HTTP', async (t) => {
+  const tlsReg = await startRegistry({ tls: true });
+  t.after(() => tlsReg.stop());
+  const layout = path.join(work, 'layout-tls');
+  writeOciLayout(layout, 'v1', [base]);
+  await skopeo(['copy', '--quiet', '--dest-tls-verify=false', `oci:${layout}:v1`, `docker://${tlsReg.addr}/secure/app:v1`]);
+  const ref = `${tlsReg.addr}/secure/app:v1`;
+  const certsDir = path.join(work, 'certs.d');
+  const untrusted = await ImageStore.open(path.join(work, 'store-tls-untrusted'), { tlsRegistries: [tlsReg.addr], certsDir });
+  await assert.rejects(untrusted.pull(ref, { attempts: 1 }), (e: Error) => {
+    assert.match(e.message, new RegExp(`registry ${tlsReg.addr} unreachable at https://${tlsReg.addr}: .*(self-signed|self signed)`));
+    assert.match(e.message, new RegExp(`trust its CA in /etc/gantry/certs.d/${tlsReg.addr}/ca.crt or mark it --insecure-registry`));
+    return true;
+  });
+  assert.equal((await untrusted.pull(ref, { insecure: true })).layers.length, 1, 'insecure: TLS without verification');
+  fs.mkdirSync(path.join(certsDir, tlsReg.addr), { recursive: true });
+  fs.writeFileSync(path.join(certsDir, tlsReg.addr, 'ca.crt'), tlsReg.caCert as string);
+  const trusted = await ImageStore.open(path.join(work, 'store-tls-trusted'), { tlsRegistries: [tlsReg.addr], certsDir });
+  assert.equal((await trusted.pull(ref)).layers.length, 1, 'verified with the certs.d CA');
+  // an insecure registry that only speaks HTTP: TLS first, then plain HTTP
+  const layoutPlain = path.join(work, 'layout-plain');
+  writeOciLayout(layoutPlain, 'v1', [base]);
+  await skopeoPush(layoutPlain, 'v1', `${reg.addr}/plain/app:v1`);
+  const fallback = await ImageStore.open(path.join(work, 'store-tls-fallback'), { tlsRegistries: [reg.addr] });
+  assert.equal((await fallback.pull(`${reg.addr}/plain/app:v1`, { insecure: true })).layers.length, 1);
+});

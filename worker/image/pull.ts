@@ -30,6 +30,8 @@ export function clientFor(store: ImageStore, ref: Reference, opts: PullOptions &
     backoffMs: opts.backoffMs,
     idleTimeoutMs: opts.idleTimeoutMs,
     sleep: opts.sleep,
+    certsDir: store.options.certsDir,
+    forceTls: (store.options.tlsRegistries ?? []).includes(ref.domain),
     onRetry: (reason, attempt) => opts.onProgress?.({ id: '', status: 'retrying', message: `${reason} (attempt ${attempt})` }),
   });
 }

@@ -1,7 +1,10 @@
 // The OCI distribution API client (the only code here that talks HTTP to registries): /v2/ check, anonymous,
 // Basic and Bearer token auth, manifests, blobs with redirects, range resume and retries, uploads and mounts.
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as path from 'node:path';
+import * as tls from 'node:tls';
 import type { Readable } from 'node:stream';
 import { defaultsToPlainHttp, registryHost } from './reference.ts';
 import { basicAuth, type Challenge, parseChallenges, repoScope, tokenUrl } from './registry-auth.ts';
@@ -27,6 +30,13 @@ export interface RegistryClientOptions {
   onRetry?(reason: string, attempt: number): void;
   /** Injected for tests. */
   sleep?(ms: number): Promise<void>;
+  /**
+   * Per-registry CA certificates, like Docker's /etc/docker/certs.d: `<certsDir>/<host[:port]>/*.crt` are trusted
+   * for that registry in addition to the system store (default /etc/gantry/certs.d).
+   */
+  certsDir?: string;
+  /** Use HTTPS even for a loopback registry (which otherwise speaks plain HTTP). */
+  forceTls?: boolean;
 }
 
 export class RegistryError extends Error {
@@ -47,11 +57,34 @@ export interface Response {
   url: URL;
 }
 
+/** The host's CA store (not only Node's bundled one), as Docker uses the system roots. */
+function systemCAs(): string[] {
+  const t = tls as unknown as { getCACertificates?: (kind: string) => string[] };
+  if (!t.getCACertificates) return [...tls.rootCertificates];
+  return [...new Set([...t.getCACertificates('system'), ...t.getCACertificates('bundled'), ...t.getCACertificates('extra')])];
+}
+
 const agents = {
   http: new http.Agent({ keepAlive: true, maxSockets: 32 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 32 }),
   httpsInsecure: new https.Agent({ keepAlive: true, maxSockets: 32, rejectUnauthorized: false }),
 };
+const httpsAgents = new Map<string, https.Agent>();
+
+/** An HTTPS agent trusting the system store plus the registry's own certs.d CAs. */
+function httpsAgentFor(host: string, certsDir: string): https.Agent {
+  const dir = path.join(certsDir, host);
+  let extra: string[] = [];
+  try {
+    extra = fs.readdirSync(dir).filter((n) => n.endsWith('.crt')).map((n) => fs.readFileSync(path.join(dir, n), 'utf8'));
+  } catch {}
+  const key = `${host}|${extra.length}`;
+  let a = httpsAgents.get(key);
+  if (!a) {
+    a = new https.Agent({ keepAlive: true, maxSockets: 32, ca: [...systemCAs(), ...extra] });
+    httpsAgents.set(key, a);
+  }
+  return a;
+}
 
 const MAX_MANIFEST = 4 << 20;
 const NET_RETRYABLE = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EAI_AGAIN', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
@@ -88,7 +121,9 @@ export class RegistryClient {
     this.domain = domain;
     this.host = registryHost(domain);
     this.opts = opts;
-    this.scheme = opts.insecure || defaultsToPlainHttp(domain) ? 'http' : 'https';
+    // like Docker: loopback registries speak HTTP; an insecure registry is tried over HTTPS without
+    // verification first and over plain HTTP when it does not speak TLS
+    this.scheme = defaultsToPlainHttp(domain) && !opts.forceTls ? 'http' : 'https';
   }
 
   get baseUrl(): string {
@@ -111,8 +146,13 @@ export class RegistryClient {
     try {
       res = await this.withRetries('GET /v2/', () => this.raw(new URL('/v2/', this.baseUrl), { scopes: [] }));
     } catch (e) {
-      if (this.scheme === 'https' && this.opts.insecure !== false && isTlsMismatch(e)) throw e;
-      throw new RegistryError(`registry ${this.domain} unreachable at ${this.baseUrl}: ${(e as Error).message}`, 0, false, e);
+      if (this.scheme === 'https' && this.opts.insecure && isTlsMismatch(e)) {
+        this.scheme = 'http';
+        this.pinged = false;
+        return this.ping();
+      }
+      const hint = isCertError(e) ? ` (trust its CA in /etc/gantry/certs.d/${this.host}/ca.crt or mark it --insecure-registry)` : '';
+      throw new RegistryError(`registry ${this.domain} unreachable at ${this.baseUrl}: ${(e as Error).message}${hint}`, 0, false, e);
     }
     res.body.resume();
     if (res.status === 401) {
@@ -126,7 +166,9 @@ export class RegistryClient {
   /** One HTTP exchange (no auth, no retry). */
   private raw(url: URL, o: RequestOptions, auth?: string): Promise<Response> {
     const lib = url.protocol === 'https:' ? https : http;
-    const agent = url.protocol === 'https:' ? (this.opts.insecure ? agents.httpsInsecure : agents.https) : agents.http;
+    const agent = url.protocol === 'https:'
+      ? this.opts.insecure ? agents.httpsInsecure : httpsAgentFor(url.host, this.opts.certsDir ?? '/etc/gantry/certs.d')
+      : agents.http;
     const headers: Record<string, string> = { 'user-agent': 'gantry/0.1', ...(o.headers ?? {}) };
     if (auth) headers.authorization = auth;
     if (Buffer.isBuffer(o.body)) headers['content-length'] = String(o.body.length);
@@ -376,7 +418,13 @@ function withDigest(location: string, digest: string, base: string): string {
 }
 
 function isTlsMismatch(e: unknown): boolean {
-  return /EPROTO|wrong version number|SSL/.test(String((e as Error)?.message));
+  const code = (e as NodeJS.ErrnoException)?.code ?? '';
+  return code === 'EPROTO' || code === 'ECONNRESET' || /wrong version number|SSL routines|packet length too long/.test(String((e as Error)?.message));
+}
+
+function isCertError(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException)?.code ?? '';
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code);
 }
 
 export function header(h: http.IncomingHttpHeaders, name: string): string | undefined {

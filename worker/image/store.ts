@@ -107,6 +107,10 @@ export interface StoreOptions {
   insecureRegistries?: string[];
   /** Parallel layer downloads per pull. */
   maxConcurrentDownloads?: number;
+  /** Per-registry CAs: <certsDir>/<host[:port]>/*.crt (default /etc/gantry/certs.d, like /etc/docker/certs.d). */
+  certsDir?: string;
+  /** Loopback registries that speak HTTPS (loopback ones default to plain HTTP, like Docker). */
+  tlsRegistries?: string[];
 }
 
 export class ImageStore {
