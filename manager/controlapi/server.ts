@@ -394,8 +394,8 @@ export function controlApi(deps: ControlDeps): ControlApi {
         const cluster = store.view().cluster();
         if (!cluster) throw new NotFoundError('this node is not part of a cluster: run gantry init, or gantry join');
         const tokens = { worker: cluster.joinTokens?.worker ?? '', manager: cluster.joinTokens?.manager ?? '' };
-        if (req.worker) tokens.worker = newJoinToken('worker');
-        if (req.manager) tokens.manager = newJoinToken('manager');
+        if (req.worker) tokens.worker = newJoinToken('worker', cluster.rootCaCert);
+        if (req.manager) tokens.manager = newJoinToken('manager', cluster.rootCaCert);
         const updated: Cluster = { ...cluster, joinTokens: tokens };
         const res = await store.commit([{ op: 'update', kind: 'clusters', object: updated }]);
         if (!res.ok) continue;

@@ -1,13 +1,34 @@
-// Join tokens and node secrets. A token is GNTRY-1-<secret>-<w|m>: the secret proves the joining
-// host was given it by an operator; the role letter says what it joins as. Rotating a token
-// replaces the secret (joined nodes are unaffected: they hold their own node secret).
+// Join tokens: GNTRY-1-<sha256 of the root CA certificate, hex>-<secret>-<w|m>. The digest lets the
+// joiner check the manager's CA before it sends anything (manager/ca/join-pin.ts); the secret
+// proves to the manager that an operator gave it; the letter says what it joins as. Rotating a
+// token replaces the secret (joined nodes are unaffected: they hold certificates).
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Cluster } from '../../proto/gen/gantry/v1/objects.ts';
 
 export type JoinRole = 'worker' | 'manager';
 
-export function newJoinToken(role: JoinRole): string {
-  return `GNTRY-1-${randomBytes(24).toString('base64url')}-${role === 'worker' ? 'w' : 'm'}`;
+/** sha256 of the root CA certificate's DER (the first one, when given a PEM bundle), hex. */
+export function rootDigest(rootCaCert: Uint8Array | string | undefined): string {
+  const text = Buffer.from(rootCaCert ?? '').toString();
+  const m = text.match(/-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/);
+  if (!m) return '0'.repeat(64);
+  return createHash('sha256').update(Buffer.from(m[1].replace(/\s/g, ''), 'base64')).digest('hex');
+}
+
+export function newJoinToken(role: JoinRole, rootCaCert?: Uint8Array | string): string {
+  return `GNTRY-1-${rootDigest(rootCaCert)}-${randomBytes(20).toString('hex')}-${role === 'worker' ? 'w' : 'm'}`;
+}
+
+export interface ParsedToken {
+  digest: string;
+  secret: string;
+  role: JoinRole;
+}
+
+export function parseJoinToken(token: string): ParsedToken | undefined {
+  const m = token.trim().match(/^GNTRY-1-([0-9a-f]{64})-([0-9a-f]{40})-([wm])$/);
+  if (!m) return undefined;
+  return { digest: m[1], secret: m[2], role: m[3] === 'w' ? 'worker' : 'manager' };
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -22,6 +43,14 @@ export function tokenRole(cluster: Cluster, token: string): JoinRole | undefined
   if (cluster.joinTokens?.worker && sameSecret(t, cluster.joinTokens.worker)) return 'worker';
   if (cluster.joinTokens?.manager && sameSecret(t, cluster.joinTokens.manager)) return 'manager';
   return undefined;
+}
+
+/** Why a token was refused, for the joiner: the manager's answer never says which token exists. */
+export function explainRefusedToken(cluster: Cluster, token: string): string {
+  const p = parseJoinToken(token);
+  if (!p) return 'this is not a gantry join token (GNTRY-1-<CA digest>-<secret>-<w|m>): copy it again from `gantry join-token worker` on a manager';
+  if (p.digest !== rootDigest(cluster.rootCaCert)) return 'the join token names another root CA than this cluster\'s: get a current one with `gantry join-token worker` on a manager';
+  return 'join token is not valid for this cluster (wrong or rotated): get the current one with `gantry join-token worker` (or `manager`) on a manager';
 }
 
 export function newNodeSecret(): string {

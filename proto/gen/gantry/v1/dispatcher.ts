@@ -27,9 +27,9 @@ import { NodeDescription, NodeRole, Task, TaskStatus } from "./objects.ts";
  * Manager ⇄ worker: one bidirectional stream per worker session. See manager/dispatcher/README.md.
  *
  *   worker                                        manager (any)
- *     Join(token, description)         -->                         (once, unary; returns node id + secret)
- *     Session: Register(node id, secret,
- *              description, tasks known) -->
+ *     (TLS: the joiner first checks the manager's root CA against the digest in its token)
+ *     Join(token, CSR, description)    -->                         (once, unary; returns node id + certificate)
+ *     Session: Register(description)    -->   over mutual TLS: the node id is the certificate's CN
  *                                        <--  SessionInfo(session id, heartbeat period, managers)
  *                                        <--  Assignments(full=true): the complete set for this node
  *                                        <--  Assignments(full=false): changes only, from then on
@@ -39,6 +39,17 @@ import { NodeDescription, NodeRole, Task, TaskStatus } from "./objects.ts";
  *     LogChunk / LogDone                 -->
  */
 
+export interface RenewCertificateRequest {
+  csr: Buffer;
+}
+
+export interface RenewCertificateResponse {
+  /** PEM */
+  certificate: Buffer;
+  /** PEM: every root this cluster trusts now */
+  rootCaCert: Buffer;
+}
+
 export interface JoinRequest {
   token: string;
   description?: NodeDescription | undefined;
@@ -47,6 +58,8 @@ export interface JoinRequest {
   etcdPeerUrl: string;
   managerAddr: string;
   etcdMemberName: string;
+  /** PEM certificate request for this host's key */
+  csr: Buffer;
 }
 
 export interface PromoteRequest {
@@ -55,6 +68,8 @@ export interface PromoteRequest {
   etcdPeerUrl: string;
   managerAddr: string;
   etcdMemberName: string;
+  /** PEM: a new key's request, signed as a manager certificate */
+  csr: Buffer;
 }
 
 export interface JoinResponse {
@@ -67,6 +82,12 @@ export interface JoinResponse {
   /** for manager joins: how to start the local etcd member */
   etcdInitialCluster: string[];
   etcdMemberName: string;
+  /** PEM: this node's certificate (CN node id, OU role) */
+  certificate: Buffer;
+  /** PEM: the cluster's root CA(s) */
+  rootCaCert: Buffer;
+  /** managers only: unseals the CA key and secret values */
+  clusterKey: Buffer;
 }
 
 export interface WorkerMessage {
@@ -158,8 +179,138 @@ export interface LogDone {
   error: string;
 }
 
+function createBaseRenewCertificateRequest(): RenewCertificateRequest {
+  return { csr: Buffer.alloc(0) };
+}
+
+export const RenewCertificateRequest: MessageFns<RenewCertificateRequest> = {
+  encode(message: RenewCertificateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.csr.length !== 0) {
+      writer.uint32(10).bytes(message.csr);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewCertificateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewCertificateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.csr = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RenewCertificateRequest>): RenewCertificateRequest {
+    return RenewCertificateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RenewCertificateRequest>): RenewCertificateRequest {
+    const message = createBaseRenewCertificateRequest();
+    message.csr = object.csr ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseRenewCertificateResponse(): RenewCertificateResponse {
+  return { certificate: Buffer.alloc(0), rootCaCert: Buffer.alloc(0) };
+}
+
+export const RenewCertificateResponse: MessageFns<RenewCertificateResponse> = {
+  encode(message: RenewCertificateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certificate.length !== 0) {
+      writer.uint32(10).bytes(message.certificate);
+    }
+    if (message.rootCaCert.length !== 0) {
+      writer.uint32(18).bytes(message.rootCaCert);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RenewCertificateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRenewCertificateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.certificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rootCaCert = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RenewCertificateResponse>): RenewCertificateResponse {
+    return RenewCertificateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RenewCertificateResponse>): RenewCertificateResponse {
+    const message = createBaseRenewCertificateResponse();
+    message.certificate = object.certificate ?? Buffer.alloc(0);
+    message.rootCaCert = object.rootCaCert ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
 function createBaseJoinRequest(): JoinRequest {
-  return { token: "", description: undefined, advertiseAddr: "", etcdPeerUrl: "", managerAddr: "", etcdMemberName: "" };
+  return {
+    token: "",
+    description: undefined,
+    advertiseAddr: "",
+    etcdPeerUrl: "",
+    managerAddr: "",
+    etcdMemberName: "",
+    csr: Buffer.alloc(0),
+  };
 }
 
 export const JoinRequest: MessageFns<JoinRequest> = {
@@ -181,6 +332,9 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     }
     if (message.etcdMemberName !== "") {
       writer.uint32(50).string(message.etcdMemberName);
+    }
+    if (message.csr.length !== 0) {
+      writer.uint32(58).bytes(message.csr);
     }
     return writer;
   },
@@ -246,6 +400,14 @@ export const JoinRequest: MessageFns<JoinRequest> = {
             message.etcdMemberName = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.csr = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -271,12 +433,13 @@ export const JoinRequest: MessageFns<JoinRequest> = {
     message.etcdPeerUrl = object.etcdPeerUrl ?? "";
     message.managerAddr = object.managerAddr ?? "";
     message.etcdMemberName = object.etcdMemberName ?? "";
+    message.csr = object.csr ?? Buffer.alloc(0);
     return message;
   },
 };
 
 function createBasePromoteRequest(): PromoteRequest {
-  return { nodeId: "", nodeSecret: "", etcdPeerUrl: "", managerAddr: "", etcdMemberName: "" };
+  return { nodeId: "", nodeSecret: "", etcdPeerUrl: "", managerAddr: "", etcdMemberName: "", csr: Buffer.alloc(0) };
 }
 
 export const PromoteRequest: MessageFns<PromoteRequest> = {
@@ -295,6 +458,9 @@ export const PromoteRequest: MessageFns<PromoteRequest> = {
     }
     if (message.etcdMemberName !== "") {
       writer.uint32(42).string(message.etcdMemberName);
+    }
+    if (message.csr.length !== 0) {
+      writer.uint32(50).bytes(message.csr);
     }
     return writer;
   },
@@ -352,6 +518,14 @@ export const PromoteRequest: MessageFns<PromoteRequest> = {
             message.etcdMemberName = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.csr = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -374,6 +548,7 @@ export const PromoteRequest: MessageFns<PromoteRequest> = {
     message.etcdPeerUrl = object.etcdPeerUrl ?? "";
     message.managerAddr = object.managerAddr ?? "";
     message.etcdMemberName = object.etcdMemberName ?? "";
+    message.csr = object.csr ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -387,6 +562,9 @@ function createBaseJoinResponse(): JoinResponse {
     clusterId: "",
     etcdInitialCluster: [],
     etcdMemberName: "",
+    certificate: Buffer.alloc(0),
+    rootCaCert: Buffer.alloc(0),
+    clusterKey: Buffer.alloc(0),
   };
 }
 
@@ -412,6 +590,15 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     }
     if (message.etcdMemberName !== "") {
       writer.uint32(58).string(message.etcdMemberName);
+    }
+    if (message.certificate.length !== 0) {
+      writer.uint32(66).bytes(message.certificate);
+    }
+    if (message.rootCaCert.length !== 0) {
+      writer.uint32(74).bytes(message.rootCaCert);
+    }
+    if (message.clusterKey.length !== 0) {
+      writer.uint32(82).bytes(message.clusterKey);
     }
     return writer;
   },
@@ -485,6 +672,30 @@ export const JoinResponse: MessageFns<JoinResponse> = {
             message.etcdMemberName = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.certificate = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.rootCaCert = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.clusterKey = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -509,6 +720,9 @@ export const JoinResponse: MessageFns<JoinResponse> = {
     message.clusterId = object.clusterId ?? "";
     message.etcdInitialCluster = object.etcdInitialCluster?.map((e) => e) || [];
     message.etcdMemberName = object.etcdMemberName ?? "";
+    message.certificate = object.certificate ?? Buffer.alloc(0);
+    message.rootCaCert = object.rootCaCert ?? Buffer.alloc(0);
+    message.clusterKey = object.clusterKey ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -1622,6 +1836,18 @@ export const DispatcherService = {
     responseSerialize: (value: JoinResponse): Buffer => Buffer.from(JoinResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): JoinResponse => JoinResponse.decode(value),
   },
+  /** A node renews its certificate (caller: its current certificate; role from the store). */
+  renewCertificate: {
+    path: "/gantry.v1.Dispatcher/RenewCertificate" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RenewCertificateRequest): Buffer =>
+      Buffer.from(RenewCertificateRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RenewCertificateRequest => RenewCertificateRequest.decode(value),
+    responseSerialize: (value: RenewCertificateResponse): Buffer =>
+      Buffer.from(RenewCertificateResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RenewCertificateResponse => RenewCertificateResponse.decode(value),
+  },
 } as const;
 
 export interface DispatcherServer extends UntypedServiceImplementation {
@@ -1629,6 +1855,8 @@ export interface DispatcherServer extends UntypedServiceImplementation {
   session: handleBidiStreamingCall<WorkerMessage, ManagerMessage>;
   /** A joined node becoming a manager (after `gantry node promote`): adds its etcd member. */
   promote: handleUnaryCall<PromoteRequest, JoinResponse>;
+  /** A node renews its certificate (caller: its current certificate; role from the store). */
+  renewCertificate: handleUnaryCall<RenewCertificateRequest, RenewCertificateResponse>;
 }
 
 export interface DispatcherClient extends Client {
@@ -1662,6 +1890,22 @@ export interface DispatcherClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: JoinResponse) => void,
+  ): ClientUnaryCall;
+  /** A node renews its certificate (caller: its current certificate; role from the store). */
+  renewCertificate(
+    request: RenewCertificateRequest,
+    callback: (error: ServiceError | null, response: RenewCertificateResponse) => void,
+  ): ClientUnaryCall;
+  renewCertificate(
+    request: RenewCertificateRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RenewCertificateResponse) => void,
+  ): ClientUnaryCall;
+  renewCertificate(
+    request: RenewCertificateRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RenewCertificateResponse) => void,
   ): ClientUnaryCall;
 }
 

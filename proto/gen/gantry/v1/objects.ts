@@ -255,7 +255,7 @@ export interface Node {
   managerStatus?:
     | ManagerStatus
     | undefined;
-  /** sha256 of the node's session secret (until mutual TLS replaces it) */
+  /** unused since mutual TLS: the node's certificate (CN = node id) identifies it */
   secretHash: string;
 }
 
@@ -498,6 +498,8 @@ export interface ClusterSpec {
   heartbeatPeriodMs: number;
   /** no session for this long = DOWN, default 3000 */
   nodeDownGraceMs: number;
+  /** node certificates' validity, default 90 days (min 1 h; tests go lower) */
+  nodeCertLifetimeMs: number;
 }
 
 export interface JoinTokens {
@@ -511,6 +513,21 @@ export interface Cluster {
   spec?: ClusterSpec | undefined;
   joinTokens?: JoinTokens | undefined;
   rootCaCert: Buffer;
+  /**
+   * The root CA's private key (PKCS#8 DER), sealed with the cluster key that only managers hold
+   * (manager/ca/seal.ts): etcd never holds it in clear.
+   */
+  rootCaKeySealed: Buffer;
+  /** Revoked identities (node ids, operator certificate ids): refused on every new call and session. */
+  revoked: RevokedCert[];
+}
+
+export interface RevokedCert {
+  /** the certificate's CN: a node id or an operator id */
+  id: string;
+  /** ms since the epoch */
+  revokedAt: number;
+  reason: string;
 }
 
 export interface Session {
@@ -4207,7 +4224,7 @@ export const Task: MessageFns<Task> = {
 };
 
 function createBaseClusterSpec(): ClusterSpec {
-  return { name: "", taskHistoryRetentionLimit: 0, heartbeatPeriodMs: 0, nodeDownGraceMs: 0 };
+  return { name: "", taskHistoryRetentionLimit: 0, heartbeatPeriodMs: 0, nodeDownGraceMs: 0, nodeCertLifetimeMs: 0 };
 }
 
 export const ClusterSpec: MessageFns<ClusterSpec> = {
@@ -4223,6 +4240,9 @@ export const ClusterSpec: MessageFns<ClusterSpec> = {
     }
     if (message.nodeDownGraceMs !== 0) {
       writer.uint32(32).int64(message.nodeDownGraceMs);
+    }
+    if (message.nodeCertLifetimeMs !== 0) {
+      writer.uint32(40).int64(message.nodeCertLifetimeMs);
     }
     return writer;
   },
@@ -4272,6 +4292,14 @@ export const ClusterSpec: MessageFns<ClusterSpec> = {
             message.nodeDownGraceMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.nodeCertLifetimeMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4293,6 +4321,7 @@ export const ClusterSpec: MessageFns<ClusterSpec> = {
     message.taskHistoryRetentionLimit = object.taskHistoryRetentionLimit ?? 0;
     message.heartbeatPeriodMs = object.heartbeatPeriodMs ?? 0;
     message.nodeDownGraceMs = object.nodeDownGraceMs ?? 0;
+    message.nodeCertLifetimeMs = object.nodeCertLifetimeMs ?? 0;
     return message;
   },
 };
@@ -4365,7 +4394,15 @@ export const JoinTokens: MessageFns<JoinTokens> = {
 };
 
 function createBaseCluster(): Cluster {
-  return { id: "", meta: undefined, spec: undefined, joinTokens: undefined, rootCaCert: Buffer.alloc(0) };
+  return {
+    id: "",
+    meta: undefined,
+    spec: undefined,
+    joinTokens: undefined,
+    rootCaCert: Buffer.alloc(0),
+    rootCaKeySealed: Buffer.alloc(0),
+    revoked: [],
+  };
 }
 
 export const Cluster: MessageFns<Cluster> = {
@@ -4384,6 +4421,12 @@ export const Cluster: MessageFns<Cluster> = {
     }
     if (message.rootCaCert.length !== 0) {
       writer.uint32(42).bytes(message.rootCaCert);
+    }
+    if (message.rootCaKeySealed.length !== 0) {
+      writer.uint32(50).bytes(message.rootCaKeySealed);
+    }
+    for (const v of message.revoked) {
+      RevokedCert.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -4441,6 +4484,22 @@ export const Cluster: MessageFns<Cluster> = {
             message.rootCaCert = Buffer.from(reader.bytes());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.rootCaKeySealed = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.revoked.push(RevokedCert.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4467,6 +4526,87 @@ export const Cluster: MessageFns<Cluster> = {
       ? JoinTokens.fromPartial(object.joinTokens)
       : undefined;
     message.rootCaCert = object.rootCaCert ?? Buffer.alloc(0);
+    message.rootCaKeySealed = object.rootCaKeySealed ?? Buffer.alloc(0);
+    message.revoked = object.revoked?.map((e) => RevokedCert.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRevokedCert(): RevokedCert {
+  return { id: "", revokedAt: 0, reason: "" };
+}
+
+export const RevokedCert: MessageFns<RevokedCert> = {
+  encode(message: RevokedCert, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.revokedAt !== 0) {
+      writer.uint32(16).int64(message.revokedAt);
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RevokedCert {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRevokedCert();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revokedAt = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RevokedCert>): RevokedCert {
+    return RevokedCert.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RevokedCert>): RevokedCert {
+    const message = createBaseRevokedCert();
+    message.id = object.id ?? "";
+    message.revokedAt = object.revokedAt ?? 0;
+    message.reason = object.reason ?? "";
     return message;
   },
 };

@@ -1,0 +1,164 @@
+// The cluster CA's certificate work: the root CA (ECDSA P-256, self-signed), node keys and CSRs,
+// issuance (CN = node id, OU = role, O = cluster id), identities read back from certificates.
+// Pure functions over PEM strings; time comes in as `now`. Only this directory imports @peculiar/x509.
+import 'reflect-metadata';
+import { createHash, X509Certificate as NodeX509, randomBytes, webcrypto } from 'node:crypto';
+
+type CryptoKey = webcrypto.CryptoKey;
+type CryptoKeyPair = webcrypto.CryptoKeyPair;
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+export const DEFAULT_NODE_CERT_LIFETIME_MS = 90 * 24 * 3600_000; // 2160 h, like Swarm
+export const ROOT_CA_LIFETIME_MS = 20 * 365 * 24 * 3600_000;
+/** Issued certificates start a little in the past: clocks of hosts differ. */
+const BACKDATE_MS = 5 * 60_000;
+
+export type CertRole = 'manager' | 'worker' | 'operator';
+
+export interface RootCa {
+  certPem: string;
+  keyPem: string; // PKCS#8
+}
+
+export interface Identity {
+  id: string;         // CN: node id or operator id
+  role: CertRole;     // OU
+  clusterId: string;  // O
+  serial: string;
+  notAfter: number;   // ms
+  notBefore: number;
+}
+
+function pem(label: string, der: ArrayBuffer): string {
+  const b64 = Buffer.from(der).toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+function serial(): string {
+  const b = randomBytes(16);
+  b[0] &= 0x7f; // positive
+  return b.toString('hex');
+}
+
+async function importKey(keyPem: string): Promise<CryptoKey> {
+  const der = Buffer.from(keyPem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+  return webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']) as Promise<CryptoKey>;
+}
+
+async function newKeys(): Promise<CryptoKeyPair> {
+  return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
+}
+
+export async function createRootCa(clusterId: string, now: number): Promise<RootCa> {
+  const keys = await newKeys();
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serial(),
+    name: `CN=gantry-root-ca, O=${clusterId}`,
+    notBefore: new Date(now - BACKDATE_MS),
+    notAfter: new Date(now + ROOT_CA_LIFETIME_MS),
+    keys,
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 1, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return { certPem: cert.toString('pem'), keyPem: pem('PRIVATE KEY', pkcs8) };
+}
+
+/** A new key for this host and the request to certify it (the CSR's subject is ignored by the CA). */
+export async function newKeyAndCsr(): Promise<{ keyPem: string; csrPem: string }> {
+  const keys = await newKeys();
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=gantry-node', keys, signingAlgorithm: ALG });
+  const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
+  return { keyPem: pem('PRIVATE KEY', pkcs8), csrPem: csr.toString('pem') };
+}
+
+export class CsrError extends Error {
+  override name = 'CsrError';
+}
+
+/** Signs `csrPem` for `id` in `role`; the CA decides the subject, never the requester. */
+export async function issue(ca: RootCa, csrPem: string, who: { id: string; role: CertRole; clusterId: string }, now: number, lifetimeMs: number): Promise<string> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(csrPem);
+  } catch (err) {
+    throw new CsrError(`the certificate request is not a PEM PKCS#10 request: ${(err as Error).message}`);
+  }
+  if (!(await csr.verify())) throw new CsrError('the certificate request is not signed by its own key');
+  const caCert = new x509.X509Certificate(ca.certPem);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: `CN=${who.id}, OU=${who.role}, O=${who.clusterId}`,
+    issuer: caCert.subject,
+    notBefore: new Date(now - BACKDATE_MS),
+    notAfter: new Date(now + lifetimeMs),
+    publicKey: csr.publicKey,
+    signingKey: await importKey(ca.keyPem),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+      await x509.AuthorityKeyIdentifierExtension.create(caCert),
+    ],
+  });
+  return cert.toString('pem');
+}
+
+/** sha256 of a certificate's DER, hex: what join tokens carry to pin the root CA. */
+export function certDigest(certPemOrDer: string | Buffer): string {
+  const der = typeof certPemOrDer === 'string' ? new NodeX509(certPemOrDer).raw : certPemOrDer;
+  return createHash('sha256').update(der).digest('hex');
+}
+
+function field(subject: string, key: string): string {
+  for (const line of subject.split('\n')) {
+    const i = line.indexOf('=');
+    if (line.slice(0, i) === key) return line.slice(i + 1);
+  }
+  return '';
+}
+
+/** Who a certificate names (node crypto's parser: cheap enough for every call). */
+export function identityOf(cert: string | Buffer | NodeX509): Identity | undefined {
+  const c = cert instanceof NodeX509 ? cert : new NodeX509(cert);
+  const role = field(c.subject, 'OU');
+  if (role !== 'manager' && role !== 'worker' && role !== 'operator') return undefined;
+  return {
+    id: field(c.subject, 'CN'),
+    role,
+    clusterId: field(c.subject, 'O'),
+    serial: c.serialNumber.toLowerCase(),
+    notAfter: Date.parse(c.validTo),
+    notBefore: Date.parse(c.validFrom),
+  };
+}
+
+/** Whether `certPem` was signed by one of the roots in `rootsPem` (a PEM bundle). */
+export function signedBy(certPem: string | Buffer, rootsPem: string): boolean {
+  const c = new NodeX509(certPem);
+  return splitPem(rootsPem).some((r) => {
+    const root = new NodeX509(r);
+    return c.checkIssued(root) && c.verify(root.publicKey);
+  });
+}
+
+export function splitPem(bundle: string): string[] {
+  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+}
+
+/**
+ * When a node renews: a random point between 50 % and 80 % of its certificate's lifetime, like
+ * Swarm, so a cluster's nodes do not all renew at once. `random` in [0,1).
+ */
+export function renewalTime(notBefore: number, notAfter: number, random: number): number {
+  const life = notAfter - notBefore;
+  return notBefore + life * (0.5 + 0.3 * random);
+}

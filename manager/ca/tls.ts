@@ -1,0 +1,52 @@
+// gRPC credentials for the cluster's mutual TLS (TLS 1.3 only). Servers request a client
+// certificate but let the handshake finish without one (Join has none yet): each call is then
+// authorized by authz.ts from the verified peer certificate. Server credentials can be updated in
+// place (renewal, root rotation) without closing the listener or its connections.
+import { createSecureContext, type PeerCertificate, type SecureContextOptions } from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { identityOf, type CertRole } from './pki.ts';
+
+
+export interface TlsMaterial {
+  caPem: string;    // every root this cluster trusts (a PEM bundle during root rotation)
+  certPem: string;
+  keyPem: string;
+}
+
+const MIN_VERSION = 'TLSv1.3' as const;
+/** What clients put in SNI (an IP is not a valid server name); the server name itself is not checked. */
+export const TLS_SERVER_NAME = 'gantry-manager';
+export const TLS_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': TLS_SERVER_NAME };
+
+function contextOptions(m: TlsMaterial): SecureContextOptions {
+  // the chain includes the root so a joiner can pin it by digest before trusting anything
+  return { ca: m.caPem, cert: m.certPem + m.caPem, key: m.keyPem, minVersion: MIN_VERSION };
+}
+
+/** Server credentials whose key/cert/roots can be swapped while serving. */
+export class ClusterServerCredentials extends grpc.ServerCredentials {
+  constructor(material?: TlsMaterial) {
+    super({ requestCert: true, rejectUnauthorized: false, minVersion: MIN_VERSION }, material ? contextOptions(material) : undefined);
+  }
+  update(material: TlsMaterial): void {
+    this.updateSecureContextOptions(contextOptions(material));
+  }
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/** The server must hold a manager certificate of our roots (the CA pin): its name is not an address. */
+export function requireRole(role: CertRole) {
+  return (_host: string, cert: PeerCertificate): Error | undefined => {
+    const id = cert.raw ? identityOf(cert.raw) : undefined;
+    if (!id || id.role !== role) return new Error(`the server's certificate is not a gantry ${role} certificate (${id ? `OU ${id.role}` : 'no gantry identity'})`);
+    return undefined;
+  };
+}
+
+/** Client credentials: verify the server against our roots and present our certificate (if any). */
+export function clientCredentials(m: { caPem: string; certPem?: string; keyPem?: string }, serverRole: CertRole = 'manager'): grpc.ChannelCredentials {
+  const ctx = createSecureContext({ ca: m.caPem, cert: m.certPem, key: m.keyPem, minVersion: MIN_VERSION });
+  return grpc.credentials.createFromSecureContext(ctx, { checkServerIdentity: requireRole(serverRole) });
+}
