@@ -164,3 +164,15 @@ test('progress: a global service shows one line per node and converges when ever
   tasks[1].status!.state = 512;
   assert.equal(assess(obs(tasks, 0, { service: agent, hostnames: hosts, summary: { running: 2, desired: 2, completed: 0 } }), new Map()).kind, 'converged');
 });
+
+test('progress: a dead slot is reported only after the restart delay has passed too', () => {
+  const svc = structuredClone(web);
+  svc.spec!.task!.restart = { condition: 2, delayMs: 5000, maxAttempts: 0, windowMs: 0 };
+  const tasks = [t(1, 'running'), t(2, 'running'), t(3, 'failed', { err: 'exit status 1' })];
+  const stuck: StuckSince = new Map();
+  assert.equal(assess(obs(tasks, 0, { service: svc }), stuck).kind, 'waiting');
+  assert.equal(assess(obs(tasks, progressTiming.settleMs, { service: svc }), stuck).kind, 'waiting');
+  const a = assess(obs(tasks, progressTiming.settleMs + 5000, { service: svc }), stuck);
+  assert.equal(a.kind, 'stuck');
+  assert.match((a as { error: string }).error, /web\.3 ended failed: exit status 1 and was not restarted \(see its restart policy\)/);
+});

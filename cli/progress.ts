@@ -87,7 +87,8 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
   for (const t of current) {
     const k = slotKey(t);
     const s = t.status?.state ?? 0;
-    if ((s === FAILED || s === REJECTED) && !o.baseline.has(t.id)) failures.set(k, [...(failures.get(k) ?? []), t]);
+    // a replicated task that exits, even with 0, is a failure to converge (jobs are meant to exit)
+    if ((s === FAILED || s === REJECTED || (s === COMPLETE && !job)) && !o.baseline.has(t.id)) failures.set(k, [...(failures.get(k) ?? []), t]);
     if (!job && t.desiredState > RUNNING && s < SHUTDOWN) continue; // being shut down (scale-down)
     const prev = bySlot.get(k);
     bySlot.set(k, prev ? newest(prev, t) : t);
@@ -114,10 +115,13 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
     const why = s === RUNNING || s === COMPLETE ? '' : reason(t);
     const host = t.nodeId ? ` on ${o.hostnames.get(t.nodeId) ?? t.nodeId}` : '';
     lines.push(`${label(k)}: ${taskStateName(s).toLowerCase()}${s >= ASSIGNED ? host : ''}${why ? `: ${why}` : ''}`);
-    const stuckNow = (s <= PENDING && why !== '') || ((s === FAILED || s === REJECTED || (s === COMPLETE && !job)) && !o.baseline.has(t.id));
-    if (stuckNow) {
+    const pendingWithReason = s <= PENDING && why !== '';
+    const dead = (s === FAILED || s === REJECTED || (s === COMPLETE && !job)) && !o.baseline.has(t.id);
+    if (pendingWithReason || dead) {
       if (!stuck.has(k)) stuck.set(k, o.now);
-      if (o.now - (stuck.get(k) ?? o.now) >= progressTiming.settleMs) stuckSlots.push(k);
+      // a dead slot may still be restarted after the restart delay: give it that long too
+      const grace = progressTiming.settleMs + (dead ? (o.service.spec?.task?.restart?.delayMs ?? 0) : 0);
+      if (o.now - (stuck.get(k) ?? o.now) >= grace) stuckSlots.push(k);
     } else {
       stuck.delete(k);
     }
