@@ -43,6 +43,8 @@ export class ProgressView {
   private order: string[] = [];
   private state = new Map<string, ImageProgress>();
   private drawn = 0;
+  /** Whether any layer was actually transferred (Docker's "Downloaded newer image" vs "up to date"). */
+  transferred = false;
 
   constructor(out: NodeJS.WritableStream, tty: boolean, push = false) {
     this.out = out;
@@ -73,6 +75,7 @@ export class ProgressView {
     }
     const prev = this.state.get(p.id);
     if (!prev) this.order.push(p.id);
+    if (p.status === 'downloading' || p.status === 'pushing' || p.status === 'extracting') this.transferred = true;
     this.state.set(p.id, p);
     if (this.tty) this.redraw();
     else if (!prev || prev.status !== p.status) this.out.write(`${ProgressView.line(p, this.push)}\n`);
@@ -144,7 +147,7 @@ const pull: Command = {
       return 0;
     }
     ctx.out.write(`Digest: ${s.repoDigests.find((d) => d.includes('@'))?.split('@')[1] ?? s.manifestDigest}\n`);
-    ctx.out.write(`Status: Image is up to date for ${s.repoTags[0] ?? ref}\n`);
+    ctx.out.write(`Status: ${view.transferred ? 'Downloaded newer image' : 'Image is up to date'} for ${s.repoTags[0] ?? ref}\n`);
     return 0;
   },
 };

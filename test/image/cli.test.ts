@@ -86,7 +86,7 @@ test('image cli: import, images, tag, inspect, push and pull with login, save an
   r = await gantry(['pull', target], { tty: true });
   assert.equal(r.code, 0, r.err);
   assert.ok(r.out.includes('\x1b['), 'redraws in place on a terminal');
-  assert.match(r.out, /Status: Image is up to date for 127\.0\.0\.1:\d+\/team\/bb:1\n$/);
+  assert.match(r.out, /Status: Downloaded newer image for 127\.0\.0\.1:\d+\/team\/bb:1\n$/);
 
   const file = path.join(work, 'saved.tar');
   r = await gantry(['save', '-o', file, target]);
