@@ -241,3 +241,11 @@ describe('cli service', () => {
     logLines.splice(0);
   });
 });
+
+test('cli service: --since takes a duration ago, an RFC 3339 time or Unix seconds', async () => {
+  const { parseSince } = await import('./service.ts');
+  assert.equal(parseSince('10m', 1_000_000_000), 1_000_000_000 - 600_000);
+  assert.equal(parseSince('2026-01-02T15:04:05Z', 0), Date.parse('2026-01-02T15:04:05Z'));
+  assert.equal(parseSince('1700000000', 0), 1_700_000_000_000);
+  assert.throws(() => parseSince('yesterday', 0), /--since "yesterday" is neither a duration/);
+});
