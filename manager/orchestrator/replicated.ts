@@ -11,7 +11,7 @@ import {
   replaceCause,
   slotKey,
 } from './restart.ts';
-import { isRunnable, newestFirst, stateOf } from './task.ts';
+import { isLive, isRunnable, newestFirst, stateOf } from './task.ts';
 
 export interface ReplicatedInput {
   service: Service;
@@ -126,6 +126,9 @@ export function reconcileReplicated(input: ReplicatedInput): Reconciled {
       continue;
     }
     if (t.desiredState === TaskState.TASK_STATE_READY) {
+      // A stop-first update's new task waits (prepared) until the old one in its slot has stopped;
+      // the updater promotes it then. Nothing is promoted while another task of the slot still runs.
+      if ((bySlot.get(slot) ?? []).some((x) => x !== t && !isRunnable(x) && isLive(x, node(x.nodeId)))) continue;
       const previous = (bySlot.get(slot) ?? []).filter((x) => x !== t && !isRunnable(x)).sort(newestFirst)[0];
       const at = promoteAt(service, t, records, previous);
       if (at <= now) actions.push({ kind: 'promote', task: t });

@@ -1,0 +1,275 @@
+// The updater's decision, pure: from a replicated service, its tasks and the time, which slots to
+// replace next (stop-first or start-first), which to finish, and the update's state (pause, rollback, done).
+import {
+  type Node,
+  type Service,
+  type Task,
+  TaskState,
+  type UpdateConfig,
+  UpdateFailureAction,
+  UpdateOrder,
+  UpdateState,
+  type UpdateStatus,
+} from '../../proto/gen/gantry/v1/objects.ts';
+import { exitedOnItsOwn, isLive, isRunnable, newestFirst, stateOf } from '../orchestrator/task.ts';
+import { replaceCause } from '../orchestrator/restart.ts';
+import { describeFailure } from './describe.ts';
+import { isDirty, taskSpecKey } from './dirty.ts';
+
+export interface UpdateInput {
+  service: Service;
+  /** Every task of the service (any state). */
+  tasks: readonly Task[];
+  node(id: string): Node | undefined;
+  now: number;
+}
+
+export type UpdateAction =
+  /** Replace the old task of `slot`. stop-first: old → SHUTDOWN and a new task READY in one transaction; start-first: a new task RUNNING beside it. */
+  | { kind: 'replace'; service: Service; slot: number; old: Task; order: 'stop-first' | 'start-first' }
+  /** stop-first: the old task has stopped, start the new one (desired READY → RUNNING). */
+  | { kind: 'promote'; task: Task }
+  /** start-first: the new task is up, stop the old one. */
+  | { kind: 'stop'; task: Task; reason: string }
+  /** Write the service's update status (pause, completion, a failure note). */
+  | { kind: 'status'; service: Service; status: UpdateStatus }
+  /** Failure action rollback: spec ⇄ previousSpec, spec version + 1, status ROLLBACK_STARTED. */
+  | { kind: 'rollback'; service: Service; status: UpdateStatus };
+
+export interface UpdateDecision {
+  actions: UpdateAction[];
+  /** Decide again at this time (delay or monitor window ends). */
+  wakeAt?: number;
+}
+
+/** The updater's view of one slot, for the decision and for progress displays. */
+export type SlotPhase =
+  /** Runs an old-spec task, not yet touched. */
+  | 'dirty'
+  /** Being replaced: a new-spec task not yet up, or the old one stopping. */
+  | 'busy'
+  /** Its new-spec task of this update failed (not retried by the updater until resumed). */
+  | 'failed'
+  /** Runs a new-spec task that is up (running, and healthy when it has a health check). */
+  | 'done'
+  /** No runnable task (the orchestrator fills it), or its old task needs replacing anyway. */
+  | 'down';
+
+export interface SlotView {
+  slot: number;
+  phase: SlotPhase;
+  /** The task that counts for the slot (new one if any). */
+  task?: Task;
+}
+
+const isRollbackState = (s: UpdateState | undefined) =>
+  s === UpdateState.UPDATE_STATE_ROLLBACK_STARTED || s === UpdateState.UPDATE_STATE_ROLLBACK_PAUSED || s === UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED;
+
+/** Running, desired running, and healthy when it has a health check. */
+export function isUp(t: Task): boolean {
+  return (
+    stateOf(t) === TaskState.TASK_STATE_RUNNING &&
+    t.desiredState === TaskState.TASK_STATE_RUNNING &&
+    (t.status?.health ?? '') !== 'starting' &&
+    (t.status?.health ?? '') !== 'unhealthy'
+  );
+}
+
+/** The update settings in force: the rollback settings (of the spec rolled back from) during a rollback. */
+export function configFor(service: Service): Required<UpdateConfig> {
+  const rolling = isRollbackState(service.updateStatus?.state);
+  const c = rolling ? (service.previousSpec?.rollback ?? service.spec?.rollback) : service.spec?.update;
+  return {
+    parallelism: c?.parallelism ?? 1,
+    delayMs: c?.delayMs ?? 0,
+    failureAction: c?.failureAction ?? UpdateFailureAction.UPDATE_FAILURE_ACTION_PAUSE,
+    monitorMs: c?.monitorMs ?? 5_000,
+    maxFailureRatio: c?.maxFailureRatio ?? 0,
+    order: c?.order ?? UpdateOrder.UPDATE_ORDER_STOP_FIRST,
+  };
+}
+
+function replicas(service: Service): number {
+  const m = service.spec?.mode;
+  return m?.$case === 'replicated' ? m.value.replicas : 0;
+}
+
+/** A new-spec task of this update that failed: exited on its own, or reported unhealthy. */
+function failedInUpdate(t: Task, since: number): boolean {
+  if ((t.meta?.createdAt ?? 0) < since || (t.status?.timestamp ?? 0) < since) return false;
+  if (exitedOnItsOwn(t)) return true;
+  return stateOf(t) === TaskState.TASK_STATE_RUNNING && t.status?.health === 'unhealthy';
+}
+
+/** Classify every slot 1..replicas (and any higher slot still holding tasks). */
+export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Task[] } {
+  const { service, node } = input;
+  const key = taskSpecKey(service);
+  const since = service.updateStatus?.startedAt ?? 0;
+  const bySlot = new Map<number, Task[]>();
+  for (const t of input.tasks) {
+    if (t.slot <= 0) continue;
+    let l = bySlot.get(t.slot);
+    if (!l) bySlot.set(t.slot, (l = []));
+    l.push(t);
+  }
+  const want = replicas(service);
+  for (let s = 1; s <= want; s++) if (!bySlot.has(s)) bySlot.set(s, []);
+  const failures: Task[] = [];
+  const slots: SlotView[] = [];
+  for (const [slot, ts] of [...bySlot].sort((a, b) => a[0] - b[0])) {
+    const fresh = ts.filter((t) => !isDirty(t, service, key)).sort(newestFirst);
+    const failedHere = fresh.filter((t) => failedInUpdate(t, since));
+    failures.push(...failedHere);
+    const runnable = ts.filter(isRunnable);
+    const newRunnable = runnable.filter((t) => !isDirty(t, service, key)).sort(newestFirst);
+    const oldRunnable = runnable.filter((t) => isDirty(t, service, key));
+    if (slot > want && runnable.length === 0) continue;
+    const cur = newRunnable.find(isUp) ?? newRunnable[0];
+    if (cur) {
+      slots.push({ slot, phase: isUp(cur) ? 'done' : failedHere.length > 0 ? 'failed' : 'busy', task: cur });
+      continue;
+    }
+    if (oldRunnable.length > 0) {
+      const old = [...oldRunnable].sort((a, b) => stateOf(b) - stateOf(a) || newestFirst(a, b))[0];
+      if (replaceCause(old, node(old.nodeId))) slots.push({ slot, phase: 'down', task: old });
+      else if (failedHere.length > 0) slots.push({ slot, phase: 'failed', task: old });
+      else slots.push({ slot, phase: 'dirty', task: old });
+      continue;
+    }
+    slots.push({ slot, phase: failedHere.length > 0 ? 'failed' : 'down', task: ts.sort(newestFirst)[0] });
+  }
+  return { slots, failures };
+}
+
+/**
+ * Decide the next step of a replicated service's rolling update (or rollback).
+ *
+ * Rules, each a function of stored state only (a new leader continues where the old one was):
+ * - A task is dirty when its spec differs from the service's (`--force` bumps forceUpdate, which
+ *   is part of the spec). Only the spec decides, not the version number, so a rollback leaves
+ *   tasks that never left the old spec alone.
+ * - Slots are replaced lowest first, at most `parallelism` at once (0 = all). stop-first never lets
+ *   more than `parallelism` slots (counting slots down for any reason) be without an up task;
+ *   start-first stops an old task only once its replacement is up, so never fewer than the
+ *   desired number run.
+ * - `delay` separates a slot becoming up from the next slot starting.
+ * - A failure is a new-spec task created or failing since the update (re)started that exited on
+ *   its own or reported unhealthy. Over `maxFailureRatio` × replicas, the failure action applies:
+ *   pause, rollback (pause when already rolling back), or continue (failed slots are left to the
+ *   restart policy and no longer hold the window). Within the ratio, a start-first update goes on
+ *   (the failed slot keeps its old task); a stop-first one waits for the failed slot to come back
+ *   up through the restart policy, since it counts as a slot without a running task.
+ * - Done when every slot runs an up new-spec task and `monitor` has passed since the last came up;
+ *   failures within that window still count.
+ * - Paused updates still finish slots already in flight (promote, stop the old), start no new ones.
+ */
+export function decideUpdate(input: UpdateInput): UpdateDecision {
+  const { service, now } = input;
+  const actions: UpdateAction[] = [];
+  if (service.spec?.mode?.$case !== 'replicated') return { actions };
+  const status = service.updateStatus;
+  const state = status?.state ?? UpdateState.UPDATE_STATE_UNKNOWN;
+  const rolling = isRollbackState(state);
+  const cfg = configFor(service);
+  const key = taskSpecKey(service);
+  const { slots, failures } = slotViews(input);
+  const bySlot = new Map<number, Task[]>();
+  for (const t of input.tasks) {
+    let l = bySlot.get(t.slot);
+    if (!l) bySlot.set(t.slot, (l = []));
+    l.push(t);
+  }
+
+  // 1. Finish slots in flight, whatever the state.
+  for (const t of input.tasks) {
+    if (t.slot <= 0 || isDirty(t, service, key)) continue;
+    const others = (bySlot.get(t.slot) ?? []).filter((x) => x !== t);
+    if (t.desiredState === TaskState.TASK_STATE_READY) {
+      // stop-first: promote once nothing else in the slot still runs, if it replaced an old-spec task.
+      const live = others.some((x) => isLive(x, input.node(x.nodeId)));
+      const previous = others.filter((x) => (x.meta?.createdAt ?? 0) <= (t.meta?.createdAt ?? 0)).sort(newestFirst)[0];
+      if (!live && previous && isDirty(previous, service, key)) actions.push({ kind: 'promote', task: t });
+    } else if (isUp(t)) {
+      // start-first: the old task beside an up new one is stopped.
+      for (const x of others) {
+        if (isRunnable(x) && isDirty(x, service, key)) actions.push({ kind: 'stop', task: x, reason: `updated: replaced by task ${t.id}` });
+      }
+    }
+  }
+
+  const dirty = slots.filter((s) => s.phase === 'dirty');
+  const known = state !== UpdateState.UPDATE_STATE_UNKNOWN;
+  const active = state === UpdateState.UPDATE_STATE_UPDATING || state === UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
+  // Dirty tasks with no update in progress (a change written without an update status): start one.
+  if (!active && !known && dirty.length > 0) {
+    actions.push({ kind: 'status', service, status: { state: UpdateState.UPDATE_STATE_UPDATING, startedAt: now, completedAt: 0, message: 'update started' } });
+    return { actions };
+  }
+  if (!active && (state === UpdateState.UPDATE_STATE_COMPLETED || state === UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED) && dirty.length > 0) {
+    actions.push({ kind: 'status', service, status: { state: rolling ? UpdateState.UPDATE_STATE_ROLLBACK_STARTED : UpdateState.UPDATE_STATE_UPDATING, startedAt: now, completedAt: 0, message: rolling ? 'rollback started' : 'update started' } });
+    return { actions };
+  }
+  if (!active) return { actions };
+  const what = rolling ? 'rollback' : 'update';
+
+  // 2. Failures.
+  const want = Math.max(1, replicas(service));
+  const worst = [...failures].sort(newestFirst);
+  if (failures.length > 0 && failures.length / want > cfg.maxFailureRatio) {
+    const why = describeFailure(worst[0], input.node(worst[0].nodeId));
+    const more = failures.length > 1 ? ` (${failures.length} tasks failed)` : '';
+    const action = cfg.failureAction;
+    if (action === UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK && !rolling && service.previousSpec) {
+      actions.push({ kind: 'rollback', service, status: { state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED, startedAt: now, completedAt: 0, message: `update rolled back: ${why}${more}` } });
+      return { actions };
+    }
+    // Rollback with nothing to roll back to, or a rollback that fails itself: pause.
+    if (action !== UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE) {
+      const paused = rolling ? UpdateState.UPDATE_STATE_ROLLBACK_PAUSED : UpdateState.UPDATE_STATE_PAUSED;
+      const reason = !rolling && action === UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK ? ' (no previous spec to roll back to)' : '';
+      actions.push({ kind: 'status', service, status: { ...status!, state: paused, message: `${what} paused: ${why}${more}${reason}` } });
+      return { actions };
+    }
+  }
+  const continuing = cfg.failureAction === UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE;
+
+  // 3. Completion.
+  const live = slots.filter((s) => s.slot <= replicas(service));
+  const busy = live.filter((s) => s.phase === 'busy').length;
+  const failedSlots = live.filter((s) => s.phase === 'failed').length;
+  let lastUp = status?.startedAt ?? 0;
+  for (const s of live) {
+    if (s.phase === 'done' && s.task && (s.task.meta?.createdAt ?? 0) >= (status?.startedAt ?? 0)) lastUp = Math.max(lastUp, s.task.status?.timestamp ?? 0);
+  }
+  if (dirty.length === 0 && busy === 0 && (failedSlots === 0 || continuing)) {
+    const allDone = live.every((s) => s.phase === 'done');
+    if (allDone || failedSlots > 0) {
+      const end = lastUp + cfg.monitorMs;
+      if (now < end) return { actions, wakeAt: end };
+      const msg = failedSlots > 0 ? `${what} completed with ${failedSlots} failed tasks: ${describeFailure(worst[0], input.node(worst[0].nodeId))}` : `${what} completed`;
+      actions.push({ kind: 'status', service, status: { ...status!, state: rolling ? UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED : UpdateState.UPDATE_STATE_COMPLETED, completedAt: now, message: msg } });
+      return { actions };
+    }
+    return { actions };
+  }
+
+  // 4. Next slots.
+  if (dirty.length === 0) return { actions };
+  const stopFirst = cfg.order !== UpdateOrder.UPDATE_ORDER_START_FIRST;
+  const window = cfg.parallelism === 0 ? Number.POSITIVE_INFINITY : cfg.parallelism;
+  const notUp = live.filter((s) => s.phase === 'busy' || s.phase === 'down' || (s.phase === 'failed' && !continuing)).length;
+  // start-first: a failed slot still runs its old task, so only slots being replaced hold the window.
+  const inUse = stopFirst ? notUp : busy;
+  let room = window - inUse;
+  if (room <= 0) return { actions };
+  if (cfg.delayMs > 0 && lastUp > (status?.startedAt ?? 0)) {
+    const at = lastUp + cfg.delayMs;
+    if (now < at) return { actions, wakeAt: at };
+  }
+  for (const s of dirty) {
+    if (room-- <= 0) break;
+    actions.push({ kind: 'replace', service, slot: s.slot, old: s.task!, order: stopFirst ? 'stop-first' : 'start-first' });
+  }
+  return { actions };
+}

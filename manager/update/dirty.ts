@@ -1,0 +1,31 @@
+// Which tasks an update must replace: a task whose spec differs from its service's (swarmkit's
+// IsTaskDirty). `--force` bumps TaskSpec.forceUpdate, so it makes every task dirty.
+import type { Service, Task } from '../../proto/gen/gantry/v1/objects.ts';
+
+/** Key-sorted JSON: equal specs give equal strings whatever order their fields were built in. */
+export function stableJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${stableJson(o[k])}`)
+    .join(',')}}`;
+}
+
+/** The comparison key of the service's task spec (compute once per decision). */
+export function taskSpecKey(service: Service): string {
+  return stableJson(service.spec?.task ?? {});
+}
+
+const cache = new WeakMap<object, string>();
+
+/** Same spec version is clean without comparing; otherwise the spec content decides (a rollback keeps untouched tasks). */
+export function isDirty(t: Task, service: Service, key: string): boolean {
+  if (t.specVersion === service.specVersion) return false;
+  const spec = t.spec ?? {};
+  let k = cache.get(spec);
+  if (k === undefined) cache.set(spec, (k = stableJson(spec)));
+  return k !== key;
+}
