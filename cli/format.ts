@@ -124,6 +124,8 @@ export function availabilityText(n: Node): string {
 export function managerStatusText(n: Node): string {
   if (n.role !== 1) return '';
   if (n.managerStatus?.leader) return 'Leader';
+  // a manager whose host is down or disconnected is not reachable, whatever it last recorded
+  if (n.status?.state === 1 || n.status?.state === 3) return 'Unreachable';
   const r = n.managerStatus?.reachability ?? '';
   return r ? r[0].toUpperCase() + r.slice(1) : 'Unknown';
 }
