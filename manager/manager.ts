@@ -15,6 +15,7 @@ import { GlobalOrchestrator } from './orchestrator/global-loop.ts';
 import { ReplicatedOrchestrator } from './orchestrator/replicated-loop.ts';
 import { TaskReaper } from './reaper/reaper-loop.ts';
 import { Scheduler } from './scheduler/scheduler-loop.ts';
+import { Updater } from './update/updater-loop.ts';
 import { type Clock, type Log, systemClock } from './controller.ts';
 import type { Leadership, Store } from './store/types.ts';
 
@@ -91,6 +92,7 @@ export class Manager {
       new TaskReaper(deps),
       new Allocator(deps),
       new Scheduler(deps),
+      new Updater(deps),
     ];
     for (const c of this.controllers) c.start();
     void this.markLeader(true);
