@@ -354,7 +354,7 @@ const importCmd: Command = {
     const result = new Promise<ImageSummary>((resolve, reject) => {
       call = client.import((e, r) => (e ? reject(callError(e, conn.target)) : resolve(r)));
     });
-    call.write({ part: { $case: 'header', value: { ref: name ?? `imported-${Date.now().toString(36)}:latest`, changes: list(args, 'change'), message: str(args, 'message') ?? '', platform: '' } } });
+    call.write({ part: { $case: 'header', value: { ref: name ?? '', changes: list(args, 'change'), message: str(args, 'message') ?? '', platform: '' } } });
     const sending = sendAll(call, inputStream(file), (b) => ({ part: { $case: 'data' as const, value: b } }));
     const [s] = await Promise.all([result, sending]);
     ctx.out.write(`${s.id}\n`);

@@ -70,6 +70,9 @@ test('import: a bad change line is refused with the reason', async (t) => {
   const store = await ImageStore.open(path.join(dir, 'images'));
   await assert.rejects(store.importRootfs(Readable.from([makeTar([])]), 'x:1', { changes: ['RUN rm -rf /'] }), /RUN is not supported by import/);
   await assert.rejects(store.importRootfs(Readable.from([makeTar([])]), 'X:1'), /repository name must be lowercase/);
+  const untagged = await store.importRootfs(Readable.from([makeTar([{ name: 'f', type: 'file', data: 'x' }])]), '');
+  assert.deepEqual(untagged.repoTags, []);
+  assert.equal((await store.resolveLocal(untagged.id.slice(7, 19)))?.id, untagged.id);
 });
 
 test('overlay: mounts 120 layers (option string longer than a page) with the topmost layer winning', async (t) => {

@@ -470,7 +470,7 @@ export class ImageStore {
    * like a pulled one (gzip layer blob + OCI manifest + config), unpacked, and named `ref`.
    */
   async importRootfs(tar: NodeJS.ReadableStream | string, ref: string, opts: { changes?: string[]; platform?: Platform; message?: string } = {}): Promise<ImageInfo> {
-    const r = mustParse(ref);
+    const r = ref ? mustParse(ref) : undefined; // no name: an untagged image, as `docker import FILE`
     const changed = applyChanges({}, opts.changes ?? []);
     if (!changed.ok) throw new Error(changed.reason);
     const input: AsyncIterable<Buffer> = typeof tar === 'string' ? fs.createReadStream(tar, { highWaterMark: 256 << 10 }) : (tar as AsyncIterable<Buffer>);
@@ -519,7 +519,7 @@ export class ImageStore {
     } catch (e) {
       gz.destroy();
       writer.abort(false);
-      throw new Error(`import of ${ref}: ${(e as Error).message}`, { cause: e });
+      throw new Error(`import of ${ref || 'rootfs'}: ${(e as Error).message}`, { cause: e });
     }
     void tarSize;
     const blobSize = (await this.content.stat(blobDigest)) ?? 0;
@@ -554,7 +554,7 @@ export class ImageStore {
         created,
         platform,
       },
-      r.tag ? r : { ...r, tag: 'latest' },
+      r && (r.tag || r.digest ? r : { ...r, tag: 'latest' }),
     );
   }
 }
