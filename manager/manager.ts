@@ -8,7 +8,7 @@ import { Allocator } from './allocator/allocator-loop.ts';
 import { networkHandlers } from './controlapi/network.ts';
 import { backupHandlers } from './backup.ts';
 import { controlService } from './controlapi/server.ts';
-import { Dispatcher, type Membership } from './dispatcher/dispatcher.ts';
+import { Dispatcher, type DispatcherCa, type Membership } from './dispatcher/dispatcher.ts';
 import { retryUpdate } from './dispatcher/update-node.ts';
 import { NodeHealth } from './nodehealth/node-health-loop.ts';
 import { GlobalOrchestrator } from './orchestrator/global-loop.ts';
@@ -30,6 +30,8 @@ export interface ManagerOptions {
   resolveImage?: (ref: string) => Promise<string | undefined>;
   /** etcd membership for adding managers; absent with an external etcd. */
   membership?: Membership;
+  /** The cluster CA: joins get certificates and nodes authenticate by them (manager/ca). */
+  ca?: DispatcherCa;
 }
 
 interface Controller {
@@ -54,6 +56,7 @@ export class Manager {
       managerId: opts.nodeId,
       managerAddr: opts.addr,
       membership: opts.membership,
+      ca: opts.ca,
     });
   }
 

@@ -195,7 +195,7 @@ describe('dispatcher: sessions over gRPC', () => {
     const client = new DispatcherClient(h.addr, grpc.credentials.createInsecure());
     t.after(() => client.close());
     const join = (token: string) =>
-      new Promise<JoinResponse>((res, rej) => client.join({ token, description: undefined, advertiseAddr: '10.0.0.9', etcdPeerUrl: '', managerAddr: '', etcdMemberName: '' }, (e, r) => (e ? rej(e) : res(r))));
+      new Promise<JoinResponse>((res, rej) => client.join({ token, description: undefined, advertiseAddr: '10.0.0.9', etcdPeerUrl: '', managerAddr: '', etcdMemberName: '', csr: Buffer.alloc(0) }, (e, r) => (e ? rej(e) : res(r))));
     const ok = await join(h.cluster.joinTokens!.worker);
     assert.equal(h.store.view().get('nodes', ok.nodeId)?.secretHash, hashSecret(ok.nodeSecret));
     await assert.rejects(join('GNTRY-1-bogus-w'), (e: grpc.ServiceError) => {

@@ -3,13 +3,14 @@
 // manager's etcd lease, so workers of a manager that dies reconnect to another.
 import * as grpc from '@grpc/grpc-js';
 import type { LogMessage } from '../../proto/gen/gantry/v1/control.ts';
-import type { DispatcherServer, JoinRequest, JoinResponse, PromoteRequest } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import type { DispatcherServer, JoinRequest, JoinResponse, PromoteRequest, RenewCertificateRequest, RenewCertificateResponse } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import { type Node, NodeAvailability, NodeRole, NodeState, type Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Store } from '../store/types.ts';
 import { type SessionDeps, WorkerSession } from './session.ts';
 import { StatusWriter } from './status-writer.ts';
-import { hashSecret, newNodeSecret, secretMatches, tokenRole } from './tokens.ts';
+import { callerId } from '../ca/authz.ts';
+import { explainRefusedToken, hashSecret, newNodeSecret, secretMatches, tokenRole } from './tokens.ts';
 
 /** etcd membership, as the composition root provides it (only manager/store talks to etcd). */
 export interface Membership {
@@ -24,6 +25,18 @@ export interface DispatcherOptions {
   managerId: string;
   managerAddr: string;
   membership?: Membership;
+  /**
+   * The cluster CA. With it, joins must send a CSR and get a certificate, and sessions, promotions
+   * and renewals are authenticated by the caller's certificate (CN = node id). Without it (unit
+   * tests on an insecure socket) nodes authenticate with their node secret.
+   */
+  ca?: DispatcherCa;
+}
+
+export interface DispatcherCa {
+  issueNode(csrPem: string, nodeId: string, role: 'manager' | 'worker'): Promise<string>;
+  rootsPem(): string;
+  clusterKey(): Buffer;
 }
 
 export interface LogSubscribeOptions {
@@ -68,6 +81,7 @@ export class Dispatcher {
       heartbeatMs: () => cluster()?.heartbeatPeriodMs || DEFAULT_HEARTBEAT_MS,
       graceMs: () => cluster()?.nodeDownGraceMs || DEFAULT_GRACE_MS,
       managers: () => this.managers(),
+      certificates: this.opts.ca !== undefined,
       onOpen: (s) => {
         const old = this.sessions.get(s.nodeId);
         this.sessions.set(s.nodeId, s);
@@ -89,12 +103,41 @@ export class Dispatcher {
       },
       session: (call) => new WorkerSession(call, this.sessionDeps()).run(),
       promote: (call, cb) => {
-        this.promote(call.request).then(
+        this.promote(call.request, callerId(call)).then(
+          (res) => cb(null, res),
+          (err: grpc.ServiceError) => cb(err.code !== undefined ? err : { code: grpc.status.INTERNAL, details: String(err), name: 'Error', message: String(err), metadata: new grpc.Metadata() }),
+        );
+      },
+      renewCertificate: (call, cb) => {
+        this.renew(call.request, callerId(call)).then(
           (res) => cb(null, res),
           (err: grpc.ServiceError) => cb(err.code !== undefined ? err : { code: grpc.status.INTERNAL, details: String(err), name: 'Error', message: String(err), metadata: new grpc.Metadata() }),
         );
       },
     };
+  }
+
+  /** A node renews its certificate; its role comes from the store (so promotion/demotion change it). */
+  private async renew(req: RenewCertificateRequest, caller: string | undefined): Promise<RenewCertificateResponse> {
+    const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+    const ca = this.opts.ca;
+    if (!ca || !caller) throw fail(grpc.status.UNAUTHENTICATED, 'renewing a certificate needs the current certificate of a node');
+    const node = this.opts.store.view().get('nodes', caller);
+    if (!node) throw fail(grpc.status.PERMISSION_DENIED, `node ${caller} is not part of this cluster`);
+    const role = node.role === NodeRole.NODE_ROLE_MANAGER && node.spec?.desiredRole !== NodeRole.NODE_ROLE_WORKER ? 'manager' : 'worker';
+    const certificate = await this.issue(ca, req.csr, caller, role);
+    this.log(`renewed the certificate of node ${caller} (${role})`);
+    return { certificate: Buffer.from(certificate), rootCaCert: Buffer.from(ca.rootsPem()) };
+  }
+
+  private async issue(ca: DispatcherCa, csr: Uint8Array, nodeId: string, role: 'manager' | 'worker'): Promise<string> {
+    try {
+      return await ca.issueNode(Buffer.from(csr).toString(), nodeId, role);
+    } catch (err) {
+      const e = err as Error;
+      const code = e.name === 'CsrError' ? grpc.status.INVALID_ARGUMENT : grpc.status.UNAVAILABLE;
+      throw Object.assign(new Error(e.message), { code, details: `issuing a certificate for node ${nodeId}: ${e.message}`, metadata: new grpc.Metadata() });
+    }
   }
 
   private async join(req: JoinRequest): Promise<JoinResponse> {
@@ -103,12 +146,9 @@ export class Dispatcher {
     const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
     if (!cluster) throw fail(grpc.status.UNAVAILABLE, 'this manager has no cluster yet: run gantry init on it first');
     const role = tokenRole(cluster, req.token);
-    if (!role) {
-      throw fail(
-        grpc.status.PERMISSION_DENIED,
-        'join token is not valid for this cluster (wrong or rotated): get the current one with `gantry join-token worker` on a manager',
-      );
-    }
+    if (!role) throw fail(grpc.status.PERMISSION_DENIED, explainRefusedToken(cluster, req.token));
+    const ca = this.opts.ca;
+    if (ca && !req.csr?.length) throw fail(grpc.status.INVALID_ARGUMENT, 'a join must send a certificate request (csr) for the joining host\'s key');
     if (role === 'manager' && (!req.etcdPeerUrl || !req.managerAddr)) {
       throw fail(grpc.status.INVALID_ARGUMENT, 'a manager join must say where its etcd member and its gRPC server will listen (etcd_peer_url, manager_addr)');
     }
@@ -128,30 +168,46 @@ export class Dispatcher {
     if (!res.ok) throw fail(grpc.status.ABORTED, `could not record node ${id}: ${res.conflict.reason}; try again`);
     await this.opts.store.waitFor(res.revision);
     this.log(`node ${id} (${req.description?.hostname}) joined as ${role}`);
+    const certificate = ca ? Buffer.from(await this.issue(ca, req.csr, id, role)) : Buffer.alloc(0);
     const base: JoinResponse = {
       nodeId: id,
-      nodeSecret: secret,
+      nodeSecret: ca ? '' : secret,
       role: NodeRole.NODE_ROLE_WORKER,
       managers: this.managers(),
       clusterId: cluster.id,
       etcdInitialCluster: [],
       etcdMemberName: '',
+      certificate,
+      rootCaCert: Buffer.from(ca?.rootsPem() ?? ''),
+      clusterKey: role === 'manager' && ca ? ca.clusterKey() : Buffer.alloc(0),
     };
     if (role === 'worker') return base;
     return { ...base, ...(await this.addManager(id, req.etcdMemberName || id, req.etcdPeerUrl, req.managerAddr)) };
   }
 
   /** A joined worker whose desired role became manager asks for its etcd member (after `node promote`). */
-  private async promote(req: PromoteRequest): Promise<JoinResponse> {
+  private async promote(req: PromoteRequest, caller: string | undefined): Promise<JoinResponse> {
     const fail = (code: grpc.status, details: string) => Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
     const view = this.opts.store.view();
-    const node = view.get('nodes', req.nodeId);
-    if (!node || !secretMatches(req.nodeSecret, node.secretHash)) throw fail(grpc.status.UNAUTHENTICATED, `node ${req.nodeId} is not part of this cluster`);
+    const ca = this.opts.ca;
+    const nodeId = ca ? caller : req.nodeId;
+    const node = nodeId ? view.get('nodes', nodeId) : undefined;
+    if (!node || (!ca && !secretMatches(req.nodeSecret, node.secretHash))) throw fail(grpc.status.UNAUTHENTICATED, `node ${nodeId || req.nodeId} is not part of this cluster`);
+    if (ca && !req.csr?.length) throw fail(grpc.status.INVALID_ARGUMENT, 'a promotion must send a certificate request (csr) for the manager certificate');
     if (node.spec?.desiredRole !== NodeRole.NODE_ROLE_MANAGER) {
       throw fail(grpc.status.FAILED_PRECONDITION, `node ${req.nodeId} was not promoted: run \`gantry node promote ${req.nodeId}\` on a manager first`);
     }
+    const certificate = ca ? Buffer.from(await this.issue(ca, req.csr, node.id, 'manager')) : Buffer.alloc(0);
     const added = await this.addManager(node.id, req.etcdMemberName || node.id, req.etcdPeerUrl, req.managerAddr);
-    return { nodeId: node.id, nodeSecret: '', clusterId: view.cluster()?.id ?? '', ...added };
+    return {
+      nodeId: node.id,
+      nodeSecret: '',
+      clusterId: view.cluster()?.id ?? '',
+      ...added,
+      certificate,
+      rootCaCert: Buffer.from(ca?.rootsPem() ?? ''),
+      clusterKey: ca ? ca.clusterKey() : Buffer.alloc(0),
+    };
   }
 
   /**

@@ -2,7 +2,7 @@
 // changes), heartbeats, status reports and log subscriptions. The protocol is drawn in
 // proto/gantry/v1/dispatcher.proto; the lifecycle here is:
 //
-//   Register ─▶ verify node secret ─▶ Session key (on our lease) + node READY ─▶ SessionInfo
+//   Register ─▶ node id from the TLS certificate (CN) ─▶ Session key (on our lease) + node READY ─▶ SessionInfo
 //            ─▶ Assignments(full) ─▶ Assignments(changes)… until the stream ends, the heartbeat
 //               is late (grace), the node is removed, or another manager took the session over
 //   end ─▶ delete our Session key ─▶ node DISCONNECTED(lastHeartbeat) unless a newer session exists
@@ -14,6 +14,7 @@ import type { Store, StoreEvent } from '../store/types.ts';
 import { NetworkStateTracker, touchesNetworkState } from '../allocator/network-state.ts';
 import { type AssignmentDelta, assignmentChanges, assignmentSet } from './assignments.ts';
 import type { StatusWriter } from './status-writer.ts';
+import { callerId } from '../ca/authz.ts';
 import { secretMatches } from './tokens.ts';
 import { retryUpdate } from './update-node.ts';
 
@@ -27,6 +28,8 @@ export interface SessionDeps {
   heartbeatMs(): number;
   graceMs(): number;
   managers(): string[];
+  /** Nodes authenticate by certificate (CN = node id): the Register message's id and secret are ignored. */
+  certificates?: boolean;
   onOpen(s: WorkerSession): void;
   onClose(s: WorkerSession): void;
 }
@@ -76,8 +79,11 @@ export class WorkerSession {
       if (!this.nodeId) {
         clearTimeout(registerTimer);
         if (m.$case !== 'register') return this.fail('FAILED_PRECONDITION', 'the first message of a session must be Register');
-        void this.register(m.value.nodeId, m.value.nodeSecret, m.value).catch((err) =>
-          this.fail('UNAVAILABLE', `registering node ${m.value.nodeId} failed: ${(err as Error).message}`),
+        const certId = this.deps.certificates ? callerId(this.call) : undefined;
+        if (this.deps.certificates && !certId) return this.fail('UNAUTHENTICATED', 'a session needs the certificate of a node of this cluster');
+        const nodeId = certId ?? m.value.nodeId;
+        void this.register(nodeId, m.value.nodeSecret, m.value, certId !== undefined).catch((err) =>
+          this.fail('UNAVAILABLE', `registering node ${nodeId} failed: ${(err as Error).message}`),
         );
         return;
       }
@@ -112,10 +118,10 @@ export class WorkerSession {
     this.call.on('close', () => this.close('stream closed'));
   }
 
-  private async register(nodeId: string, secret: string, reg: { description?: Node['description']; addr: string }): Promise<void> {
+  private async register(nodeId: string, secret: string, reg: { description?: Node['description']; addr: string }, byCertificate: boolean): Promise<void> {
     const { store, clock } = this.deps;
     const node = store.view().get('nodes', nodeId);
-    if (!node || !secretMatches(secret, node.secretHash)) {
+    if (!node || (!byCertificate && !secretMatches(secret, node.secretHash))) {
       return this.fail(
         'UNAUTHENTICATED',
         node

@@ -48,9 +48,12 @@ export function tokenRole(cluster: Cluster, token: string): JoinRole | undefined
 /** Why a token was refused, for the joiner: the manager's answer never says which token exists. */
 export function explainRefusedToken(cluster: Cluster, token: string): string {
   const p = parseJoinToken(token);
-  if (!p) return 'this is not a gantry join token (GNTRY-1-<CA digest>-<secret>-<w|m>): copy it again from `gantry join-token worker` on a manager';
-  if (p.digest !== rootDigest(cluster.rootCaCert)) return 'the join token names another root CA than this cluster\'s: get a current one with `gantry join-token worker` on a manager';
-  return 'join token is not valid for this cluster (wrong or rotated): get the current one with `gantry join-token worker` (or `manager`) on a manager';
+  const what = !p
+    ? 'it is not a gantry join token (GNTRY-1-<CA digest>-<secret>-<w|m>)'
+    : p.digest !== rootDigest(cluster.rootCaCert)
+      ? 'it names another root CA than this cluster\'s'
+      : 'wrong or rotated';
+  return `join token is not valid for this cluster (${what}): get the current one with \`gantry join-token worker\` (or \`manager\`) on a manager`;
 }
 
 export function newNodeSecret(): string {
