@@ -21,6 +21,7 @@ import type {
 } from '../../proto/gen/gantry/v1/control.ts';
 import { ControlService, LogMessage } from '../../proto/gen/gantry/v1/control.ts';
 import type { Cluster, Node, NodeSpec, Service, ServiceSpec, Task } from '../../proto/gen/gantry/v1/objects.ts';
+import { UpdateState } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Kind, Leadership, Objects, Store, Write } from '../store/types.ts';
 import { withDefaults, type ServiceSpecInput } from './defaults.ts';
@@ -335,14 +336,29 @@ export function controlApi(deps: ControlDeps): ControlApi {
         spec = valid;
         previousSpec = current.spec;
       }
-      if (stableJson(spec) === stableJson(current.spec)) return current;
-      const taskChanged = stableJson(spec.task) !== stableJson(current.spec?.task);
+      // A rolling update (manager/update) starts when the task spec changes; the same spec sent
+      // again continues a paused one (`service update NAME`, `--resume`).
+      const st = current.updateStatus?.state;
+      const paused = st === UpdateState.UPDATE_STATE_PAUSED || st === UpdateState.UPDATE_STATE_ROLLBACK_PAUSED;
+      const sameSpec = stableJson(spec) === stableJson(current.spec);
+      if (sameSpec && !(paused && req.rollback === '')) return current;
+      const taskChanged = !sameSpec && stableJson(spec.task) !== stableJson(current.spec?.task);
+      const rolling = req.rollback === 'previous';
+      const now = clock.now();
+      let updateStatus = current.updateStatus;
+      if (spec.mode?.$case === 'replicated' && taskChanged) {
+        updateStatus = { state: rolling ? UpdateState.UPDATE_STATE_ROLLBACK_STARTED : UpdateState.UPDATE_STATE_UPDATING, startedAt: now, completedAt: 0, message: rolling ? 'rollback started' : 'update started' };
+      } else if (sameSpec && paused) {
+        const back = st === UpdateState.UPDATE_STATE_ROLLBACK_PAUSED;
+        updateStatus = { state: back ? UpdateState.UPDATE_STATE_ROLLBACK_STARTED : UpdateState.UPDATE_STATE_UPDATING, startedAt: now, completedAt: 0, message: back ? 'rollback resumed' : 'update resumed' };
+      }
       const updated: Service = {
         ...current,
-        meta: { ...(current.meta ?? { version: 0, createdAt: 0 }), updatedAt: clock.now() },
-        spec,
-        previousSpec,
+        meta: { ...(current.meta ?? { version: 0, createdAt: 0 }), updatedAt: now },
+        spec: sameSpec ? current.spec : spec,
+        previousSpec: sameSpec ? current.previousSpec : previousSpec,
         specVersion: current.specVersion + (taskChanged ? 1 : 0),
+        updateStatus,
       };
       const got = await commitAndRead([{ op: 'update', kind: 'services', object: updated }], 'services', current.id, () =>
         staleMessage('service', name, store.view().get('services', current.id)?.meta?.version ?? 0, stored),
