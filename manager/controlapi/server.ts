@@ -105,10 +105,12 @@ export function stableJson(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
-function olderThan(a: Service, b: Service): boolean {
-  const ca = a.meta?.createdAt ?? 0;
-  const cb = b.meta?.createdAt ?? 0;
-  return ca !== cb ? ca < cb : a.id < b.id;
+/**
+ * `a` was written before `mine`, which we just created (so its version is its create revision).
+ * Every later creator sees the earlier ones once its own write is applied, so the first one stays.
+ */
+function olderThan(a: Service, mine: Service): boolean {
+  return (a.meta?.version ?? 0) < (mine.meta?.version ?? 0);
 }
 
 function defaultName(image: string, id: string): string {
@@ -272,8 +274,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
       const got = await commitAndRead([{ op: 'create', kind: 'services', object: service }], 'services', id, () => `service id ${id} already taken: retry`);
       if (!got) throw new NotFoundError(`service "${spec.name}" was removed right after being created`);
       // Two managers may create one name at once (the check above reads the view, not the
-      // transaction). Every creator sees the others once its write is applied; all agree to keep the
-      // oldest (createdAt, then id) and the others remove themselves.
+      // transaction). A creator that finds an earlier-written service of its name removes its own.
       const rival = store
         .view()
         .list('services')

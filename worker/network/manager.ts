@@ -1,5 +1,6 @@
 // The worker's network manager: per-container netns + veths + addresses (TaskNetworks for the
 // task controller), the host bridge with NAT, VXLAN overlays, iptables for ports and VIPs, DNS.
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { NetworkState } from '../../proto/gen/gantry/v1/network.ts';
@@ -64,6 +65,8 @@ export class NetworkManager {
   private readonly programmed = new Map<number, Map<string, OverlayPeer>>();
   private hostBridge: string | undefined; // the node subnet gantry0 serves
   private jumps = false;
+  private hostRulesText = '';
+  private ourChains: Set<string> | undefined; // GANTRY-S-* chains in the nat table, once read
   private lock: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private dns: DnsServer | undefined;
@@ -155,7 +158,10 @@ export class NetworkManager {
       if (!ns.startsWith(prefix)) continue;
       const taskId = ns.slice(prefix.length);
       const c = await this.readContainer(ns, taskId).catch(() => undefined);
-      if (c) this.containers.set(taskId, c);
+      if (c) {
+        this.containers.set(taskId, c);
+        this.appliedRules.set(taskId, '?'); // unknown: rewritten at the first reconcile
+      }
       else await this.delNs(ns).catch(() => {});
     }
     if (this.containers.size) this.log(`network: found ${this.containers.size} container namespaces from before the restart`);
@@ -198,7 +204,7 @@ export class NetworkManager {
     await this.ensureHost(state);
     const ns = netnsName(this.o.nodeId, task.id);
     // a leftover from an attempt that failed half-way: start clean
-    await this.delNs(ns).catch(() => {});
+    if (existsSync(this.nsPath(ns))) await this.delNs(ns).catch(() => {});
     this.containers.delete(task.id);
     this.appliedRules.delete(task.id);
     const bridge = bridgeNetwork(state);
@@ -407,10 +413,23 @@ export class NetworkManager {
   private async applyHostRules(): Promise<void> {
     const containers = [...this.containers.values()];
     const rules = hostRules(this.state, containers);
-    const existing = await this.sys.run('iptables-save', ['-t', 'nat'], { allowFail: true });
-    const stale = [...existing.out.matchAll(/^:(GANTRY-S-\S+)/gm)].map((m) => m[1]).filter((c) => !rules.natChains.includes(c));
+    const key = JSON.stringify(rules);
+    if (key === this.hostRulesText && this.jumps) return; // nothing changed since we wrote them
+    if (!this.ourChains) {
+      const existing = await this.sys.run('iptables-save', ['-t', 'nat'], { allowFail: true });
+      this.ourChains = new Set([...existing.out.matchAll(/^:(GANTRY-S-\S+)/gm)].map((m) => m[1]));
+    }
+    const stale = [...this.ourChains].filter((c) => !rules.natChains.includes(c));
     const text = restoreText('nat', [...rules.natChains, ...stale], rules.natRules, stale) + restoreText('filter', rules.filterChains, rules.filterRules);
-    await this.sys.run('iptables-restore', ['-w', '--noflush'], { input: text });
+    try {
+      await this.sys.run('iptables-restore', ['-w', '--noflush'], { input: text });
+    } catch (err) {
+      this.ourChains = undefined; // someone changed the table under us: read it again next time
+      this.hostRulesText = '';
+      throw err;
+    }
+    this.ourChains = new Set(rules.natChains.filter((c) => c.startsWith('GANTRY-S-')));
+    this.hostRulesText = key;
     if (!this.jumps) {
       for (const j of HOST_JUMPS) {
         const has = await this.sys.run('iptables', ['-w', '-t', j.table, '-C', j.from, '-j', j.to], { allowFail: true });
@@ -423,6 +442,11 @@ export class NetworkManager {
   private async applyContainerRules(c: LocalContainer): Promise<void> {
     const text = containerRules(this.state, c, ingressNetwork(this.state)?.id);
     if (this.appliedRules.get(c.taskId) === text) return;
+    // a new netns has an empty nat table: nothing to write until a VIP concerns this container
+    if (!this.appliedRules.has(c.taskId) && !text.includes('GANTRY-V-')) {
+      this.appliedRules.set(c.taskId, text);
+      return;
+    }
     await this.sys.run('nsenter', [`--net=${this.nsPath(c.ns)}`, 'iptables-restore', '-w'], { input: text });
     this.appliedRules.set(c.taskId, text);
   }
@@ -455,6 +479,8 @@ export class NetworkManager {
     await this.ip(['link', 'del', HOST_BRIDGE]).catch(() => {});
     await removeChains(this.sys);
     this.jumps = false;
+    this.hostRulesText = '';
+    this.ourChains = undefined;
     this.hostBridge = undefined;
   }
 }
