@@ -131,6 +131,7 @@ test('progress: a paused update or an automatic rollback fails at once; an old s
 test('progress: tasks left on the previous spec with nothing changing end the wait with the reason', () => {
   const v2 = structuredClone(web);
   v2.specVersion = 2;
+  v2.spec!.task!.container!.image = 'web:2';
   const old = [t(1, 'running'), t(2, 'running'), t(3, 'running')];
   const stuck: StuckSince = new Map();
   assert.equal(assess(obs(old, 0, { service: v2 }), stuck).kind, 'waiting');
@@ -146,7 +147,8 @@ test('progress: tasks left on the previous spec with nothing changing end the wa
 test('progress: during an update, slots show the task still on the previous spec', () => {
   const v2 = structuredClone(web);
   v2.specVersion = 2;
-  const a = assess(obs([t(1, 'running'), t(2, 'running', { specVersion: 2 })], 0, { service: v2 }), new Map());
+  v2.spec!.task!.container!.image = 'web:2';
+  const a = assess(obs([t(1, 'running'), t(2, 'running', { specVersion: 2, spec: v2.spec!.task })], 0, { service: v2 }), new Map());
   assert.equal(a.headline, 'web: 1/3 running, 1 still on the previous spec');
   assert.deepEqual(a.lines, ['web.1: running on host1 (previous spec)', 'web.2: running on host1', 'web.3: no task yet']);
 });
@@ -175,4 +177,25 @@ test('progress: a dead slot is reported only after the restart delay has passed 
   const a = assess(obs(tasks, progressTiming.settleMs + 5000, { service: svc }), stuck);
   assert.equal(a.kind, 'stuck');
   assert.match((a as { error: string }).error, /web\.3 ended failed: exit status 1 and was not restarted \(see its restart policy\)/);
+});
+
+test('progress: after a rollback, tasks of an older version with the service\'s spec are current', () => {
+  const back = structuredClone(web);
+  back.specVersion = 3; // v1 → v2 (image web:2) → rolled back to v1's spec as v3
+  back.updateStatus = { state: 6, startedAt: 40, completedAt: 50, message: 'rollback completed' };
+  const tasks = [t(1, 'running'), t(2, 'running'), t(3, 'running', { specVersion: 3 })];
+  assert.equal(assess(obs(tasks, 0, { service: back, rollback: true }), new Map()).kind, 'converged', 'a manual rollback that completed is success');
+  const auto = assess(obs(tasks, 0, { service: back }), new Map());
+  assert.equal(auto.kind, 'failed', 'an update that ended rolled back is a failure');
+});
+
+test('progress: an update in progress is not done before the updater says so (monitor window)', () => {
+  const v2 = structuredClone(web);
+  v2.specVersion = 2;
+  v2.spec!.task!.container!.image = 'web:2';
+  v2.updateStatus = { state: 1, startedAt: 40, completedAt: 0, message: 'update started' };
+  const tasks = [1, 2, 3].map((n) => t(n, 'running', { specVersion: 2, spec: v2.spec!.task }));
+  assert.equal(assess(obs(tasks, 0, { service: v2 }), new Map()).kind, 'waiting');
+  v2.updateStatus = { ...v2.updateStatus, state: 3, message: 'update completed' };
+  assert.equal(assess(obs(tasks, 0, { service: v2 }), new Map()).kind, 'converged');
 });

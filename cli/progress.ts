@@ -3,6 +3,7 @@
 import type { ServiceSummary } from '../proto/gen/gantry/v1/control.ts';
 import type { Service, Task } from '../proto/gen/gantry/v1/objects.ts';
 import { taskStateName } from './format.ts';
+import { stableJson } from '../manager/update/dirty.ts';
 
 const PENDING = 64;
 const ASSIGNED = 192;
@@ -24,6 +25,8 @@ export interface Observation {
   baseline: Set<string>;
   /** The service's update status before the command: only a newer one is about this change. */
   baselineUpdate?: { state: number; startedAt: number };
+  /** The command was `service rollback` (or `update --rollback`): a completed rollback is success. */
+  rollback?: boolean;
   now: number;
 }
 
@@ -33,7 +36,9 @@ export interface Observation {
  */
 export type StuckSince = Map<string, number> & { signature?: string; unchangedSince?: number };
 
+const UPDATING = 1;
 const UPDATE_PAUSED = 2;
+const ROLLBACK_STARTED = 4;
 const ROLLBACK_PAUSED = 5;
 const ROLLBACK_COMPLETED = 6;
 
@@ -69,12 +74,16 @@ function reason(t: Task): string {
 export function assess(o: Observation, stuck: StuckSince): Assessment {
   const name = o.service.spec?.name ?? o.service.id;
   const job = isJob(o.service);
-  const current = o.tasks.filter((t) => t.specVersion === o.service.specVersion && t.jobIteration === o.service.jobIteration);
+  // A task of an older version whose spec equals the service's is current too (a rollback leaves
+  // the tasks that never left the old spec alone: manager/update).
+  const specKey = stableJson(o.service.spec?.task ?? {});
+  const sameSpec = (t: Task) => t.specVersion === o.service.specVersion || (!job && stableJson(t.spec ?? {}) === specKey);
+  const current = o.tasks.filter((t) => sameSpec(t) && t.jobIteration === o.service.jobIteration);
   const running = current.filter((t) => t.status?.state === RUNNING && t.desiredState === RUNNING).length;
   const completed = current.filter((t) => t.status?.state === COMPLETE).length;
   const desired = o.summary.desired;
   const previous = o.tasks.filter(
-    (t) => t.specVersion < o.service.specVersion && t.desiredState === RUNNING && (t.status?.state ?? 0) <= RUNNING,
+    (t) => !sameSpec(t) && t.desiredState === RUNNING && (t.status?.state ?? 0) <= RUNNING,
   );
   const onPrevious = previous.length > 0 ? `, ${previous.length} still on the previous spec` : '';
   const headline = job
@@ -129,7 +138,7 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
 
   const us = o.service.updateStatus;
   const fresh = us && us.state !== 0 && !(o.baselineUpdate && o.baselineUpdate.state === us.state && o.baselineUpdate.startedAt === us.startedAt);
-  if (fresh && (us.state === UPDATE_PAUSED || us.state === ROLLBACK_PAUSED || us.state === ROLLBACK_COMPLETED)) {
+  if (fresh && (us.state === UPDATE_PAUSED || us.state === ROLLBACK_PAUSED || (us.state === ROLLBACK_COMPLETED && !o.rollback))) {
     const what =
       us.state === UPDATE_PAUSED ? 'the update was paused' : us.state === ROLLBACK_PAUSED ? 'the rollback was paused' : 'the update failed and was rolled back';
     return {
@@ -156,7 +165,9 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
       error: `service "${name}" does not converge: ${detail.join('; ')}. The service stays and keeps retrying per its restart policy (gantry service ps ${name}); fix it with gantry service update, or gantry service rm ${name}`,
     };
   }
-  const done = job ? completed >= desired : running >= desired && slots.every((k) => bySlot.get(k)?.status?.state === RUNNING);
+  // A rolling update is done when the updater says so (its monitor window has passed), not before.
+  const updating = fresh && (us.state === UPDATING || us.state === ROLLBACK_STARTED);
+  const done = job ? completed >= desired : !updating && running >= desired && slots.every((k) => bySlot.get(k)?.status?.state === RUNNING);
   if (done) return { kind: 'converged', headline, lines };
   // Report "stuck" only once every slot has settled (running, or stuck long enough): nothing is still moving.
   const settled = slots.every((k) => stuckSlots.includes(k) || bySlot.get(k)?.status?.state === RUNNING || (job && bySlot.get(k)?.status?.state === COMPLETE));

@@ -49,6 +49,7 @@ export async function converge(
   quiet: boolean,
   baseline: Set<string>,
   before?: Service,
+  rollback = false,
 ): Promise<number> {
   const baselineUpdate = before?.updateStatus ? { state: before.updateStatus.state, startedAt: before.updateStatus.startedAt } : undefined;
   const result = await waitForConvergence({
@@ -76,6 +77,7 @@ export async function converge(
         hostnames: new Map(nodes.nodes.map((n) => [n.id, n.description?.hostname ?? n.id])),
         baseline,
         baselineUpdate,
+        rollback,
         now: Date.now(),
       };
     },
@@ -345,6 +347,7 @@ const update: Command = {
   flags: [
     { name: 'replicas', kind: 'string', help: 'number of tasks' },
     { name: 'rollback', kind: 'bool', help: 'go back to the previous spec' },
+    { name: 'resume', kind: 'bool', help: 'continue a paused update or rollback (the same as an update with no change)' },
     ...COMMON_SPEC_FLAGS,
     ...EXTRA_SPEC_FLAGS,
     ...UPDATE_SPEC_FLAGS,
@@ -365,7 +368,7 @@ const update: Command = {
     }
     ctx.out.write(`${updated.spec?.name ?? svc.id}\n`);
     if (bool(args, 'detach')) return 0;
-    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc);
+    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc, bool(args, 'rollback'));
   },
 };
 
@@ -382,7 +385,7 @@ const rollback: Command = {
     const updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, rollback: 'previous' });
     ctx.out.write(`${updated.spec?.name ?? svc.id}\n`);
     if (bool(args, 'detach')) return 0;
-    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc);
+    return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc, true);
   },
 };
 

@@ -247,7 +247,9 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
     if (allDone || failedSlots > 0) {
       const end = lastUp + cfg.monitorMs;
       if (now < end) return { actions, wakeAt: end };
-      const msg = failedSlots > 0 ? `${what} completed with ${failedSlots} failed tasks: ${describeFailure(worst[0], input.node(worst[0].nodeId))}` : `${what} completed`;
+      // An automatic rollback keeps saying why it happened.
+      const cause = rolling && status?.message.startsWith('update rolled back: ') ? ` (${status.message})` : '';
+      const msg = failedSlots > 0 ? `${what} completed with ${failedSlots} failed tasks: ${describeFailure(worst[0], input.node(worst[0].nodeId))}` : `${what} completed${cause}`;
       actions.push({ kind: 'status', service, status: { ...status!, state: rolling ? UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED : UpdateState.UPDATE_STATE_COMPLETED, completedAt: now, message: msg } });
       return { actions };
     }

@@ -106,7 +106,7 @@ describe('updater', () => {
     await k.update(setImage('app:bad'));
     assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_ROLLBACK_COMPLETED));
     const st = k.service().updateStatus!;
-    assert.match(st.message, /^rollback completed/);
+    assert.match(st.message, /^rollback completed \(update rolled back: task web\.1 on node-\d failed: exit 1/);
     assert.equal(k.service().spec?.task?.container?.image, 'app:1');
     assert.ok(await k.until(() => convergedTo(k, 'app:1', 3), 2000));
   });
