@@ -36,7 +36,7 @@ describe('cli node and cluster', () => {
         cb(null, {});
       },
       info: (_call, cb) =>
-        cb(null, { nodeId: m1.id, role: 1, clusterId: 'c1', state: 'active', managers: ['10.0.0.1:4242'], dataDir: '/var/lib/gantry', runtime: 'native', isLeader: true, hostname: 'm1' }),
+        cb(null, { nodeId: m1.id, role: 1, clusterId: 'c1', state: 'active', managers: ['10.0.0.1:4242'], dataDir: '/var/lib/gantry', runtime: 'native', isLeader: true, hostname: 'm1', sessionManager: '10.0.0.1:4242' }),
     };
     s = await startTestServer({
       store,
@@ -131,6 +131,7 @@ describe('cli node and cluster', () => {
     const info = await cli('info');
     assert.equal(info.code, 0, info.err);
     assert.match(info.out, /Role: {10}manager \(leader\)\n/);
+    assert.match(info.out, /Session on: {4}10\.0\.0\.1:4242\n/);
     assert.match(info.out, /Nodes: {9}\d \(\d ready, 1 manager\)\n/);
   });
 });

@@ -154,6 +154,7 @@ const info: Command = {
     if (i.state === 'active') {
       lines.push(`Role:          ${ROLE[i.role] ?? i.role}${i.isLeader ? ' (leader)' : ''}`);
       if (i.managers.length > 0) lines.push(`Managers:      ${i.managers.join(', ')}`);
+      if (i.sessionManager) lines.push(`Session on:    ${i.sessionManager}`);
     }
     lines.push(`Runtime:       ${i.runtime}`, `Data dir:      ${i.dataDir}`);
     if (cluster && 'error' in cluster) lines.push(`Cluster state: unavailable: ${cluster.error}`);
