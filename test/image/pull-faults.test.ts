@@ -299,3 +299,33 @@ test('pull faults: blob redirects to another host are followed without sending c
   assert.equal(cdnSeen.length, 2);
   assert.ok(cdnSeen.every((r) => r.auth === undefined));
 });
+
+test('pull faults: a prune while a pull is in flight keeps what the pull already fetched', async (t) => {
+  const img = image([bigLayer(), makeTar([{ name: 'late', type: 'file', data: 'late layer' }])]);
+  const fake = await fakeRegistry(img, t);
+  let releaseLate!: () => void;
+  const late = new Promise<void>((r) => (releaseLate = r));
+  fake.faults.set(sha(img.layers[1]), (req, res, body) => {
+    late.then(() => {
+      if (!req.destroyed) res.writeHead(200, { 'content-length': body.length }).end(body);
+    });
+    return true;
+  });
+  const store = await freshStore(t);
+  let firstDone!: () => void;
+  const first = new Promise<void>((r) => (firstDone = r));
+  const pulling = store.pull(`${fake.addr}/x/y:1`, {
+    ...fast,
+    onProgress: (p) => {
+      if (p.id === sha(img.layers[0]) && p.status === 'done') firstDone();
+    },
+  });
+  await first;
+  const pruned = await store.prune();
+  assert.equal(pruned.blobs, 0);
+  assert.equal(pruned.snapshots, 0);
+  releaseLate();
+  const info = await pulling;
+  assert.equal((await store.snapshotDirs(info)).length, 2);
+  for (const l of info.layers) assert.ok(await store.content.stat(l.digest));
+});

@@ -96,6 +96,16 @@ export async function pullImage(store: ImageStore, refStr: string, opts: PullOpt
   progress({ id: '', status: 'resolving', message: `resolving ${name}` });
   const rm = await resolveManifest(client, ref, opts.platform);
   const m = rm.manifest;
+  const releaseHead = store.hold([m.config?.digest ?? '', rm.manifestDigest, ...(rm.index ? [rm.index.digest] : [])]);
+  try {
+    return await pullResolved(store, client, ref, rm, progress, name);
+  } finally {
+    releaseHead();
+  }
+}
+
+async function pullResolved(store: ImageStore, client: RegistryClient, ref: Reference, rm: ResolvedManifest, progress: (p: PullProgress) => void, name: string): Promise<ImageInfo> {
+  const m = rm.manifest;
   if (!m.config?.digest || !Array.isArray(m.layers)) throw new Error(`manifest of ${name} has no config or layers`);
 
   // config
@@ -119,6 +129,19 @@ export async function pullImage(store: ImageStore, refStr: string, opts: PullOpt
     progress({ id: l.digest, status: 'waiting', total: l.size });
   }
 
+  const release = store.hold(layers.flatMap((l) => [l.digest, l.chainId]));
+  try {
+    return await fetchAll(store, client, ref, rm, cfg, layers, progress, name);
+  } finally {
+    release();
+  }
+}
+
+async function fetchAll(
+  store: ImageStore, client: RegistryClient, ref: Reference, rm: ResolvedManifest, cfg: ImageConfigFile,
+  layers: LayerRecord[], progress: (p: PullProgress) => void, name: string,
+): Promise<ImageInfo> {
+  const m = rm.manifest;
   // layers, bounded parallelism; each layer's own unpack waits for lower ones only if it needs them
   const limit = Math.max(1, store.options.maxConcurrentDownloads ?? 6);
   let next = 0;

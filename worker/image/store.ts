@@ -121,6 +121,8 @@ export class ImageStore {
   private index: IndexFile;
   private lock: Promise<unknown> = Promise.resolve();
   private unpacking = new Map<string, Promise<void>>();
+  /** Blobs and snapshots an operation in flight is making or using (prune keeps them). */
+  private held = new Map<string, number>();
 
   private constructor(root: string, content: ContentStore, snapshots: Snapshots, index: IndexFile, options: StoreOptions) {
     this.root = root;
@@ -356,23 +358,55 @@ export class ImageStore {
           keepSnaps.add(l.chainId);
         }
       }
+      // anything written since the oldest operation in flight began may belong to it (not yet in the index)
+      const since = this.ops.size ? Math.min(...this.ops.values()) - 2000 : Number.POSITIVE_INFINITY;
+      const recent = async (p: string) => ((await fsp.stat(p).catch(() => undefined))?.mtimeMs ?? 0) >= since;
       let bytes = 0;
       let blobs = 0;
       for (const d of await this.content.list()) {
-        if (keepBlobs.has(d)) continue;
+        if (keepBlobs.has(d) || this.held.has(d) || (await recent(this.content.path(d)))) continue;
         bytes += (await this.content.stat(d)) ?? 0;
         await this.content.remove(d);
         blobs++;
       }
       let snapshots = 0;
       for (const c of await this.snapshots.list()) {
-        if (keepSnaps.has(c) || this.unpacking.has(c)) continue;
+        if (keepSnaps.has(c) || this.unpacking.has(c) || this.held.has(c) || (await recent(path.dirname(this.snapshots.dir(c))))) continue;
         await this.snapshots.remove(c);
         snapshots++;
       }
-      await this.content.clearIngest();
+      if (this.ops.size === 0) await this.content.clearIngest();
       return { images, blobs, snapshots, bytes };
     });
+  }
+
+  private ops = new Map<number, number>();
+  private opSeq = 0;
+
+  /** Marks an operation that writes blobs/snapshots: prune keeps anything written since it began. */
+  private async op<T>(fn: () => Promise<T>): Promise<T> {
+    const id = ++this.opSeq;
+    this.ops.set(id, Date.now());
+    try {
+      return await fn();
+    } finally {
+      this.ops.delete(id);
+    }
+  }
+
+  /** Keeps digests / chain ids from prune until the returned release is called. */
+  hold(keys: string[]): () => void {
+    for (const k of keys) this.held.set(k, (this.held.get(k) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      for (const k of keys) {
+        const n = (this.held.get(k) ?? 1) - 1;
+        if (n <= 0) this.held.delete(k);
+        else this.held.set(k, n);
+      }
+    };
   }
 
   // ------------------------------------------------------------------ snapshots
@@ -439,7 +473,7 @@ export class ImageStore {
 
   /** Pulls ref (tag or digest) from its registry; layers already here are not fetched again. */
   async pull(ref: string, opts: PullOptions & Partial<RegistryClientOptions> = {}): Promise<ImageInfo> {
-    return pullImage(this, ref, opts);
+    return this.op(() => pullImage(this, ref, opts));
   }
 
   /** The manifest (or index) digest a tag has in its registry now. */
@@ -460,7 +494,7 @@ export class ImageStore {
 
   /** Loads a docker-archive or OCI-layout tar (a path or a stream); returns "Loaded image: …" lines. */
   async load(input: NodeJS.ReadableStream | string): Promise<string[]> {
-    return loadImages(this, input);
+    return this.op(() => loadImages(this, input));
   }
 
   // ------------------------------------------------------------------ import
@@ -470,6 +504,10 @@ export class ImageStore {
    * like a pulled one (gzip layer blob + OCI manifest + config), unpacked, and named `ref`.
    */
   async importRootfs(tar: NodeJS.ReadableStream | string, ref: string, opts: { changes?: string[]; platform?: Platform; message?: string } = {}): Promise<ImageInfo> {
+    return this.op(() => this.importOnce(tar, ref, opts));
+  }
+
+  private async importOnce(tar: NodeJS.ReadableStream | string, ref: string, opts: { changes?: string[]; platform?: Platform; message?: string }): Promise<ImageInfo> {
     const r = ref ? mustParse(ref) : undefined; // no name: an untagged image, as `docker import FILE`
     const changed = applyChanges({}, opts.changes ?? []);
     if (!changed.ok) throw new Error(changed.reason);
