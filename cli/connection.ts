@@ -69,7 +69,9 @@ export class CallError extends Error {
 }
 
 export function callError(err: grpc.ServiceError, target: string): CallError {
-  if (err.code === grpc.status.UNAVAILABLE) {
+  // gantryd marks the errors it answers itself; only a call that never reached it means "unreachable"
+  const fromServer = (err.metadata?.get('gantry-error-origin') ?? []).length > 0;
+  if (err.code === grpc.status.UNAVAILABLE && !fromServer) {
     return new CallError(
       `cannot reach gantryd at ${target}: ${err.details || err.message}. Is gantryd running? (set GANTRY_HOST to point elsewhere)`,
       err.code,
