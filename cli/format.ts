@@ -169,6 +169,8 @@ export function prettyService(s: Service): string {
     const states = ['unknown', 'updating', 'paused', 'completed', 'rollback_started', 'rollback_paused', 'rollback_completed'];
     lines.push('UpdateStatus:', ` State:\t\t${states[s.updateStatus.state] ?? s.updateStatus.state}`);
     if (s.updateStatus.message) lines.push(` Message:\t${s.updateStatus.message}`);
+    if (s.updateStatus.startedAt) lines.push(` Started:\t${new Date(s.updateStatus.startedAt).toISOString()}`);
+    if (s.updateStatus.completedAt) lines.push(` Completed:\t${new Date(s.updateStatus.completedAt).toISOString()}`);
   }
   const pl = t?.placement;
   lines.push('Placement:');

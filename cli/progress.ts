@@ -38,6 +38,7 @@ export type StuckSince = Map<string, number> & { signature?: string; unchangedSi
 
 const UPDATING = 1;
 const UPDATE_PAUSED = 2;
+const UPDATE_COMPLETED = 3;
 const ROLLBACK_STARTED = 4;
 const ROLLBACK_PAUSED = 5;
 const ROLLBACK_COMPLETED = 6;
@@ -138,6 +139,10 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
 
   const us = o.service.updateStatus;
   const fresh = us && us.state !== 0 && !(o.baselineUpdate && o.baselineUpdate.state === us.state && o.baselineUpdate.startedAt === us.startedAt);
+  // An update under failure action continue ends "completed with N failed tasks": not converged.
+  if (fresh && us.state === UPDATE_COMPLETED && / failed tasks?: /.test(us.message)) {
+    return { kind: 'failed', headline, lines, error: `service "${name}": ${us.message} (gantry service ps ${name})` };
+  }
   if (fresh && (us.state === UPDATE_PAUSED || us.state === ROLLBACK_PAUSED || (us.state === ROLLBACK_COMPLETED && !o.rollback))) {
     const what =
       us.state === UPDATE_PAUSED ? 'the update was paused' : us.state === ROLLBACK_PAUSED ? 'the rollback was paused' : 'the update failed and was rolled back';
