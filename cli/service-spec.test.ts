@@ -94,3 +94,9 @@ test('service-spec: --publish, --mount, health and network flags', async () => {
   assert.deepEqual(next.task!.container!.mounts, []);
   assert.deepEqual(next.task!.networks, []);
 });
+
+test('service spec: --args is split like a shell (quotes, backslashes)', async () => {
+  const { shellWords } = await import('./service-spec.ts');
+  assert.deepEqual(shellWords(`sh -c 'exit 3'`), ['sh', '-c', 'exit 3']);
+  assert.deepEqual(shellWords(`a "b c" d\\ e ''`), ['a', 'b c', 'd e', '']);
+});

@@ -310,6 +310,9 @@ export const UPDATE_SPEC_FLAGS: SpecFlag[] = [
     container(s).image = v;
     container(s).imageDigest = '';
   }),
+  flag('args', 'string', 'the command\'s arguments, replacing the current ones (split like a shell: --args "sh -c \'exit 3\'")', (s, v: string) => {
+    container(s).args = shellWords(v);
+  }),
   flag('env-add', 'list', 'add or replace an environment variable KEY=VALUE', () => {}),
   flag('env-rm', 'list', 'remove an environment variable KEY', (s, v: string[]) => {
     container(s).env = container(s).env.filter((e) => !v.includes(e.split('=')[0]));
@@ -442,4 +445,37 @@ export function updatedSpec(current: ServiceSpec, args: ParsedArgs, env: NodeJS.
     else throw new UsageError(`--replicas works only on replicated services; "${spec.name}" is ${m?.$case ?? 'unknown'}`);
   }
   return spec;
+}
+
+/** Splits a command line like a POSIX shell would (quotes and backslashes; no expansions). */
+export function shellWords(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let has = false;
+  let q: '"' | "'" | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (q === "'") {
+      if (c === "'") q = undefined;
+      else cur += c;
+    } else if (q === '"') {
+      if (c === '"') q = undefined;
+      else if (c === '\\' && i + 1 < line.length && '"\\$`'.includes(line[i + 1])) cur += line[++i];
+      else cur += c;
+    } else if (c === "'" || c === '"') {
+      q = c;
+      has = true;
+    } else if (c === '\\' && i + 1 < line.length) {
+      cur += line[++i];
+      has = true;
+    } else if (/\s/.test(c)) {
+      if (has || cur) out.push(cur);
+      cur = '';
+      has = false;
+    } else {
+      cur += c;
+    }
+  }
+  if (has || cur) out.push(cur);
+  return out;
 }
