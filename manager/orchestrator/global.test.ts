@@ -63,6 +63,20 @@ const cases: Case[] = [
     want: ['replace t-a on a delay 2000'],
   },
   {
+    name: 'restart: a rejected task is not replaced before the delay since it failed (no reject loop)',
+    service: { mode: 'global', restart: { delayMs: 2000 } },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { state: 'rejected', timestamp: NOW - 500 })],
+    want: [],
+  },
+  {
+    name: 'restart: a rejected task is replaced once the delay since it failed has passed',
+    service: { mode: 'global', restart: { delayMs: 2000 } },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { state: 'rejected', timestamp: NOW - 2000 })],
+    want: ['replace t-a on a'],
+  },
+  {
     name: 'restart: condition none leaves the node without a task',
     service: { mode: 'global', restart: { condition: 'none' } },
     nodes: [{ id: 'a' }],

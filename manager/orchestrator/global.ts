@@ -3,7 +3,7 @@
 import { type Node, NodeAvailability, NodeState, type Service, type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import { placementHolds } from '../scheduler/constraint.ts';
 import type { OrchestratorAction, Reconciled } from './actions.ts';
-import { CAUSE_TEXT, decideRestart, nodeKey, pastCause, promoteAt, type RestartHistory } from './restart.ts';
+import { CAUSE_TEXT, decideRestart, nodeKey, pastCause, promoteAt, replacementNotBefore, type RestartHistory } from './restart.ts';
 import { hasExited, isRunnable, newestFirst, stateOf } from './task.ts';
 
 export interface GlobalInput {
@@ -65,6 +65,11 @@ export function reconcileGlobal(input: GlobalInput): Reconciled {
     const records = history.get(nodeKey(service.id, nodeId));
     if (hasExited(keep)) {
       const d = decideRestart(service, keep, 'exited', records, now);
+      const notBefore = d.restart ? replacementNotBefore(keep, d.delayMs) : 0;
+      if (notBefore > now) {
+        wakeAt = Math.min(wakeAt ?? notBefore, notBefore);
+        continue;
+      }
       if (d.restart) {
         actions.push({
           kind: 'replace',
@@ -73,7 +78,7 @@ export function reconcileGlobal(input: GlobalInput): Reconciled {
           slot: 0,
           nodeId,
           cause: 'exited',
-          delayUntil: d.delayMs > 0 ? now + d.delayMs : undefined,
+          delayUntil: d.delayMs > 0 && notBefore === 0 ? now + d.delayMs : undefined,
         });
       } else {
         actions.push({ kind: 'shutdown', task: keep, reason: `${CAUSE_TEXT.exited}; not restarted: ${d.why}` });
@@ -98,8 +103,13 @@ export function reconcileGlobal(input: GlobalInput): Reconciled {
       if (cause === 'exited') {
         const d = decideRestart(service, past, cause, history.get(nodeKey(service.id, n.id)), now);
         if (!d.restart) continue; // dead on this node until the spec changes
+        const notBefore = replacementNotBefore(past, d.delayMs);
+        if (notBefore > now) {
+          wakeAt = Math.min(wakeAt ?? notBefore, notBefore);
+          continue;
+        }
         restart = true;
-        delayMs = d.delayMs;
+        delayMs = notBefore > 0 ? 0 : d.delayMs;
       }
     }
     actions.push({ kind: 'create', service, slot: 0, nodeId: n.id, restart, delayUntil: delayMs > 0 ? now + delayMs : undefined });

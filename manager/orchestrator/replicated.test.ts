@@ -107,6 +107,19 @@ const cases: Case[] = [
     want: ['replace t1 (exited) delay 5000'],
   },
   {
+    name: 'restart: a rejected task (never ran) is not replaced before the delay since it failed: no reject loop',
+    service: { replicas: 1, restart: { delayMs: 5000 } },
+    tasks: [running(1, 'n1', 't1', { state: 'rejected', timestamp: NOW - 1000 })],
+    want: [],
+    wantWake: NOW + 4000,
+  },
+  {
+    name: 'restart: a rejected task is replaced, ready to run, once the delay since it failed has passed',
+    service: { replicas: 1, restart: { delayMs: 5000 } },
+    tasks: [running(1, 'n1', 't1', { state: 'rejected', timestamp: NOW - 5000 })],
+    want: ['replace t1 (exited)'],
+  },
+  {
     name: 'restart: zero delay creates the replacement RUNNING at once',
     service: { replicas: 1, restart: { delayMs: 0 } },
     tasks: [running(1, 'n1', 't1', { state: 'complete' })],

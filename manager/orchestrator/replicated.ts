@@ -9,6 +9,7 @@ import {
   promoteAt,
   type RestartHistory,
   replaceCause,
+  replacementNotBefore,
   slotKey,
 } from './restart.ts';
 import { isLive, isRunnable, newestFirst, stateOf } from './task.ts';
@@ -111,6 +112,11 @@ export function reconcileReplicated(input: ReplicatedInput): Reconciled {
     const cause = replaceCause(t, node(t.nodeId));
     if (cause) {
       const d = decideRestart(service, t, cause, records, now);
+      const notBefore = d.restart ? replacementNotBefore(t, d.delayMs) : 0;
+      if (d.restart && notBefore > now) {
+        wakeAt = Math.min(wakeAt ?? notBefore, notBefore);
+        continue;
+      }
       if (d.restart) {
         actions.push({
           kind: 'replace',
@@ -118,7 +124,7 @@ export function reconcileReplicated(input: ReplicatedInput): Reconciled {
           service,
           slot,
           cause,
-          delayUntil: d.delayMs > 0 ? now + d.delayMs : undefined,
+          delayUntil: d.delayMs > 0 && notBefore === 0 ? now + d.delayMs : undefined,
         });
       } else {
         actions.push({ kind: 'shutdown', task: t, reason: `${CAUSE_TEXT[cause]}; not restarted: ${d.why}` });
@@ -146,11 +152,17 @@ export function reconcileReplicated(input: ReplicatedInput): Reconciled {
     const cause = pastCause(newest, node(newest.nodeId));
     if (!cause || newest.specVersion !== service.specVersion) continue;
     const d = decideRestart(service, newest, cause, history.get(slotKey(service.id, slot)), now);
+    const notBefore = d.restart ? replacementNotBefore(newest, d.delayMs) : 0;
     if (!d.restart) {
       deadSlots.add(slot);
       if (slot <= want) dead++;
+    } else if (notBefore > now) {
+      // not yet: the slot counts as filled until its delayed replacement may be made
+      deadSlots.add(slot);
+      if (slot <= want) dead++;
+      wakeAt = Math.min(wakeAt ?? notBefore, notBefore);
     } else {
-      fillPlans.set(slot, { restart: true, delayMs: d.delayMs });
+      fillPlans.set(slot, { restart: true, delayMs: notBefore > 0 ? 0 : d.delayMs });
     }
   }
   let need = want - keepers.size - dead;
@@ -174,3 +186,4 @@ function greater(a: number[], b: number[]): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] > b[i];
   return false;
 }
+

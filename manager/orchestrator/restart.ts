@@ -99,3 +99,14 @@ export function promoteAt(service: Service, t: Task, records: readonly RestartRe
   const p = restartPolicy(service.spec?.task?.restart);
   return previous?.status?.timestamp ? previous.status.timestamp + p.delayMs : 0;
 }
+
+/**
+ * A task that was rejected (it failed before it ever ran, e.g. its image could not be pulled) is
+ * replaced only once the restart delay has passed since it failed: a replacement made at once would
+ * be prepared at once and rejected again, a tight loop the delay exists to prevent. A task that ran
+ * is replaced at once by one that waits prepared (desired READY) for the delay. 0 = no wait.
+ */
+export function replacementNotBefore(t: Task, delayMs: number): number {
+  if (delayMs <= 0 || stateOf(t) !== TaskState.TASK_STATE_REJECTED) return 0;
+  return (t.status?.timestamp ?? 0) + delayMs;
+}
