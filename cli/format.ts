@@ -216,7 +216,8 @@ export function prettyService(s: Service): string {
       ` Window:\t${formatDuration(rp.windowMs)}`,
     );
   }
-  const ports = spec?.endpoint?.ports ?? [];
+  // the allocated ports (dynamic ones filled in) once the allocator has seen the service
+  const ports = s.endpoint?.ports?.length ? s.endpoint.ports : (spec?.endpoint?.ports ?? []);
   if (ports.length > 0) {
     lines.push('Ports:', ...ports.map((p) => ` PublishedPort = ${p.publishedPort}\n  Protocol = ${p.protocol || 'tcp'}\n  TargetPort = ${p.targetPort}\n  PublishMode = ${p.publishMode === 1 ? 'host' : 'ingress'}`));
   }

@@ -154,7 +154,7 @@ const ls: Command = {
       modeName(s.service?.spec),
       replicasText(s.service?.spec, s.running, s.desired, s.completed),
       imageText(s.service?.spec),
-      (s.service?.spec?.endpoint?.ports ?? []).map((p) => `*:${p.publishedPort}->${p.targetPort}/${p.protocol || 'tcp'}`).join(', '),
+      (s.service?.endpoint?.ports?.length ? s.service.endpoint.ports : (s.service?.spec?.endpoint?.ports ?? [])).map((p) => `*:${p.publishedPort}->${p.targetPort}/${p.protocol || 'tcp'}`).join(', '),
     ]);
     ctx.out.write(table(['ID', 'NAME', 'MODE', 'REPLICAS', 'IMAGE', 'PORTS'], rows));
     return 0;
