@@ -1,6 +1,10 @@
 // How the CLI reaches gantryd: GANTRY_HOST (unix:///path or host:port) or the default socket,
 // one grpc-js channel shared by every service client, and promise wrappers for unary calls.
+import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { clientCredentials, TLS_CHANNEL_OPTIONS } from '../manager/ca/tls.ts';
 
 export const DEFAULT_SOCKET = '/run/gantry/gantry.sock';
 
@@ -29,9 +33,33 @@ export function grpcTarget(env: NodeJS.ProcessEnv): string {
   return addrs[0] ?? host;
 }
 
-export function dial(target: string): Connection {
+/** Where an operator's TLS files are (ca.pem, cert.pem, key.pem from `gantry cluster client-cert`). */
+export function tlsDir(env: NodeJS.ProcessEnv): string {
+  return env.GANTRY_TLS_DIR?.trim() || path.join(os.homedir(), '.gantry', 'tls');
+}
+
+/**
+ * A TCP target speaks mutual TLS only: the CLI presents an operator (or manager) certificate and
+ * accepts only a manager of the same CA. The unix socket needs none (it is root-only).
+ */
+function credentialsFor(target: string, env: NodeJS.ProcessEnv): { credentials: grpc.ChannelCredentials; options: grpc.ChannelOptions } {
+  if (target.startsWith('unix:')) return { credentials: grpc.credentials.createInsecure(), options: {} };
+  const dir = tlsDir(env);
+  const files = ['ca.pem', 'cert.pem', 'key.pem'].map((f) => path.join(dir, f));
+  if (!files.every((f) => existsSync(f))) {
+    throw new CallError(
+      `${target} is reached over mutual TLS and ${dir} holds no certificate: run \`gantry cluster client-cert --out ${dir}\` on a manager (or set GANTRY_TLS_DIR)`,
+      grpc.status.UNAUTHENTICATED,
+    );
+  }
+  const [caPem, certPem, keyPem] = files.map((f) => readFileSync(f, 'utf8'));
+  return { credentials: clientCredentials({ caPem, certPem, keyPem }), options: TLS_CHANNEL_OPTIONS };
+}
+
+export function dial(target: string, env: NodeJS.ProcessEnv = process.env): Connection {
   const clients = new Map<unknown, grpc.Client>();
   let channel: grpc.Channel | undefined;
+  let tls: ReturnType<typeof credentialsFor> | undefined;
   const options: grpc.ClientOptions = {
     'grpc.max_receive_message_length': 64 << 20,
     'grpc.max_send_message_length': 64 << 20,
@@ -41,11 +69,12 @@ export function dial(target: string): Connection {
     client<T extends grpc.Client>(ctor: ClientCtor<T>): T {
       let c = clients.get(ctor) as T | undefined;
       if (!c) {
+        tls ??= credentialsFor(target, env);
         if (!channel) {
-          c = new ctor(target, grpc.credentials.createInsecure(), options);
+          c = new ctor(target, tls.credentials, { ...options, ...tls.options });
           channel = c.getChannel() as grpc.Channel;
         } else {
-          c = new ctor(target, grpc.credentials.createInsecure(), { ...options, channelOverride: channel });
+          c = new ctor(target, tls.credentials, { ...options, ...tls.options, channelOverride: channel });
         }
         clients.set(ctor, c);
       }

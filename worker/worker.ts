@@ -2,7 +2,7 @@
 // and the agent that holds the dispatcher session. Containers outlive it: stop() leaves them running.
 import type { NodeDescription, NodeRole, TaskStatus } from '../proto/gen/gantry/v1/objects.ts';
 import path from 'node:path';
-import { Agent } from './agent/agent.ts';
+import { Agent, type AgentOptions } from './agent/agent.ts';
 import { TaskManager } from './exec/task-manager.ts';
 import type { ImageStore } from './image/store.ts';
 import { NetworkManager } from './network/manager.ts';
@@ -20,6 +20,8 @@ export interface WorkerOptions {
   log: (m: string) => void;
   onManagers?: (managers: string[]) => void;
   onRoleChange?: (desiredRole: NodeRole) => void;
+  /** How the agent dials a manager (mutual TLS): see AgentOptions.dial. */
+  dial?: AgentOptions['dial'];
   /** Give containers their own network (netns, bridge, overlays, DNS); off for the sim runtime. */
   network?: boolean;
 }
@@ -52,6 +54,7 @@ export class Worker {
       log: (m) => opts.log(`agent: ${m}`),
       onManagers: opts.onManagers,
       onRoleChange: opts.onRoleChange,
+      dial: opts.dial,
       onNetworkState: network ? (s) => network.setState(s) : undefined,
     });
     this.agent = agent;

@@ -4,9 +4,13 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { CaService } from '../../proto/gen/gantry/v1/ca.ts';
 import { ControlService } from '../../proto/gen/gantry/v1/control.ts';
 import { DispatcherService } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import { type Node, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Access, guard } from '../../manager/ca/authz.ts';
+import { ClusterCa } from '../../manager/ca/ca.ts';
+import { caService } from '../../manager/ca/service.ts';
 import type { Log } from '../../manager/controller.ts';
 import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
 import { Manager } from '../../manager/manager.ts';
@@ -15,12 +19,15 @@ import { addMember, type EtcdMember, listMembers, memberUrls, removeMember, star
 import { DEFAULT_PORT, splitHostPort } from './addr.ts';
 import type { NodeState } from './state.ts';
 
-/** A gRPC server bound before anything else, so its port is known (and can be advertised). */
-export async function bindServer(listenAddr: string): Promise<{ server: grpc.Server; port: number; host: string }> {
+/**
+ * A gRPC server bound before anything else, so its port is known (and can be advertised). It speaks
+ * only mutual TLS with `credentials` (cli/daemon/tls.ts: connections wait for a certificate).
+ */
+export async function bindServer(listenAddr: string, credentials: grpc.ServerCredentials): Promise<{ server: grpc.Server; port: number; host: string }> {
   const listen = splitHostPort(listenAddr, DEFAULT_PORT);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20, 'grpc.keepalive_permit_without_calls': 1 });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`${listen.host}:${listen.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(`${listen.host}:${listen.port}`, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   ).catch((err: Error) => {
     server.forceShutdown();
     throw new Error(`cannot listen on ${listen.host}:${listen.port}: ${err.message} (choose another with --listen-addr)`);
@@ -44,23 +51,35 @@ export interface ManagerRoleOptions {
   bootstrap?: (store: EtcdStore) => Promise<void>;
   /** Called when this manager has demoted itself (a worker from now on), with the remaining managers. */
   onDemoted?: (managers: string[]) => void;
+  /** The cluster key (unseals the CA key): every manager holds it. */
+  clusterKey: Buffer;
 }
+
+/** Who may call what on the TCP port (manager/ca/authz.ts). */
+const DISPATCHER_ACCESS: Record<string, Access> = { join: 'anyone', session: 'node', promote: 'node', renewCertificate: 'node' };
+const adminOnly = (svc: object): Record<string, Access> => Object.fromEntries(Object.keys(svc).map((m) => [m, 'admin' as Access]));
 
 export class ManagerRole {
   readonly store: EtcdStore;
   readonly manager: Manager;
   readonly control: ReturnType<Manager['controlService']>;
+  readonly ca: ClusterCa;
+  readonly caApi: ReturnType<typeof caService>;
   private readonly opts: ManagerRoleOptions;
   private readonly etcd: EtcdMember;
   private unwatch: (() => void) | undefined;
   private demoting = false;
 
-  private constructor(opts: ManagerRoleOptions, etcd: EtcdMember, store: EtcdStore, manager: Manager) {
+  private unwatchRemovals: (() => void) | undefined;
+
+  private constructor(opts: ManagerRoleOptions, etcd: EtcdMember, store: EtcdStore, manager: Manager, ca: ClusterCa) {
     this.opts = opts;
     this.etcd = etcd;
     this.store = store;
     this.manager = manager;
+    this.ca = ca;
     this.control = manager.controlService();
+    this.caApi = caService({ ca, store, log: (m) => opts.log.info(m) });
   }
 
   static async start(opts: ManagerRoleOptions): Promise<ManagerRole> {
@@ -79,7 +98,9 @@ export class ManagerRole {
       store = await EtcdStore.open({ endpoints: [etcd.clientUrl], managerId: state.nodeId, log: (m: string) => log.info(`store: ${m}`) });
       if (opts.bootstrap) await opts.bootstrap(store);
       const endpoints = [etcd.clientUrl];
+      const ca = new ClusterCa({ store, clusterKey: opts.clusterKey });
       const manager = new Manager({
+        ca: { issueNode: (csr, id, r) => ca.issueNode(csr, id, r), rootsPem: () => ca.rootsPem(), clusterKey: () => opts.clusterKey },
         store,
         leadership: store.leadership(state.nodeId),
         nodeId: state.nodeId,
@@ -93,9 +114,14 @@ export class ManagerRole {
           },
         },
       });
-      const role = new ManagerRole(opts, etcd, store, manager);
-      opts.server.addService(ControlService, role.control as unknown as grpc.UntypedServiceImplementation);
-      opts.server.addService(DispatcherService, manager.dispatcherService());
+      const role = new ManagerRole(opts, etcd, store, manager, ca);
+      const st = store;
+      const authz = { view: () => st.view(), now: Date.now, log: (m: string) => log.info(`authz: ${m}`) };
+      const control = role.control as unknown as grpc.UntypedServiceImplementation;
+      opts.server.addService(ControlService, guard(control, adminOnly(ControlService), authz));
+      opts.server.addService(DispatcherService, guard(manager.dispatcherService() as unknown as grpc.UntypedServiceImplementation, DISPATCHER_ACCESS, authz));
+      opts.server.addService(CaService, guard(role.caApi as unknown as grpc.UntypedServiceImplementation, adminOnly(CaService), authz));
+      role.unwatchRemovals = ca.watchRemovals((m) => log.info(m), () => st.leadership(state.nodeId).isLeader());
       manager.start();
       await role.claimManagerRole();
       role.watchOwnRole();
@@ -175,6 +201,7 @@ export class ManagerRole {
 
   async stop(): Promise<void> {
     this.unwatch?.();
+    this.unwatchRemovals?.();
     await this.manager.stop();
     await this.store.close();
     await this.etcd.stop();

@@ -11,9 +11,15 @@ import { DispatcherClient, type JoinResponse } from '../../proto/gen/gantry/v1/d
 import { ImagesService } from '../../proto/gen/gantry/v1/images.ts';
 import type { InfoResponse, InitRequest, InitResponse, LeaveRequest, LocalJoinRequest, LocalServer } from '../../proto/gen/gantry/v1/local.ts';
 import { LocalService } from '../../proto/gen/gantry/v1/local.ts';
-import { NodeAvailability, NodeState as NodeHealthState, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
+import { Cluster, Node, NodeAvailability, NodeState as NodeHealthState, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Log } from '../../manager/controller.ts';
-import { hashSecret, newJoinToken, newNodeSecret } from '../../manager/dispatcher/tokens.ts';
+import { bootstrapCa, nodeCertLifetime } from '../../manager/ca/ca.ts';
+import { CaPinError, certsDir, fetchPinnedRoot } from '../../manager/ca/node-certs.ts';
+import { issue, newKeyAndCsr } from '../../manager/ca/pki.ts';
+import { newClusterKey } from '../../manager/ca/seal.ts';
+import { clientCredentials, TLS_CHANNEL_OPTIONS } from '../../manager/ca/tls.ts';
+import { hashSecret, newJoinToken, newNodeSecret, parseJoinToken } from '../../manager/dispatcher/tokens.ts';
+import { CaService } from '../../proto/gen/gantry/v1/ca.ts';
 import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
 import { newId } from '../../manager/ids.ts';
 import { describeHost } from '../../worker/describe.ts';
@@ -25,6 +31,7 @@ import { Worker } from '../../worker/worker.ts';
 import { DEFAULT_PORT, defaultAdvertiseIp, splitHostPort } from './addr.ts';
 import { bindServer, etcdUrls, ManagerRole } from './manager-role.ts';
 import { loadState, type NodeState, saveState } from './state.ts';
+import { NodeTls } from './tls.ts';
 
 export { DEFAULT_PORT };
 export const VERSION = '0.1.0';
@@ -62,6 +69,8 @@ export class Daemon {
   private tcpServer: grpc.Server | undefined;
   private managerRole: ManagerRole | undefined;
   private worker: Worker | undefined;
+  /** This host's certificate and key (mutual TLS with every other node). */
+  private tls!: NodeTls;
   /** Cluster-membership changes (init, join, leave, promote, demote) run one at a time. */
   private busy: Promise<unknown> = Promise.resolve();
 
@@ -78,8 +87,13 @@ export class Daemon {
       cgroupParent: this.opts.cgroupParent,
       log: (m: string) => this.log.info(`runtime: ${m}`),
     });
+    this.tls = new NodeTls({ dataDir: this.opts.dataDir, log: (m) => this.log.info(m) });
+    await this.tls.load();
     await this.serveLocal();
     this.state = await loadState(this.opts.dataDir);
+    if (this.state && !this.tls.current()) {
+      this.log.error(`gantryd: this host is in cluster ${this.state.clusterId} but has no certificate in ${certsDir(this.opts.dataDir)}: run \`gantry leave --force\` and join again`);
+    }
     if (this.state) {
       if (this.state.role === 'manager') await this.startManager(this.state, { clusterState: 'new' });
       await this.startWorker(this.state);
@@ -103,6 +117,7 @@ export class Daemon {
     server.addService(LocalService, this.localService());
     server.addService(ImagesService, imagesService(this.images));
     server.addService(ControlService, this.controlProxy());
+    server.addService(CaService, this.caProxy());
     await mkdir(path.dirname(this.opts.socket), { recursive: true, mode: 0o755 });
     await unlink(this.opts.socket).catch(() => {});
     await new Promise<void>((resolve, reject) =>
@@ -139,6 +154,19 @@ export class Daemon {
     return impl;
   }
 
+  /** The CA's operator API on the local socket: this host's manager, as is (the socket is root-only). */
+  private caProxy(): grpc.UntypedServiceImplementation {
+    const impl: grpc.UntypedServiceImplementation = {};
+    for (const name of Object.keys(CaService)) {
+      impl[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const target = (this.managerRole?.caApi as unknown as Record<string, (c: unknown, cb: unknown) => void> | undefined)?.[name];
+        if (!target) return cb(grpcError(grpc.status.FAILED_PRECONDITION, 'this host is not a manager: run cluster CA commands on a manager'));
+        target(call, cb);
+      };
+    }
+    return impl;
+  }
+
   private localService(): LocalServer {
     const unary =
       <Req, Res>(fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> =>
@@ -168,6 +196,7 @@ export class Daemon {
       runtime: this.runtime.name,
       isLeader: this.managerRole?.store.leadership(s?.nodeId ?? '').isLeader() ?? false,
       hostname: this.opts.hostname,
+      sessionManager: this.worker?.agent.sessionManager() ?? '',
     };
   }
 
@@ -203,28 +232,34 @@ export class Daemon {
     };
     let workerToken = '';
     try {
+      // the cluster key seals the CA key in etcd; this manager keeps it (0600) and hands it to managers that join
+      await this.tls.setClusterKey(newClusterKey());
       await this.startManager(state, {
         clusterState: 'new',
         forceNewCluster: req.forceNewCluster,
         bootstrap: async (store) => {
           if (req.forceNewCluster) return;
-          workerToken = newJoinToken('worker');
           const now = Date.now();
+          const { root, fields } = await bootstrapCa(this.tls.clusterKey() as Buffer, clusterId, now);
+          workerToken = newJoinToken('worker', fields.rootCaCert);
+          const own = await newKeyAndCsr();
+          const certPem = await issue(root, own.csrPem, { id: nodeId, role: 'manager', clusterId }, now, nodeCertLifetime(undefined));
+          await this.tls.set({ keyPem: own.keyPem, certPem, caPem: root.certPem });
           const res = await store.commit([
             {
               op: 'create',
               kind: 'clusters',
-              object: {
+              object: Cluster.fromPartial({
                 id: clusterId,
                 spec: { name: 'default', taskHistoryRetentionLimit: 5, heartbeatPeriodMs: 1000, nodeDownGraceMs: 3000 },
-                joinTokens: { worker: workerToken, manager: newJoinToken('manager') },
-                rootCaCert: Buffer.alloc(0),
-              },
+                joinTokens: { worker: workerToken, manager: newJoinToken('manager', fields.rootCaCert) },
+                ...fields,
+              }),
             },
             {
               op: 'create',
               kind: 'nodes',
-              object: {
+              object: Node.fromPartial({
                 id: nodeId,
                 spec: { name: '', labels: {}, desiredRole: NodeRole.NODE_ROLE_MANAGER, availability: NodeAvailability.NODE_AVAILABILITY_ACTIVE },
                 description: this.description(),
@@ -232,7 +267,7 @@ export class Daemon {
                 role: NodeRole.NODE_ROLE_MANAGER,
                 managerStatus: { leader: false, addr: state.managerAddr as string, reachability: 'reachable', etcdMemberId: '', etcdPeerUrl: '', etcdClientUrl: '' },
                 secretHash: hashSecret(secret),
-              },
+              }),
             },
           ]);
           if (!res.ok) throw new Error(`creating the cluster failed: ${res.conflict.kind} ${res.conflict.id} ${res.conflict.reason}`);
@@ -247,6 +282,7 @@ export class Daemon {
       // leave nothing half made: no etcd member, no data, no listener
       await this.stopRoles();
       await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
+      await this.forgetCertificates();
       this.state = undefined;
       throw new LocalError(grpc.status.INTERNAL, `gantry init failed: ${(err as Error).message}`);
     }
@@ -301,25 +337,35 @@ export class Daemon {
     const remote = splitHostPort(req.remoteAddr, DEFAULT_PORT);
     const remoteAddr = `${remote.host}:${remote.port}`;
     const advertiseIp = this.advertiseIp(req.advertiseAddr);
-    const asManager = req.token.trim().endsWith('-m');
+    const token = parseJoinToken(req.token);
+    if (!token) throw new LocalError(grpc.status.INVALID_ARGUMENT, 'this is not a gantry join token (GNTRY-1-<CA digest>-<secret>-<w|m>): copy it again from `gantry join-token worker` on a manager');
+    const asManager = token.role === 'manager';
     // a manager needs its ports before it asks: the others must reach its etcd member and server
     const etcdName = newId();
     let bound: Awaited<ReturnType<typeof bindServer>> | undefined;
     let peerUrl = '';
     if (asManager) {
-      bound = await bindServer(req.listenAddr || this.opts.listenAddr);
+      bound = await bindServer(req.listenAddr || this.opts.listenAddr, this.tls.serverCredentials);
       peerUrl = (await etcdUrls(this.opts.dataDir, { etcdName, nodeId: etcdName, advertiseAddr: advertiseIp })).peerUrl;
     }
     const managerAddr = bound ? `${advertiseIp}:${bound.port}` : '';
     try {
-      const res = await this.callManager(remoteAddr, (client, md, opts, cb) =>
+      // the manager must prove it holds the CA the token names before the token leaves this host
+      const caPem = await fetchPinnedRoot(remote, token.digest).catch((err: Error) => {
+        throw new LocalError(err instanceof CaPinError ? grpc.status.PERMISSION_DENIED : grpc.status.UNAVAILABLE, err.message);
+      });
+      const own = await newKeyAndCsr();
+      const dial = { credentials: clientCredentials({ caPem }), options: TLS_CHANNEL_OPTIONS };
+      const res = await this.callManager(remoteAddr, dial, (client, md, opts, cb) =>
         client.join(
-          { token: req.token, description: this.description(), advertiseAddr: advertiseIp, etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: etcdName },
+          { token: req.token, description: this.description(), advertiseAddr: advertiseIp, etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: etcdName, csr: Buffer.from(own.csrPem) },
           md,
           opts,
           cb,
         ),
       );
+      await this.tls.set({ keyPem: own.keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() || caPem });
+      if (res.clusterKey.length > 0) await this.tls.setClusterKey(Buffer.from(res.clusterKey));
       const state: NodeState = {
         nodeId: res.nodeId,
         nodeSecret: res.nodeSecret,
@@ -343,6 +389,7 @@ export class Daemon {
     } catch (err) {
       await this.stopRoles();
       await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
+      await this.forgetCertificates();
       throw err;
     } finally {
       bound?.server.forceShutdown();
@@ -352,6 +399,7 @@ export class Daemon {
   /** One unary call to a manager's dispatcher, with errors that say what to do. */
   private async callManager(
     addr: string,
+    dial: { credentials: grpc.ChannelCredentials; options?: grpc.ChannelOptions },
     call: (
       client: DispatcherClient,
       md: grpc.Metadata,
@@ -359,7 +407,7 @@ export class Daemon {
       cb: (err: grpc.ServiceError | null, res: JoinResponse) => void,
     ) => void,
   ): Promise<JoinResponse> {
-    const client = new DispatcherClient(addr, grpc.credentials.createInsecure());
+    const client = new DispatcherClient(addr, dial.credentials, dial.options);
     try {
       return await new Promise<JoinResponse>((resolve, reject) =>
         call(client, new grpc.Metadata(), { deadline: Date.now() + 20_000 }, (err, r) => (err ? reject(err) : resolve(r))),
@@ -394,6 +442,7 @@ export class Daemon {
     await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
     await rm(path.join(this.opts.dataDir, 'node.json'), { force: true });
     await rm(path.join(this.opts.dataDir, 'tasks'), { recursive: true, force: true });
+    await this.forgetCertificates();
     this.state = undefined;
     this.log.info('gantryd: left the cluster');
   }
@@ -412,7 +461,7 @@ export class Daemon {
   ): Promise<void> {
     let bound = server;
     if (!bound) {
-      const b = await bindServer(state.listenAddr ?? this.opts.listenAddr);
+      const b = await bindServer(state.listenAddr ?? this.opts.listenAddr, this.tls.serverCredentials);
       bound = b.server;
       // keep the port we got, so a restart listens where the workers look
       state.listenAddr = `${b.host}:${b.port}`;
@@ -420,7 +469,10 @@ export class Daemon {
     }
     this.tcpServer = bound;
     const images = this.images;
+    const clusterKey = this.tls.clusterKey();
+    if (!clusterKey) throw new Error(`this manager has no cluster key in ${certsDir(this.opts.dataDir)}: it cannot run the CA`);
     this.managerRole = await ManagerRole.start({
+      clusterKey,
       dataDir: this.opts.dataDir,
       state,
       server: bound,
@@ -430,7 +482,13 @@ export class Daemon {
       resolveImage: async (ref) => {
         try {
           return (await images.resolveRemote(ref, { attempts: 1, idleTimeoutMs: 3000 })).digest;
-        } catch {
+        } catch (err) {
+          // the registry answered that the tag does not exist: refuse the service (the control API says why)
+          const e = err as { name?: string; status?: number; message?: string };
+          const missing = e.name === 'ImageNotFoundError' || e.status === 404;
+          if (missing && !(await images.resolveLocal(ref).catch(() => undefined))) {
+            throw Object.assign(new Error(e.message ?? `image "${ref}" not found`), { notFound: true });
+          }
           return undefined; // local-only images (imported) and unreachable registries keep their tag
         }
       },
@@ -442,6 +500,7 @@ export class Daemon {
     this.worker = new Worker({
       nodeId: state.nodeId,
       nodeSecret: state.nodeSecret,
+      dial: () => this.tls.dial(),
       managers: state.managers,
       addr: state.advertiseAddr,
       stateDir: path.join(this.opts.dataDir, 'tasks'),
@@ -462,6 +521,7 @@ export class Daemon {
       },
     });
     await this.worker.start();
+    this.tls.startRenewal(() => this.state?.managers ?? []);
   }
 
   /** `gantry node promote` of this host: get an etcd member and start the manager role. */
@@ -470,16 +530,19 @@ export class Daemon {
     if (!s || s.role !== 'worker') return;
     this.log.info('gantryd: this node was promoted: becoming a manager');
     s.etcdName ??= newId();
-    const bound = await bindServer(this.opts.listenAddr);
+    const bound = await bindServer(this.opts.listenAddr, this.tls.serverCredentials);
     const managerAddr = `${s.advertiseAddr}:${bound.port}`;
     try {
       const { peerUrl } = await etcdUrls(this.opts.dataDir, s);
       let lastErr: unknown;
       for (const addr of s.managers) {
         try {
-          const res = await this.callManager(addr, (client, md, opts, cb) =>
-            client.promote({ nodeId: s.nodeId, nodeSecret: s.nodeSecret, etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: s.etcdName as string }, md, opts, cb),
+          const own = await newKeyAndCsr();
+          const res = await this.callManager(addr, this.tls.dial(), (client, md, opts, cb) =>
+            client.promote({ nodeId: s.nodeId, nodeSecret: '', etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: s.etcdName as string, csr: Buffer.from(own.csrPem) }, md, opts, cb),
           );
+          await this.tls.setClusterKey(Buffer.from(res.clusterKey));
+          await this.tls.set({ keyPem: own.keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() });
           const next: NodeState = { ...s, role: 'manager', listenAddr: `${bound.host}:${bound.port}`, managerAddr, managers: [managerAddr, ...res.managers.filter((m) => m !== managerAddr)] };
           await this.startManager(next, { clusterState: 'existing', initialCluster: res.etcdInitialCluster.join(',') }, bound.server);
           await saveState(this.opts.dataDir, next);
@@ -508,6 +571,9 @@ export class Daemon {
     const next: NodeState = { ...s, role: 'worker', listenAddr: undefined, managerAddr: undefined, managers };
     await saveState(this.opts.dataDir, next);
     this.state = next;
+    await this.tls.forgetClusterKey();
+    // a worker certificate from now on (the managers already treat this node as a worker)
+    void this.tls.renew().catch((err) => this.log.warn(`gantryd: renewing the certificate as a worker: ${(err as Error).message}`));
     this.log.info('gantryd: this node is a worker now');
   }
 
@@ -522,8 +588,15 @@ export class Daemon {
     this.tcpServer = undefined;
   }
 
+  private async forgetCertificates(): Promise<void> {
+    this.tls.stop();
+    this.tls = new NodeTls({ dataDir: this.opts.dataDir, log: (m) => this.log.info(m) });
+    await rm(certsDir(this.opts.dataDir), { recursive: true, force: true });
+  }
+
   /** Stops gantryd; containers keep running and are re-adopted by the next start. */
   async stop(): Promise<void> {
+    this.tls?.stop();
     await this.stopRoles();
     const local = this.localServer;
     this.localServer = undefined;

@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { type Cluster, type Node, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
-import { type Identity, identityOf } from './pki.ts';
+import { type Identity, identityOf } from './identity.ts';
 
 export type Access = 'anyone' | 'node' | 'admin';
 

@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { connect, type DetailedPeerCertificate as PeerCertificate } from 'node:tls';
-import { certDigest, identityOf, type Identity } from './pki.ts';
+import { certDigest, type Identity, identityOf } from './identity.ts';
 import { TLS_SERVER_NAME, type TlsMaterial } from './tls.ts';
 
 export function certsDir(dataDir: string): string {

@@ -2,11 +2,14 @@
 // issuance (CN = node id, OU = role, O = cluster id), identities read back from certificates.
 // Pure functions over PEM strings; time comes in as `now`. Only this directory imports @peculiar/x509.
 import 'reflect-metadata';
-import { createHash, X509Certificate as NodeX509, randomBytes, webcrypto } from 'node:crypto';
+import { randomBytes, webcrypto } from 'node:crypto';
 
 type CryptoKey = webcrypto.CryptoKey;
 type CryptoKeyPair = webcrypto.CryptoKeyPair;
 import * as x509 from '@peculiar/x509';
+import type { CertRole } from './identity.ts';
+
+export { type CertRole, certDigest, type Identity, identityOf, renewalTime, signedBy, splitPem } from './identity.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -16,20 +19,9 @@ export const ROOT_CA_LIFETIME_MS = 20 * 365 * 24 * 3600_000;
 /** Issued certificates start a little in the past: clocks of hosts differ. */
 const BACKDATE_MS = 5 * 60_000;
 
-export type CertRole = 'manager' | 'worker' | 'operator';
-
 export interface RootCa {
   certPem: string;
   keyPem: string; // PKCS#8
-}
-
-export interface Identity {
-  id: string;         // CN: node id or operator id
-  role: CertRole;     // OU
-  clusterId: string;  // O
-  serial: string;
-  notAfter: number;   // ms
-  notBefore: number;
 }
 
 function pem(label: string, der: ArrayBuffer): string {
@@ -68,7 +60,7 @@ export async function createRootCa(clusterId: string, now: number): Promise<Root
     ],
   });
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-  return { certPem: cert.toString('pem'), keyPem: pem('PRIVATE KEY', pkcs8) };
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: pem('PRIVATE KEY', pkcs8) };
 }
 
 /** A new key for this host and the request to certify it (the CSR's subject is ignored by the CA). */
@@ -76,7 +68,7 @@ export async function newKeyAndCsr(): Promise<{ keyPem: string; csrPem: string }
   const keys = await newKeys();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=gantry-node', keys, signingAlgorithm: ALG });
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-  return { keyPem: pem('PRIVATE KEY', pkcs8), csrPem: csr.toString('pem') };
+  return { keyPem: pem('PRIVATE KEY', pkcs8), csrPem: `${csr.toString('pem')}\n` };
 }
 
 export class CsrError extends Error {
@@ -109,56 +101,6 @@ export async function issue(ca: RootCa, csrPem: string, who: { id: string; role:
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
   });
-  return cert.toString('pem');
+  return `${cert.toString('pem')}\n`;
 }
 
-/** sha256 of a certificate's DER, hex: what join tokens carry to pin the root CA. */
-export function certDigest(certPemOrDer: string | Buffer): string {
-  const der = typeof certPemOrDer === 'string' ? new NodeX509(certPemOrDer).raw : certPemOrDer;
-  return createHash('sha256').update(der).digest('hex');
-}
-
-function field(subject: string, key: string): string {
-  for (const line of subject.split('\n')) {
-    const i = line.indexOf('=');
-    if (line.slice(0, i) === key) return line.slice(i + 1);
-  }
-  return '';
-}
-
-/** Who a certificate names (node crypto's parser: cheap enough for every call). */
-export function identityOf(cert: string | Buffer | NodeX509): Identity | undefined {
-  const c = cert instanceof NodeX509 ? cert : new NodeX509(cert);
-  const role = field(c.subject, 'OU');
-  if (role !== 'manager' && role !== 'worker' && role !== 'operator') return undefined;
-  return {
-    id: field(c.subject, 'CN'),
-    role,
-    clusterId: field(c.subject, 'O'),
-    serial: c.serialNumber.toLowerCase(),
-    notAfter: Date.parse(c.validTo),
-    notBefore: Date.parse(c.validFrom),
-  };
-}
-
-/** Whether `certPem` was signed by one of the roots in `rootsPem` (a PEM bundle). */
-export function signedBy(certPem: string | Buffer, rootsPem: string): boolean {
-  const c = new NodeX509(certPem);
-  return splitPem(rootsPem).some((r) => {
-    const root = new NodeX509(r);
-    return c.checkIssued(root) && c.verify(root.publicKey);
-  });
-}
-
-export function splitPem(bundle: string): string[] {
-  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
-}
-
-/**
- * When a node renews: a random point between 50 % and 80 % of its certificate's lifetime, like
- * Swarm, so a cluster's nodes do not all renew at once. `random` in [0,1).
- */
-export function renewalTime(notBefore: number, notAfter: number, random: number): number {
-  const life = notAfter - notBefore;
-  return notBefore + life * (0.5 + 0.3 * random);
-}

@@ -4,7 +4,7 @@
 // place (renewal, root rotation) without closing the listener or its connections.
 import { createSecureContext, type PeerCertificate, type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { identityOf, type CertRole } from './pki.ts';
+import { type CertRole, identityOf } from './identity.ts';
 
 
 export interface TlsMaterial {
@@ -18,9 +18,11 @@ const MIN_VERSION = 'TLSv1.3' as const;
 export const TLS_SERVER_NAME = 'gantry-manager';
 export const TLS_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': TLS_SERVER_NAME };
 
+const nl = (pem: string) => (pem.endsWith('\n') ? pem : `${pem}\n`);
+
 function contextOptions(m: TlsMaterial): SecureContextOptions {
   // the chain includes the root so a joiner can pin it by digest before trusting anything
-  return { ca: m.caPem, cert: m.certPem + m.caPem, key: m.keyPem, minVersion: MIN_VERSION };
+  return { ca: m.caPem, cert: nl(m.certPem) + nl(m.caPem), key: m.keyPem, minVersion: MIN_VERSION };
 }
 
 /** Server credentials whose key/cert/roots can be swapped while serving. */

@@ -28,6 +28,8 @@ export interface AgentOptions {
   onRoleChange?: (desiredRole: NodeRole) => void;
   /** The node's network state (networks, peers, service endpoints) whenever the manager sends it. */
   onNetworkState?: (state: NetworkState) => void;
+  /** How to dial a manager (mutual TLS with this node's certificate); insecure when absent (tests). */
+  dial?: () => { credentials: grpc.ChannelCredentials; options?: grpc.ChannelOptions };
   /** Called once a session is registered (true) and when it ends (false). */
   onConnection?: (connected: boolean, manager: string) => void;
 }
@@ -125,7 +127,14 @@ export class Agent {
   /** One session; resolves when it ends, with whether it got as far as being registered. */
   private session(addr: string): Promise<boolean> {
     return new Promise((resolve) => {
-      const client = new DispatcherClient(addr, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+      let client: DispatcherClient;
+      try {
+        const d = this.opts.dial?.();
+        client = new DispatcherClient(addr, d?.credentials ?? grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...d?.options });
+      } catch (err) {
+        this.log(`cannot dial ${addr}: ${(err as Error).message}`);
+        return resolve(false);
+      }
       const call = client.session();
       this.call = call;
       let heartbeat: NodeJS.Timeout | undefined;
