@@ -179,6 +179,28 @@ describe('networking', { skip: clusterSkipReason(), concurrency: 1, timeout: 900
     await until(async () => (await c.manager.gantry(['network', 'rm', 'tiny'])).code === 0 || 'tiny still in use', 60_000, 500);
   });
 
+  test('networking: a restarted gantryd keeps its containers reachable and removes namespaces and rules it does not own', async () => {
+    const h = c.lab.hosts[0];
+    const nsDir = path.join(h.dataDir, 'netns');
+    const prefix = fs.readdirSync(nsDir)[0]?.split('-').slice(0, 2).join('-');
+    assert.ok(prefix, `${h.name} has container namespaces`);
+    await h.stop();
+    const stray = path.join(nsDir, `${prefix}-strayaaaaaaaaaaaaaaaaaaaaa`);
+    fs.writeFileSync(stray, '');
+    assert.equal((await run('unshare', [`--net=${stray}`, 'true'])).code, 0);
+    assert.equal((await h.exec(['iptables', '-w', '-t', 'nat', '-N', 'GANTRY-S-STRAY0000000'])).code, 0);
+    await h.start();
+    await until(async () => {
+      if (fs.existsSync(stray)) return 'the stray namespace is still there';
+      const nat = (await h.exec(['iptables-save', '-t', 'nat'])).stdout;
+      if (/GANTRY-S-STRAY/.test(nat)) return 'the stray chain is still there';
+      for (const x of c.lab.hosts) if (!(await httpGet(x, `http://${x.ip}:8080/`))) return `${x.name}:8080 does not answer`;
+      return true;
+    }, 60_000, 500);
+    const r = await inContainer(c, '86501', ['wget', '-qO-', 'http://web/']);
+    assert.equal(r.code, 0, r.out);
+  });
+
   test('networking: removing services and leaving removes every veth, namespace, overlay, bridge and rule', async () => {
     for (const s of ['web', 'client']) await gantryOk(c.manager, ['service', 'rm', s]);
     await until(async () => {

@@ -170,6 +170,9 @@ export class NetworkManager {
   private async readContainer(ns: string, taskId: string): Promise<LocalContainer | undefined> {
     const r = await this.ipIn(ns, ['-j', 'addr', 'show']);
     const links = JSON.parse(r.out) as { ifname: string; addr_info?: { family: string; local: string; prefixlen: number }[]; ifalias?: string }[];
+    // `addr show` leaves out aliases (where we keep each interface's network id): read them from `link show`
+    const aliases = JSON.parse((await this.ipIn(ns, ['-j', 'link', 'show'])).out) as { ifname: string; ifalias?: string }[];
+    for (const l of links) l.ifalias = aliases.find((x) => x.ifname === l.ifname)?.ifalias;
     let bridgeIp = '';
     const attachments: Attachment[] = [];
     for (const l of links) {
@@ -178,8 +181,7 @@ export class NetworkManager {
       if (l.ifname === 'eth0') bridgeIp = a.local;
       else attachments.push({ networkId: l.ifalias ?? '', ip: a.local, prefix: a.prefixlen });
     }
-    const alias = await this.ipIn(ns, ['link', 'show', 'eth0']).catch(() => undefined);
-    const serviceId = /alias (\S+)/.exec(alias?.out ?? '')?.[1] ?? '';
+    const serviceId = links.find((l) => l.ifname === 'eth0')?.ifalias ?? '';
     return bridgeIp ? { taskId, serviceId, ns, bridgeIp, attachments } : undefined;
   }
 
@@ -295,6 +297,8 @@ export class NetworkManager {
     const gw = numIp(ipNum(ipOf(checkCidr(sub))) + 1);
     const exists = await this.ip(['link', 'show', HOST_BRIDGE]).then(() => true, () => false);
     if (!exists) await this.ip(['link', 'add', HOST_BRIDGE, 'type', 'bridge']);
+    const again = [...this.containers.values()].map((c) => `link set ${vethName(c.taskId, 0)} master ${HOST_BRIDGE} up`);
+    if (!exists && again.length) await this.sys.run('ip', ['-force', '-batch', '-'], { input: `${again.join('\n')}\n`, allowFail: true });
     await this.ip(['addr', 'flush', 'dev', HOST_BRIDGE]);
     await this.ip(['addr', 'add', `${gw}/${prefixOf(sub)}`, 'dev', HOST_BRIDGE]);
     await this.ip(['link', 'set', HOST_BRIDGE, 'up']);
@@ -311,7 +315,7 @@ export class NetworkManager {
     }
   }
 
-  private async ensureOverlay(vni: number, nodeAddr: string, underlay: string): Promise<void> {
+  private async ensureOverlay(vni: number, nodeAddr: string, underlay: string): Promise<boolean> {
     const br = overlayBridge(vni);
     const vx = vxlanName(vni);
     const exists = await this.ip(['link', 'show', vx]).then(() => true, () => false);
@@ -325,6 +329,16 @@ export class NetworkManager {
       ];
       await this.ip(['-batch', '-'], `${cmds.join('\n')}\n`);
       this.programmed.set(vni, new Map());
+    }
+    if (!exists) {
+      // containers already attached (a bridge removed under them): put their veths back on it
+      const again: string[] = [];
+      for (const c of this.containers.values()) {
+        c.attachments.forEach((a, i) => {
+          if (this.state?.networks.find((n) => n.id === a.networkId)?.vni === vni) again.push(`link set ${vethName(c.taskId, i + 1)} master ${br} up`);
+        });
+      }
+      if (again.length) await this.sys.run('ip', ['-force', '-batch', '-'], { input: `${again.join('\n')}\n`, allowFail: true });
     } else if (!this.programmed.has(vni)) {
       this.programmed.set(vni, await this.readPeers(vx));
     }
@@ -332,6 +346,7 @@ export class NetworkManager {
       await this.ip(['link', 'set', br, 'address', macOf(ipOf(nodeAddr))]);
       await this.ip(['addr', 'replace', checkCidr(nodeAddr), 'dev', br]);
     }
+    return !exists;
   }
 
   private async readPeers(vx: string): Promise<Map<string, OverlayPeer>> {
