@@ -88,7 +88,7 @@ export async function run(argv: string[], ctxOverrides: Partial<CommandContext> 
   const env = ctxOverrides.env ?? process.env;
   const ctx: CommandContext = {
     connect: () => {
-      conn ??= dial(grpcTarget(env));
+      conn ??= dial(grpcTarget(env), env);
       return conn;
     },
     out,
