@@ -118,7 +118,7 @@ async function oneRun(): Promise<{ worker: number; reconnect: number; leader: nu
     let i = 0;
     const leaderMs = await pollMs(async () => {
       i += 1;
-      await unary((cb) => cs.updateNode({ ref: survivor.name, version: 0, spec: { name: '', labels: { probe: String(i) }, desiredRole: 1, availability: 0 } }, new grpc.Metadata(), { deadline: Date.now() + 500 }, cb));
+      await unary((cb) => cs.updateNode({ ref: survivor.name, version: 0, spec: { name: '', labels: { probe: String(i) }, desiredRole: 1, availability: 0 }, force: false }, new grpc.Metadata(), { deadline: Date.now() + 500 }, cb));
       return true;
     });
     c0.close();

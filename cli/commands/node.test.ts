@@ -88,10 +88,11 @@ describe('cli node and cluster', () => {
     assert.equal(missing.err, 'Error: node "nope" not found\n');
   });
 
-  test('cli node: promote stores the desired role and says it is not yet acted on; demoting the last manager fails', async () => {
+  test('cli node: promote stores the desired role and warns of an even manager count; demoting the last manager fails', async () => {
     const p = await cli('node', 'promote', 'w1');
     assert.equal(p.code, 0, p.err);
-    assert.match(p.out, /^Node w1 promoted to a manager in the cluster\.\nNote: this gantry stores the desired role/);
+    assert.equal(p.out, 'Node w1 promoted to a manager in the cluster.\n');
+    assert.equal(p.err, 'warning: the cluster will have 2 managers: an even number tolerates no more failures than 1; add or remove one\n');
     assert.equal(s.store.view().get('nodes', w1.id)!.spec!.desiredRole, 1);
     const back = await cli('node', 'demote', 'w1');
     assert.equal(back.code, 0, back.err);

@@ -136,7 +136,7 @@ const update: Command = {
     for (const [k, v] of adds) spec.labels[k] = v;
     if (availability !== undefined) spec.availability = AVAILABILITY[availability];
     if (role !== undefined) spec.desiredRole = role === 'manager' ? 1 : 0;
-    await api.updateNode({ ref: node.id, version: node.meta?.version ?? 0, spec });
+    await api.updateNode({ ref: node.id, version: node.meta?.version ?? 0, spec, force: false });
     ctx.out.write(`${args.positionals[0]}\n`);
     return 0;
   },
@@ -147,24 +147,26 @@ function roleCommand(verb: 'promote' | 'demote'): Command {
   return {
     path: ['node', verb],
     summary: verb === 'promote' ? 'Make nodes managers (desired role)' : 'Make managers workers (desired role)',
-    usage: `gantry node ${verb} NODE [NODE...]`,
-    flags: [],
+    usage: `gantry node ${verb} [--force] NODE [NODE...]`,
+    flags: verb === 'demote' ? [{ name: 'force', kind: 'bool', help: 'demote even if the managers left could not form a quorum' }] : [],
     async run(args, ctx) {
       if (args.positionals.length === 0) throw new UsageError('name at least one NODE');
       const api = control(ctx);
+      const force = bool(args, 'force');
       const code = await each(ctx, args.positionals, async (ref) => {
         const node = await api.getNode(await resolveRef(ctx, ref));
         if ((node.spec?.desiredRole ?? node.role) === role) {
           ctx.out.write(`Node ${ref} is already a ${role === 1 ? 'manager' : 'worker'}.\n`);
           return;
         }
-        await api.updateNode({ ref: node.id, version: node.meta?.version ?? 0, spec: { ...node.spec!, desiredRole: role } });
+        await api.updateNode({ ref: node.id, version: node.meta?.version ?? 0, spec: { ...node.spec!, desiredRole: role }, force });
         ctx.out.write(`Node ${ref} ${verb}d to a ${role === 1 ? 'manager' : 'worker'} in the cluster.\n`);
       });
       if (code === 0) {
-        ctx.out.write(
-          'Note: this gantry stores the desired role; the node changes role (and etcd membership) once multi-manager support acts on it.\n',
-        );
+        const managers = (await api.listNodes()).nodes.filter((n) => (n.spec?.desiredRole ?? n.role) === 1).length;
+        if (managers > 0 && managers % 2 === 0) {
+          ctx.err.write(`warning: the cluster will have ${managers} managers: an even number tolerates no more failures than ${managers - 1}; add or remove one\n`);
+        }
       }
       return code;
     },

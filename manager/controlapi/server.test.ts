@@ -314,11 +314,12 @@ describe('controlapi: nodes', () => {
       ref: 'h2',
       version: n.meta!.version,
       spec: { ...n.spec!, availability: 2, labels: { zone: 'a' } },
+      force: false,
     });
     assert.equal(updated.spec!.availability, 2);
     assert.deepEqual(updated.spec!.labels, { zone: 'a' });
     await expectStatus(
-      call(s.client.updateNode.bind(s.client), { ref: 'h2', version: n.meta!.version, spec: n.spec! }),
+      call(s.client.updateNode.bind(s.client), { ref: 'h2', version: n.meta!.version, spec: n.spec!, force: false }),
       grpc.status.ABORTED,
       `node "h2" was updated by someone else since you read it (version ${updated.meta!.version}, yours ${n.meta!.version}): read it again and retry`,
     );
@@ -326,7 +327,7 @@ describe('controlapi: nodes', () => {
 
   test('controlapi: demoting the last manager is refused', async () => {
     await expectStatus(
-      call(s.client.updateNode.bind(s.client), { ref: 'm1', version: 0, spec: { ...mgr.spec!, desiredRole: 0 } }),
+      call(s.client.updateNode.bind(s.client), { ref: 'm1', version: 0, spec: { ...mgr.spec!, desiredRole: 0 }, force: false }),
       grpc.status.FAILED_PRECONDITION,
       'node "m1" is the last manager: promote another node first (gantry node promote NODE)',
     );

@@ -1,6 +1,7 @@
 // The control API server (service Control): CRUD on services and nodes, tasks, the cluster and logs.
 // It writes only specs (the controllers derive tasks); every failure goes through errors.ts once.
 import type * as grpc from '@grpc/grpc-js';
+import { checkManagerLeaves } from './quorum.ts';
 import type {
   ControlServer,
   Empty,
@@ -216,6 +217,8 @@ export function controlApi(deps: ControlDeps): ControlApi {
         if (others.length === 0) {
           throw new PreconditionError(`node "${name}" is the last manager: promote another node first (gantry node promote NODE)`);
         }
+        const quorum = checkManagerLeaves(view.list('nodes'), node);
+        if (!quorum.ok && !req.force) throw new PreconditionError(quorum.message);
       }
       if (stableJson(spec) === stableJson(node.spec)) return node;
       const updated: Node = { ...node, spec, meta: { ...(node.meta ?? { version: 0, createdAt: 0 }), updatedAt: clock.now() } };

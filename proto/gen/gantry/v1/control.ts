@@ -47,7 +47,11 @@ export interface UpdateNodeRequest {
   ref: string;
   /** 0 = read-modify-write on the server; otherwise compare with Meta.version */
   version: number;
-  spec?: NodeSpec | undefined;
+  spec?:
+    | NodeSpec
+    | undefined;
+  /** demote even when the managers left could not form a quorum */
+  force: boolean;
 }
 
 export interface RemoveNodeRequest {
@@ -357,7 +361,7 @@ export const ListNodesResponse: MessageFns<ListNodesResponse> = {
 };
 
 function createBaseUpdateNodeRequest(): UpdateNodeRequest {
-  return { ref: "", version: 0, spec: undefined };
+  return { ref: "", version: 0, spec: undefined, force: false };
 }
 
 export const UpdateNodeRequest: MessageFns<UpdateNodeRequest> = {
@@ -370,6 +374,9 @@ export const UpdateNodeRequest: MessageFns<UpdateNodeRequest> = {
     }
     if (message.spec !== undefined) {
       NodeSpec.encode(message.spec, writer.uint32(26).fork()).join();
+    }
+    if (message.force !== false) {
+      writer.uint32(32).bool(message.force);
     }
     return writer;
   },
@@ -411,6 +418,14 @@ export const UpdateNodeRequest: MessageFns<UpdateNodeRequest> = {
             message.spec = NodeSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.force = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -431,6 +446,7 @@ export const UpdateNodeRequest: MessageFns<UpdateNodeRequest> = {
     message.ref = object.ref ?? "";
     message.version = object.version ?? 0;
     message.spec = (object.spec !== undefined && object.spec !== null) ? NodeSpec.fromPartial(object.spec) : undefined;
+    message.force = object.force ?? false;
     return message;
   },
 };
