@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { CaService } from '../../proto/gen/gantry/v1/ca.ts';
 import { ControlService } from '../../proto/gen/gantry/v1/control.ts';
 import { DispatcherService } from '../../proto/gen/gantry/v1/dispatcher.ts';
-import { type Node, NodeRole } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Node, NodeRole, NodeState as NodeHealth } from '../../proto/gen/gantry/v1/objects.ts';
 import { type Access, guard } from '../../manager/ca/authz.ts';
 import { ClusterCa } from '../../manager/ca/ca.ts';
 import { caService } from '../../manager/ca/service.ts';
@@ -125,6 +125,7 @@ export class ManagerRole {
       manager.start();
       await role.claimManagerRole();
       role.watchOwnRole();
+      role.watchDemotedDeadManagers(endpoints);
       log.info(`gantryd: manager listening on ${state.listenAddr}, reachable at ${state.managerAddr}`);
       return role;
     } catch (err) {
@@ -166,6 +167,42 @@ export class ManagerRole {
       for (const e of events) if (e.kind === 'nodes' && e.op === 'put' && e.object.id === id) check(e.object);
     });
     check(this.store.view().get('nodes', id));
+  }
+
+  /**
+   * A manager demoted while its host is down cannot remove its own etcd member: the leader does it
+   * for it (its vote would otherwise count against the quorum for ever) and records it as a worker.
+   */
+  private watchDemotedDeadManagers(endpoints: string[]): void {
+    const busy = new Set<string>();
+    const sweep = () => {
+      if (!this.store.leadership(this.opts.state.nodeId).isLeader()) return;
+      for (const n of this.store.view().list('nodes')) {
+        const dead = n.status?.state === NodeHealth.NODE_STATE_DOWN;
+        if (n.id === this.opts.state.nodeId || n.role !== NodeRole.NODE_ROLE_MANAGER || n.spec?.desiredRole !== NodeRole.NODE_ROLE_WORKER || !dead || busy.has(n.id)) continue;
+        busy.add(n.id);
+        void this.removeDeadManager(n, endpoints)
+          .catch((err) => this.opts.log.warn(`manager: removing the etcd member of demoted node ${n.id}: ${(err as Error).message}`))
+          .finally(() => busy.delete(n.id));
+      }
+    };
+    const unsubscribe = this.store.subscribe((events) => {
+      if (events.some((e) => e.kind === 'nodes')) sweep();
+    });
+    const previous = this.unwatch;
+    this.unwatch = () => {
+      previous?.();
+      unsubscribe();
+    };
+    sweep();
+  }
+
+  private async removeDeadManager(n: Node, endpoints: string[]): Promise<void> {
+    const members = await listMembers(endpoints);
+    const member = members.find((m) => m.id === n.managerStatus?.etcdMemberId || (n.managerStatus?.etcdPeerUrl && m.peerUrls.includes(n.managerStatus.etcdPeerUrl)));
+    if (member) await removeMember(endpoints, member.id);
+    await retryUpdate(this.store, n.id, (x) => (x.role === NodeRole.NODE_ROLE_MANAGER ? { ...x, role: NodeRole.NODE_ROLE_WORKER, managerStatus: undefined } : undefined));
+    this.opts.log.info(`manager: demoted node ${n.id} is down: removed its etcd member ${member?.id ?? '(already gone)'} for it`);
   }
 
   /**

@@ -175,4 +175,26 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     await gantryOk(h4, ['join', '--token', fresh, `${via.ip}:4242`]);
     await until(async () => ((await nodes(via)).filter((n) => n.hostname === h4.name && n.status === 'ready').length === 1) || 'rejoined host not ready', 30_000);
   });
+
+  test('managers: a demotion that would lose quorum is refused; a dead manager demoted has its etcd member removed by the leader', async () => {
+    const via = lab.host(1);
+    const [h0, h2] = [lab.host(0), lab.host(2)];
+    await gantryOk(via, ['node', 'promote', h0.name, h2.name]);
+    await until(async () => ((await nodes(via)).filter((n) => n.manager !== '' && n.status === 'ready').length === 3) || 'not three ready managers', 90_000);
+    await h2.kill();
+    await until(async () => ((await nodes(via)).find((n) => n.hostname === h2.name)?.status === 'down') || `${h2.name} not down yet`, 30_000);
+
+    const refused = await via.gantry(['node', 'demote', h0.name]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /would leave 2 managers of which 1 is reachable, fewer than the 2 a quorum needs: bring the unreachable managers back first, or use --force/);
+
+    await gantryOk(via, ['node', 'demote', h2.name]);
+    await until(async () => {
+      const n = (await nodes(via)).find((x) => x.hostname === h2.name);
+      return n?.manager === '' || `${h2.name} is still a manager (${n?.manager})`;
+    }, 30_000);
+    // two voting members left, both up: writes still work
+    await gantryOk(via, ['service', 'create', '-d', '--name', 'after-demote', 'lab/busybox:1', 'sleep', '86503']);
+    await gantryOk(via, ['service', 'rm', 'after-demote']);
+  });
 });
