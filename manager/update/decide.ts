@@ -260,18 +260,26 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   if (dirty.length === 0) return { actions };
   const stopFirst = cfg.order !== UpdateOrder.UPDATE_ORDER_START_FIRST;
   const window = cfg.parallelism === 0 ? Number.POSITIVE_INFINITY : cfg.parallelism;
-  const notUp = live.filter((s) => s.phase === 'busy' || s.phase === 'down' || (s.phase === 'failed' && !continuing)).length;
-  // start-first: a failed slot still runs its old task, so only slots being replaced hold the window.
-  const inUse = stopFirst ? notUp : busy;
-  let room = window - inUse;
-  if (room <= 0) return { actions };
+  // Slots without an up task now: being replaced, down for any reason, failed (unless the user
+  // chose continue), or still on the old spec but not up (crashing, starting).
+  let downNow = live.filter((s) => s.phase === 'busy' || s.phase === 'down' || (s.phase === 'failed' && !continuing) || (s.phase === 'dirty' && !isUp(s.task!))).length;
+  let busyNow = busy;
+  if (busyNow >= window) return { actions };
   if (cfg.delayMs > 0 && lastUp > (status?.startedAt ?? 0)) {
     const at = lastUp + cfg.delayMs;
     if (now < at) return { actions, wakeAt: at };
   }
-  for (const s of dirty) {
-    if (room-- <= 0) break;
+  // Slots already down cost nothing to replace: first; then the lowest slots.
+  const order = [...dirty].sort((a, b) => Number(isUp(a.task!)) - Number(isUp(b.task!)) || a.slot - b.slot);
+  for (const s of order) {
+    if (busyNow >= window) break;
+    const wasUp = isUp(s.task!);
+    // stop-first: stopping an up task must not leave more than `parallelism` slots down.
+    // start-first: the old task runs until its replacement is up, so only `parallelism` bounds it.
+    if (stopFirst && wasUp && downNow + 1 > window) break;
     actions.push({ kind: 'replace', service, slot: s.slot, old: s.task!, order: stopFirst ? 'stop-first' : 'start-first' });
+    busyNow++;
+    if (stopFirst && wasUp) downNow++;
   }
   return { actions };
 }
