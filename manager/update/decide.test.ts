@@ -55,6 +55,7 @@ const brief = (as: UpdateAction[]) =>
       case 'stop': return `stop ${a.task.id}`;
       case 'status': return `status ${stateName(a.status.state)}: ${a.status.message}`;
       case 'rollback': return `rollback: ${a.status.message}`;
+      default: return 'unknown';
     }
   });
 
