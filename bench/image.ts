@@ -127,32 +127,28 @@ async function main(): Promise<void> {
     console.log(`image: ${manA.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${sh('du', ['-sm', ROOTFS]).toString().split('\t')[0]} MB unpacked; registry ${reg.addr}; ${runs} runs each, cold caches`);
 
     const results: Record<string, number[]> = { gantry: [], containerd: [], 'skopeo+umoci': [] };
-    for (let i = 0; i < runs; i++) {
-      // gantry
-      {
+    const tools: Record<string, (i: number) => Promise<number>> = {
+      gantry: async (i) => {
         const dir = path.join(work, `gantry-${i}`);
         const store = await ImageStore.open(dir);
         dropCaches();
         const r = await time(() => store.pull(refA));
-        results.gantry.push(r.ms);
         await cleanDir(dir);
-      }
-      // containerd
-      {
+        return r.ms;
+      },
+      containerd: async (i) => {
         const dir = path.join(work, `containerd-${i}`);
         fs.mkdirSync(dir, { recursive: true });
         const c = await startContainerd(dir);
         try {
           dropCaches();
-          const r = await time(() => run('ctr', ['-a', c.sock, '-n', 'bench', 'image', 'pull', '--plain-http', refA]));
-          results.containerd.push(r.ms);
+          return (await time(() => run('ctr', ['-a', c.sock, '-n', 'bench', 'image', 'pull', '--plain-http', refA]))).ms;
         } finally {
           await c.stop();
           await cleanDir(dir);
         }
-      }
-      // skopeo + umoci
-      {
+      },
+      'skopeo+umoci': async (i) => {
         const dir = path.join(work, `umoci-${i}`);
         fs.mkdirSync(dir, { recursive: true });
         dropCaches();
@@ -160,9 +156,23 @@ async function main(): Promise<void> {
           await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${refA}`, `oci:${dir}/layout:a`]);
           await run('umoci', ['unpack', '--image', `${dir}/layout:a`, `${dir}/bundle`]);
         });
-        results['skopeo+umoci'].push(r.ms);
         await cleanDir(dir);
+        return r.ms;
+      },
+    };
+    // let the writeback of the registry push settle, then rotate who goes first each round
+    spawnSync('sync');
+    await new Promise((r) => setTimeout(r, 2000));
+    const names = Object.keys(tools);
+    for (let i = 0; i < runs; i++) {
+      const order = [...names.slice(i % names.length), ...names.slice(0, i % names.length)];
+      const round: Record<string, number> = {};
+      for (const n of order) {
+        round[n] = await tools[n](i);
+        results[n].push(round[n]);
       }
+      const peer = Math.min(round.containerd, round['skopeo+umoci']);
+      console.log(`  round ${i + 1} (${order.join(' → ')}): ${names.map((n) => `${n} ${round[n].toFixed(0)} ms`).join(', ')}; gantry / fastest peer ${(round.gantry / peer).toFixed(2)}`);
     }
     console.log('\npull + unpack, wall time (ms)');
     const rows = Object.entries(results).map(([k, v]) => [k, median(v), v] as const);

@@ -12,6 +12,8 @@ export class DigestMismatchError extends Error {
 
 export class ContentStore {
   readonly root: string;
+  /** fdatasync every blob before it is renamed into place ('fsync'), or leave that to the store's deferred sync. */
+  durability: 'fsync' | 'deferred' = 'fsync';
   private ingesting = new Map<string, Promise<unknown>>();
 
   constructor(root: string) {
@@ -162,7 +164,7 @@ export class BlobWriter {
         const what = size !== undefined && this.offset !== size ? `${this.offset} bytes, expected ${size}` : `digest ${digest}`;
         throw new DigestMismatchError(`blob ${this.expected ?? digest}: got ${what}; discarded`);
       }
-      if (process.env.GANTRY_NO_FSYNC !== '1') await new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
+      if (this.store.durability === 'fsync') await new Promise<void>((res, rej) => fs.fdatasync(fd, (e) => (e ? rej(e) : res())));
       fs.closeSync(fd);
     } catch (e) {
       if (e instanceof DigestMismatchError) throw e;

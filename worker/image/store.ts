@@ -1,5 +1,6 @@
 // ImageStore: the host's images. Blobs in a content store, layers unpacked once per chain id into snapshots,
 // and an index (index.json) of images, their names and which containers use them. Entry point for gantryd.
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -18,6 +19,7 @@ import { pullImage, resolveRemoteDigest } from './pull.ts';
 import { type PushOptions, type PushResult, pushImage } from './push.ts';
 import type { RegistryClientOptions } from './registry.ts';
 import { Snapshots } from './snapshots.ts';
+import { run } from './unpack.ts';
 
 export interface LayerRecord {
   digest: string;
@@ -111,6 +113,12 @@ export interface StoreOptions {
   certsDir?: string;
   /** Loopback registries that speak HTTPS (loopback ones default to plain HTTP, like Docker). */
   tlsRegistries?: string[];
+  /**
+   * 'deferred' (default): blobs are not fsynced one by one; a `dirty` marker (fsynced) brackets every write
+   * operation and one syncfs after it clears it; after a crash, open() re-verifies what was written since the
+   * marker and drops unpacked layers from then. 'fsync': fdatasync each blob before it is renamed into place.
+   */
+  durability?: 'fsync' | 'deferred';
 }
 
 export class ImageStore {
@@ -135,14 +143,12 @@ export class ImageStore {
   static async open(root: string, options: StoreOptions = {}): Promise<ImageStore> {
     await fsp.mkdir(root, { recursive: true });
     const content = await ContentStore.open(root);
+    content.durability = options.durability ?? 'deferred';
     const snapshots = await Snapshots.open(path.join(root, 'snapshots'));
-    let index: IndexFile = { version: 1, images: {}, inUse: {} };
-    try {
-      index = JSON.parse(await fsp.readFile(path.join(root, 'index.json'), 'utf8')) as IndexFile;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`image index ${path.join(root, 'index.json')} unreadable: ${(e as Error).message}`);
-    }
-    return new ImageStore(root, content, snapshots, index, options);
+    const index = await readIndex(root);
+    const store = new ImageStore(root, content, snapshots, index, options);
+    await store.recover();
+    return store;
   }
 
   // ------------------------------------------------------------------ index
@@ -153,6 +159,7 @@ export class ImageStore {
       const r = await fn(this.index);
       const tmp = path.join(this.root, `index.json.tmp-${process.pid}`);
       await fsp.writeFile(tmp, JSON.stringify(this.index));
+      await fsp.rename(path.join(this.root, 'index.json'), path.join(this.root, 'index.json.prev')).catch(() => {});
       await fsp.rename(tmp, path.join(this.root, 'index.json'));
       return r;
     };
@@ -268,7 +275,13 @@ export class ImageStore {
     const rec = typeof info === 'string' ? await this.require(info) : info;
     const dirs = rec.layers.map((l) => this.snapshots.dir(l.chainId));
     for (const [i, d] of dirs.entries()) {
-      if (!fs.existsSync(d)) throw new Error(`image ${rec.id}: layer ${i} (${rec.layers[i].digest}) is not unpacked; pull the image again`);
+      if (fs.existsSync(d)) continue;
+      // dropped (crash recovery, prune race): unpack it again from its blob when that is here
+      const l = rec.layers[i];
+      if ((await this.content.stat(l.digest)) === undefined) {
+        throw new Error(`image ${rec.id}: layer ${i} (${l.digest}) is not unpacked; pull the image again`);
+      }
+      await this.op(() => this.unpackBlob(l, rec.layers.slice(0, i).map((x) => x.chainId)));
     }
     return dirs;
   }
@@ -382,16 +395,83 @@ export class ImageStore {
 
   private ops = new Map<number, number>();
   private opSeq = 0;
+  private dirty = false;
+  private syncing: Promise<void> = Promise.resolve();
 
   /** Marks an operation that writes blobs/snapshots: prune keeps anything written since it began. */
   private async op<T>(fn: () => Promise<T>): Promise<T> {
     const id = ++this.opSeq;
     this.ops.set(id, Date.now());
     try {
+      if (this.content.durability === 'deferred') await this.markDirty();
       return await fn();
     } finally {
       this.ops.delete(id);
+      if (this.ops.size === 0 && this.content.durability === 'deferred') this.scheduleSync();
     }
+  }
+
+  private dirtyPath(): string {
+    return path.join(this.root, 'dirty');
+  }
+
+  /** Durably notes "writes in flight since T" before any blob or layer is written without its own fsync. */
+  private async markDirty(): Promise<void> {
+    if (this.dirty) return;
+    this.dirty = true;
+    const fh = await fsp.open(this.dirtyPath(), 'w');
+    try {
+      await fh.writeFile(String(Date.now() - 2000));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const dir = await fsp.open(this.root, 'r');
+    await dir.sync().finally(() => dir.close());
+  }
+
+  /** One syncfs after the last operation; then the marker goes. Resolves when done (tests await it). */
+  scheduleSync(): Promise<void> {
+    const seq = this.opSeq;
+    this.syncing = (async () => {
+      await run('sync', ['-f', this.root], this.root).catch(() => {});
+      if (this.ops.size === 0 && this.opSeq === seq && this.dirty) {
+        await fsp.rm(this.dirtyPath(), { force: true });
+        this.dirty = false;
+      }
+    })();
+    return this.syncing;
+  }
+
+  /** Waits for a deferred sync in flight (gantryd shutdown, tests). */
+  async flush(): Promise<void> {
+    await this.syncing;
+  }
+
+  /**
+   * After a crash in deferred mode: blobs written since the marker are re-hashed (bad ones deleted) and layers
+   * unpacked since then are dropped (a later pull unpacks them again from the verified blobs).
+   */
+  private async recover(): Promise<void> {
+    let since: number;
+    try {
+      since = Number(await fsp.readFile(this.dirtyPath(), 'utf8'));
+    } catch {
+      return;
+    }
+    if (!Number.isFinite(since)) since = 0;
+    for (const d of await this.content.list()) {
+      const p = this.content.path(d);
+      const st = await fsp.stat(p).catch(() => undefined);
+      if (!st || st.mtimeMs < since) continue;
+      if ((await hashFile(p)) !== d) await fsp.rm(p, { force: true });
+    }
+    for (const c of await this.snapshots.list()) {
+      const st = await fsp.stat(path.dirname(this.snapshots.dir(c))).catch(() => undefined);
+      if (st && st.mtimeMs >= since) await this.snapshots.remove(c);
+    }
+    await run('sync', ['-f', this.root], this.root).catch(() => {});
+    await fsp.rm(this.dirtyPath(), { force: true });
   }
 
   /** Keeps digests / chain ids from prune until the returned release is called. */
@@ -532,7 +612,6 @@ export class ImageStore {
     });
     let diffId = '';
     let blobDigest = '';
-    let tarSize = 0;
     try {
       const tmpChain = `sha256:${'0'.repeat(48)}${Date.now().toString(16).padStart(16, '0')}`;
       const tmp = await this.snapshots.prepare(tmpChain);
@@ -546,7 +625,6 @@ export class ImageStore {
         gz.end();
         await gzDone;
         diffId = res.diffId;
-        tarSize = res.tarSize;
         blobDigest = await writer.commit();
         if (this.snapshots.has(diffId)) await this.snapshots.discard(tmp);
         else await this.snapshots.commit(tmp, diffId);
@@ -559,7 +637,6 @@ export class ImageStore {
       writer.abort(false);
       throw new Error(`import of ${ref || 'rootfs'}: ${(e as Error).message}`, { cause: e });
     }
-    void tarSize;
     const blobSize = (await this.content.stat(blobDigest)) ?? 0;
     const platform = opts.platform ?? hostPlatform();
     const created = new Date().toISOString();
@@ -606,4 +683,29 @@ async function readHead(file: string): Promise<Buffer> {
   } finally {
     await fh.close();
   }
+}
+
+async function readIndex(root: string): Promise<IndexFile> {
+  for (const name of ['index.json', 'index.json.prev']) {
+    let text: string;
+    try {
+      text = await fsp.readFile(path.join(root, name), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw e;
+    }
+    try {
+      return JSON.parse(text) as IndexFile;
+    } catch {
+      // torn by a crash: fall back to the previous version
+    }
+  }
+  return { version: 1, images: {}, inUse: {} };
+}
+
+function hashFile(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    fs.createReadStream(file).on('data', (c) => h.update(c)).on('error', reject).on('end', () => resolve(`sha256:${h.digest('hex')}`));
+  });
 }
