@@ -26,7 +26,7 @@ export interface ParsedToken {
 }
 
 export function parseJoinToken(token: string): ParsedToken | undefined {
-  const m = token.trim().match(/^GNTRY-1-([0-9a-f]{64})-([0-9a-f]{40})-([wm])$/);
+  const m = token.trim().match(/^GNTRY-1-([0-9a-f]{64})-([0-9A-Za-z]{16,})-([wm])$/);
   if (!m) return undefined;
   return { digest: m[1], secret: m[2], role: m[3] === 'w' ? 'worker' : 'manager' };
 }
