@@ -139,7 +139,20 @@ export interface Assignments {
   /** task ids no longer assigned */
   removed: string[];
   /** present when this node's network state changed (complete) */
-  networkState?: NetworkState | undefined;
+  networkState?:
+    | NetworkState
+    | undefined;
+  /** The values of the secrets and configs the tasks sent here use (complete when full; else added). */
+  secrets?: SecretValues | undefined;
+}
+
+export interface SecretValues {
+  values: SecretValue[];
+}
+
+export interface SecretValue {
+  id: string;
+  data: Buffer;
 }
 
 export interface TaskStatusUpdate {
@@ -1219,7 +1232,7 @@ export const SessionInfo: MessageFns<SessionInfo> = {
 };
 
 function createBaseAssignments(): Assignments {
-  return { full: false, tasks: [], removed: [], networkState: undefined };
+  return { full: false, tasks: [], removed: [], networkState: undefined, secrets: undefined };
 }
 
 export const Assignments: MessageFns<Assignments> = {
@@ -1235,6 +1248,9 @@ export const Assignments: MessageFns<Assignments> = {
     }
     if (message.networkState !== undefined) {
       NetworkState.encode(message.networkState, writer.uint32(34).fork()).join();
+    }
+    if (message.secrets !== undefined) {
+      SecretValues.encode(message.secrets, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -1284,6 +1300,14 @@ export const Assignments: MessageFns<Assignments> = {
             message.networkState = NetworkState.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.secrets = SecretValues.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1307,6 +1331,131 @@ export const Assignments: MessageFns<Assignments> = {
     message.networkState = (object.networkState !== undefined && object.networkState !== null)
       ? NetworkState.fromPartial(object.networkState)
       : undefined;
+    message.secrets = (object.secrets !== undefined && object.secrets !== null)
+      ? SecretValues.fromPartial(object.secrets)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSecretValues(): SecretValues {
+  return { values: [] };
+}
+
+export const SecretValues: MessageFns<SecretValues> = {
+  encode(message: SecretValues, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.values) {
+      SecretValue.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretValues {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretValues();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.values.push(SecretValue.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SecretValues>): SecretValues {
+    return SecretValues.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretValues>): SecretValues {
+    const message = createBaseSecretValues();
+    message.values = object.values?.map((e) => SecretValue.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSecretValue(): SecretValue {
+  return { id: "", data: Buffer.alloc(0) };
+}
+
+export const SecretValue: MessageFns<SecretValue> = {
+  encode(message: SecretValue, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretValue {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretValue();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SecretValue>): SecretValue {
+    return SecretValue.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretValue>): SecretValue {
+    const message = createBaseSecretValue();
+    message.id = object.id ?? "";
+    message.data = object.data ?? Buffer.alloc(0);
     return message;
   },
 };

@@ -299,11 +299,30 @@ export interface ContainerSpec {
   pidsLimit: number;
   /** resolved by the manager at create/update, so every host runs the same image */
   imageDigest: string;
+  /** secrets and configs mounted into the container */
+  files?: SecretReferences | undefined;
 }
 
 export interface ContainerSpec_LabelsEntry {
   key: string;
   value: string;
+}
+
+export interface SecretReferences {
+  /** mounted read-only at /run/secrets/<target> */
+  secrets: SecretReference[];
+  /** mounted read-only at <target> (default /<name>) */
+  configs: SecretReference[];
+}
+
+/** A secret or config a container uses: resolved to an id when the service is created. */
+export interface SecretReference {
+  secretId: string;
+  secretName: string;
+  /** file name (secrets) or absolute path (configs); default the name */
+  target: string;
+  /** file mode, default 0444 */
+  mode: number;
 }
 
 export interface ResourceRequirements {
@@ -541,6 +560,38 @@ export interface Session {
   /** the worker's address as the manager saw it */
   addr: string;
   meta?: Meta | undefined;
+}
+
+export interface SecretSpec {
+  name: string;
+  labels: { [key: string]: string };
+  /** in the store: sealed (manager/ca/seal.ts) */
+  data: Buffer;
+}
+
+export interface SecretSpec_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+export interface Secret {
+  id: string;
+  meta?: Meta | undefined;
+  spec?:
+    | SecretSpec
+    | undefined;
+  /** bytes of the clear value */
+  size: number;
+  /** sha256 of the clear value, hex */
+  digest: string;
+}
+
+export interface Config {
+  id: string;
+  meta?: Meta | undefined;
+  spec?: SecretSpec | undefined;
+  size: number;
+  digest: string;
 }
 
 function createBaseMeta(): Meta {
@@ -1696,6 +1747,7 @@ function createBaseContainerSpec(): ContainerSpec {
     capDrop: [],
     pidsLimit: 0,
     imageDigest: "",
+    files: undefined,
   };
 }
 
@@ -1754,6 +1806,9 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     }
     if (message.imageDigest !== "") {
       writer.uint32(146).string(message.imageDigest);
+    }
+    if (message.files !== undefined) {
+      SecretReferences.encode(message.files, writer.uint32(154).fork()).join();
     }
     return writer;
   },
@@ -1918,6 +1973,14 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
             message.imageDigest = reader.string();
             continue;
           }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.files = SecretReferences.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1963,6 +2026,9 @@ export const ContainerSpec: MessageFns<ContainerSpec> = {
     message.capDrop = object.capDrop?.map((e) => e) || [];
     message.pidsLimit = object.pidsLimit ?? 0;
     message.imageDigest = object.imageDigest ?? "";
+    message.files = (object.files !== undefined && object.files !== null)
+      ? SecretReferences.fromPartial(object.files)
+      : undefined;
     return message;
   },
 };
@@ -2030,6 +2096,164 @@ export const ContainerSpec_LabelsEntry: MessageFns<ContainerSpec_LabelsEntry> = 
     const message = createBaseContainerSpec_LabelsEntry();
     message.key = object.key ?? "";
     message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSecretReferences(): SecretReferences {
+  return { secrets: [], configs: [] };
+}
+
+export const SecretReferences: MessageFns<SecretReferences> = {
+  encode(message: SecretReferences, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.secrets) {
+      SecretReference.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.configs) {
+      SecretReference.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretReferences {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretReferences();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secrets.push(SecretReference.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.configs.push(SecretReference.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SecretReferences>): SecretReferences {
+    return SecretReferences.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretReferences>): SecretReferences {
+    const message = createBaseSecretReferences();
+    message.secrets = object.secrets?.map((e) => SecretReference.fromPartial(e)) || [];
+    message.configs = object.configs?.map((e) => SecretReference.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSecretReference(): SecretReference {
+  return { secretId: "", secretName: "", target: "", mode: 0 };
+}
+
+export const SecretReference: MessageFns<SecretReference> = {
+  encode(message: SecretReference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.secretId !== "") {
+      writer.uint32(10).string(message.secretId);
+    }
+    if (message.secretName !== "") {
+      writer.uint32(18).string(message.secretName);
+    }
+    if (message.target !== "") {
+      writer.uint32(26).string(message.target);
+    }
+    if (message.mode !== 0) {
+      writer.uint32(32).uint32(message.mode);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretReference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretReference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.secretId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secretName = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.target = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mode = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SecretReference>): SecretReference {
+    return SecretReference.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretReference>): SecretReference {
+    const message = createBaseSecretReference();
+    message.secretId = object.secretId ?? "";
+    message.secretName = object.secretName ?? "";
+    message.target = object.target ?? "";
+    message.mode = object.mode ?? 0;
     return message;
   },
 };
@@ -4734,6 +4958,373 @@ export const Session: MessageFns<Session> = {
     message.startedAt = object.startedAt ?? 0;
     message.addr = object.addr ?? "";
     message.meta = (object.meta !== undefined && object.meta !== null) ? Meta.fromPartial(object.meta) : undefined;
+    return message;
+  },
+};
+
+function createBaseSecretSpec(): SecretSpec {
+  return { name: "", labels: {}, data: Buffer.alloc(0) };
+}
+
+export const SecretSpec: MessageFns<SecretSpec> = {
+  encode(message: SecretSpec, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      SecretSpec_LabelsEntry.encode({ key: key as any, value }, writer.uint32(18).fork()).join();
+    });
+    if (message.data.length !== 0) {
+      writer.uint32(26).bytes(message.data);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretSpec {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretSpec();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            const entry2 = SecretSpec_LabelsEntry.decode(reader, reader.uint32());
+            if (entry2.value !== undefined) {
+              message.labels[entry2.key] = entry2.value;
+            }
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SecretSpec>): SecretSpec {
+    return SecretSpec.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretSpec>): SecretSpec {
+    const message = createBaseSecretSpec();
+    message.name = object.name ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.data = object.data ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSecretSpec_LabelsEntry(): SecretSpec_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const SecretSpec_LabelsEntry: MessageFns<SecretSpec_LabelsEntry> = {
+  encode(message: SecretSpec_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SecretSpec_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecretSpec_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<SecretSpec_LabelsEntry>): SecretSpec_LabelsEntry {
+    return SecretSpec_LabelsEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SecretSpec_LabelsEntry>): SecretSpec_LabelsEntry {
+    const message = createBaseSecretSpec_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseSecret(): Secret {
+  return { id: "", meta: undefined, spec: undefined, size: 0, digest: "" };
+}
+
+export const Secret: MessageFns<Secret> = {
+  encode(message: Secret, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.meta !== undefined) {
+      Meta.encode(message.meta, writer.uint32(18).fork()).join();
+    }
+    if (message.spec !== undefined) {
+      SecretSpec.encode(message.spec, writer.uint32(26).fork()).join();
+    }
+    if (message.size !== 0) {
+      writer.uint32(32).int64(message.size);
+    }
+    if (message.digest !== "") {
+      writer.uint32(42).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Secret {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSecret();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.meta = Meta.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.spec = SecretSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Secret>): Secret {
+    return Secret.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Secret>): Secret {
+    const message = createBaseSecret();
+    message.id = object.id ?? "";
+    message.meta = (object.meta !== undefined && object.meta !== null) ? Meta.fromPartial(object.meta) : undefined;
+    message.spec = (object.spec !== undefined && object.spec !== null)
+      ? SecretSpec.fromPartial(object.spec)
+      : undefined;
+    message.size = object.size ?? 0;
+    message.digest = object.digest ?? "";
+    return message;
+  },
+};
+
+function createBaseConfig(): Config {
+  return { id: "", meta: undefined, spec: undefined, size: 0, digest: "" };
+}
+
+export const Config: MessageFns<Config> = {
+  encode(message: Config, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.meta !== undefined) {
+      Meta.encode(message.meta, writer.uint32(18).fork()).join();
+    }
+    if (message.spec !== undefined) {
+      SecretSpec.encode(message.spec, writer.uint32(26).fork()).join();
+    }
+    if (message.size !== 0) {
+      writer.uint32(32).int64(message.size);
+    }
+    if (message.digest !== "") {
+      writer.uint32(42).string(message.digest);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Config {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfig();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.meta = Meta.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.spec = SecretSpec.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.size = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<Config>): Config {
+    return Config.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Config>): Config {
+    const message = createBaseConfig();
+    message.id = object.id ?? "";
+    message.meta = (object.meta !== undefined && object.meta !== null) ? Meta.fromPartial(object.meta) : undefined;
+    message.spec = (object.spec !== undefined && object.spec !== null)
+      ? SecretSpec.fromPartial(object.spec)
+      : undefined;
+    message.size = object.size ?? 0;
+    message.digest = object.digest ?? "";
     return message;
   },
 };
