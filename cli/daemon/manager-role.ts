@@ -109,6 +109,13 @@ export class ManagerRole {
         resolveImage: opts.resolveImage,
         membership: {
           add: async (name, peerUrl) => {
+            // a retried join or promotion finds the member it added before (not started yet)
+            const members = await listMembers(endpoints);
+            const known = members.find((m) => m.peerUrls.includes(peerUrl));
+            if (known) {
+              const initial = members.flatMap((m) => (m === known ? [`${name}=${peerUrl}`] : m.peerUrls.map((u) => `${m.name}=${u}`)));
+              return { memberId: known.id, initialCluster: initial };
+            }
             const r = await addMember(endpoints, peerUrl, name);
             return { memberId: r.member.id, initialCluster: r.initialCluster.split(',') };
           },

@@ -515,13 +515,26 @@ export class Daemon {
         void saveState(this.opts.dataDir, this.state).catch((err) => this.log.warn(`saving the manager list: ${err.message}`));
       },
       onRoleChange: (desired) => {
-        if (desired === NodeRole.NODE_ROLE_MANAGER && this.state?.role === 'worker') {
-          void this.serialize(() => this.promote()).catch((err) => this.log.error(`gantryd: promotion failed: ${(err as Error).message}`));
-        }
+        if (desired === NodeRole.NODE_ROLE_MANAGER && this.state?.role === 'worker') this.promoteWithRetry(0);
       },
     });
     await this.worker.start();
     this.tls.startRenewal(() => this.state?.managers ?? []);
+  }
+
+  /**
+   * Promotion can fail for a while (etcd takes one new member at a time: a second MemberAdd waits
+   * for the first new member to run), so it is retried with backoff until this host is a manager,
+   * or the managers say it is no longer meant to be one.
+   */
+  private promoteWithRetry(attempt: number): void {
+    void this.serialize(() => this.promote()).catch((err: Error & { code?: number }) => {
+      const withdrawn = err.code === grpc.status.FAILED_PRECONDITION || err.code === grpc.status.UNAUTHENTICATED;
+      this.log.warn(`gantryd: promotion failed${withdrawn ? '' : ', will retry'}: ${err.message}`);
+      if (withdrawn || this.state?.role !== 'worker' || attempt >= 20) return;
+      const t = setTimeout(() => this.promoteWithRetry(attempt + 1), Math.min(500 * 2 ** attempt, 8000));
+      t.unref();
+    });
   }
 
   /** `gantry node promote` of this host: get an etcd member and start the manager role. */
@@ -555,7 +568,8 @@ export class Daemon {
       throw lastErr ?? new Error('no manager known');
     } catch (err) {
       bound.server.forceShutdown();
-      await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
+      // keep member.json: a retry asks with the same peer URL, so no second member is added
+      await rm(path.join(this.opts.dataDir, 'etcd', 'data'), { recursive: true, force: true });
       throw err;
     }
   }
