@@ -1,0 +1,222 @@
+// Benchmark: a 20-replica service rolled to a new image (the same busybox rootfs imported under two
+// tags) and rolled back, parallelism 1 and 5, stop-first and start-first, monitor 0: gantry vs Docker Swarm.
+//
+//   node_modules/.bin/node bench/update.ts [--replicas 20] [--parallelism 1,5] [--order stop-first,start-first] [--only gantry|swarm]
+//
+// Time = from spawning `service update -d --image B` (or `service rollback -d`) to every task that
+// should run running image B (A), none of the other left running. Both systems on one host (a
+// one-host gantry lab; a dockerd swarm in its own netns), tasks stopped with SIGKILL so neither
+// waits out a stop grace period for `sleep`, which ignores SIGTERM as PID 1.
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { dial, unary } from '../cli/connection.ts';
+import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
+import { cleanupLabs, Lab, type LabHost, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
+import { sleep } from '../deploy/lab/sys.ts';
+import { ControlClient } from '../proto/gen/gantry/v1/control.ts';
+import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
+import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
+import { Swarm } from './swarm.ts';
+
+const A = 'gantry-bench/busybox:1';
+const B = 'gantry-bench/busybox:2';
+const POLL_MS = 25;
+
+interface Opts {
+  replicas: number;
+  parallelism: number[];
+  orders: string[];
+  only?: 'gantry' | 'swarm';
+}
+
+function parse(argv: string[]): Opts {
+  const get = (n: string) => {
+    const i = argv.indexOf(`--${n}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  return {
+    replicas: Number(get('replicas') ?? 20),
+    parallelism: (get('parallelism') ?? '1,5').split(',').map(Number),
+    orders: (get('order') ?? 'stop-first,start-first').split(','),
+    only: get('only') as Opts['only'],
+  };
+}
+
+function exec(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    const c: ChildProcess = spawn(cmd, args, { env, cwd: REPO_ROOT });
+    let out = '';
+    c.stdout?.on('data', (d) => (out += d));
+    c.stderr?.on('data', (d) => (out += d));
+    c.on('exit', (code) => resolve({ code: code ?? 1, out }));
+  });
+}
+
+/** Polls `count` (tasks running `image`, or -1 while a task of another image still runs) until it reaches `want`. */
+async function pollImage(count: () => Promise<number>, want: number, what: string, timeoutMs = 600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const n = await count();
+    if (n >= want) return;
+    if (Date.now() > deadline) throw new Error(`${what}: ${n}/${want} after ${timeoutMs} ms`);
+    await sleep(POLL_MS);
+  }
+}
+
+interface Result {
+  update: number;
+  rollback: number;
+}
+
+interface System {
+  name: string;
+  /** Creates the service running A and waits until all run. */
+  create(name: string, flags: string[]): Promise<void>;
+  /** Spawns the update (-d) and returns when the CLI returned. */
+  update(name: string): Promise<void>;
+  rollback(name: string): Promise<void>;
+  /** Tasks desired and observed running `image`; -1 when a task of another image still runs. */
+  running(name: string, image: string): Promise<number>;
+  remove(name: string): Promise<void>;
+}
+
+async function measure(sys: System, o: Opts, order: string, p: number): Promise<Result> {
+  const name = `upd${p}${order === 'start-first' ? 's' : 'k'}`;
+  const flags = ['--replicas', String(o.replicas), '--stop-signal', 'SIGKILL', '--update-parallelism', String(p), '--update-order', order, '--update-monitor', '0s', '--rollback-parallelism', String(p), '--rollback-order', order, '--rollback-monitor', '0s'];
+  await sys.create(name, flags);
+  await pollImage(() => sys.running(name, A), o.replicas, `${sys.name} create ${name}`);
+  let t0 = performance.now();
+  await sys.update(name);
+  await pollImage(() => sys.running(name, B), o.replicas, `${sys.name} update ${name}`);
+  const update = performance.now() - t0;
+  t0 = performance.now();
+  await sys.rollback(name);
+  await pollImage(() => sys.running(name, A), o.replicas, `${sys.name} rollback ${name}`);
+  const rollback = performance.now() - t0;
+  await sys.remove(name);
+  return { update, rollback };
+}
+
+async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System & { close(): void }> {
+  for (const ref of [A, B]) await gantryOk(h, ['image', 'import', tar, ref]);
+  const conn = dial(`unix://${h.socket}`);
+  const client = conn.client(ControlClient);
+  const env = { ...process.env, GANTRY_HOST: `unix://${h.socket}` };
+  const cli = path.join(REPO_ROOT, 'cli/gantry.ts');
+  const run = async (args: string[]) => {
+    const r = await exec(process.execPath, [cli, ...args], env);
+    if (r.code !== 0) throw new Error(`gantry ${args.join(' ')}: ${r.out.trim()}`);
+  };
+  return {
+    name: 'gantry',
+    create: (name, flags) => run(['service', 'create', '-d', '--name', name, ...flags, A, 'sleep', '1d']),
+    update: (name) => run(['service', 'update', '-d', '--image', B, name]),
+    rollback: (name) => run(['service', 'rollback', '-d', name]),
+    async running(name, image) {
+      const res = await unary(conn, client.listTasks.bind(client), { service: name, node: '', desiredRunningOnly: false }, 5_000);
+      let n = 0;
+      for (const t of res.tasks ?? []) {
+        if (t.status?.state !== TaskState.TASK_STATE_RUNNING) continue;
+        if (t.spec?.container?.image !== image) return -1;
+        if (t.desiredState === TaskState.TASK_STATE_RUNNING) n++;
+      }
+      return n;
+    },
+    async remove(name) {
+      await run(['service', 'rm', name]);
+      const left = () => lab.hosts.reduce((k, x) => k + x.processes((a) => a[0] === 'sleep' && a[1] === '1d').length, 0);
+      await until(() => left() === 0 || `${left()} containers left`, 120_000, 100);
+    },
+    close: () => conn.close(),
+  };
+}
+
+function swarmSystem(s: Swarm): System {
+  const env = { ...process.env, DOCKER_HOST: `unix://${s.socket}`, DOCKER_CONFIG: `${s.root}/cli` };
+  const run = async (args: string[]) => {
+    const r = await exec('docker', args, env);
+    if (r.code !== 0) throw new Error(`docker ${args.join(' ')}: ${r.out.trim()}`);
+  };
+  return {
+    name: 'swarm',
+    create: (name, flags) => run(['service', 'create', '-d', '--no-resolve-image', '--name', name, ...flags, A, 'sleep', '1d']),
+    update: (name) => run(['service', 'update', '-d', '--no-resolve-image', '--image', B, name]),
+    rollback: (name) => run(['service', 'rollback', '-d', name]),
+    async running(name, image) {
+      const filters = encodeURIComponent(JSON.stringify({ service: [name] }));
+      const tasks = await s.api<{ DesiredState: string; Status: { State: string }; Spec: { ContainerSpec: { Image: string } } }[]>(`/v1.41/tasks?filters=${filters}`);
+      let n = 0;
+      for (const t of tasks) {
+        if (t.Status.State !== 'running') continue;
+        if (!t.Spec.ContainerSpec.Image.startsWith(image)) return -1;
+        if (t.DesiredState === 'running') n++;
+      }
+      return n;
+    },
+    async remove(name) {
+      await run(['service', 'rm', name]);
+      await until(async () => {
+        const r = await s.docker(['ps', '-q', '--filter', `label=com.docker.swarm.service.name=${name}`]);
+        const left = r.stdout.trim().split('\n').filter(Boolean).length;
+        return left === 0 || `${left} containers left`;
+      }, 120_000, 200);
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const o = parse(process.argv.slice(2));
+  const tar = busyboxRootfsTar();
+  const combos = o.orders.flatMap((order) => o.parallelism.map((p) => [order, p] as const));
+  const g = new Map<string, Result>();
+  const d = new Map<string, Result>();
+  if (o.only !== 'swarm') {
+    await cleanupLabs();
+    const lab = await Lab.up({ hosts: 1 });
+    try {
+      const h = await formCluster(lab);
+      const sys = await gantrySystem(lab, h, tar);
+      try {
+        for (const [order, p] of combos) {
+          g.set(`${order}/${p}`, await measure(sys, o, order, p));
+          console.error(`gantry ${order} p=${p}: ${JSON.stringify(g.get(`${order}/${p}`))}`);
+        }
+      } finally {
+        sys.close();
+      }
+    } finally {
+      await lab.down();
+    }
+  }
+  if (o.only !== 'gantry') {
+    const sw = await Swarm.start();
+    try {
+      for (const ref of [A, B]) await sw.importImage(tar, ref);
+      const sys = swarmSystem(sw);
+      for (const [order, p] of combos) {
+        d.set(`${order}/${p}`, await measure(sys, o, order, p));
+        console.error(`swarm ${order} p=${p}: ${JSON.stringify(d.get(`${order}/${p}`))}`);
+      }
+    } finally {
+      const errs = await sw.stop();
+      if (errs.length) console.error(`swarm cleanup: ${errs.join('; ')}`);
+    }
+  }
+  const f = (ms: number | undefined) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(2)} s`);
+  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined ? (a / b).toFixed(3) : '-');
+  console.log(`\nrolling update of ${o.replicas} replicas to a new image (same rootfs, two tags), monitor 0, one host`);
+  console.log('order\tparallelism\tgantry update\tswarm update\tratio\tgantry rollback\tswarm rollback\tratio');
+  for (const [order, p] of combos) {
+    const a = g.get(`${order}/${p}`);
+    const b = d.get(`${order}/${p}`);
+    console.log(`${order}\t${p}\t${f(a?.update)}\t${f(b?.update)}\t${ratio(a?.update, b?.update)}\t${f(a?.rollback)}\t${f(b?.rollback)}\t${ratio(a?.rollback, b?.rollback)}`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    console.error(`update bench: ${err.message}`);
+    process.exit(1);
+  },
+);
