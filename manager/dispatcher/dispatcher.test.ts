@@ -205,3 +205,40 @@ describe('dispatcher: sessions over gRPC', () => {
     });
   });
 });
+
+describe('dispatcher: slow registration', () => {
+  test('session: a registration slower than the grace does not end the session before the first heartbeat', async (t) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-dispatcher-'));
+    const store = new MemoryStore();
+    const cluster = fixtures.cluster({ heartbeatPeriodMs: 100, nodeDownGraceMs: 300 });
+    const node = { ...fixtures.node({ id: 'slow', state: 'unknown' }), secretHash: hashSecret('s') };
+    await fixtures.seed(store, { clusters: [cluster], nodes: [node] });
+    // every commit takes longer than the grace, as when etcd is changing members
+    const commit = store.commit.bind(store);
+    store.commit = async (w) => {
+      await new Promise((r) => setTimeout(r, 250));
+      return commit(w);
+    };
+    const dispatcher = new Dispatcher({ store, clock: { now: () => Date.now() }, managerId: 'm1', managerAddr: 'x' });
+    const server = new grpc.Server();
+    server.addService(DispatcherService, dispatcher.service());
+    const addr = `unix://${dir}/d.sock`;
+    await new Promise<void>((res, rej) => server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+    const a = new Agent({ nodeId: 'slow', nodeSecret: 's', managers: [addr], addr: '127.0.0.1', description: () => node.description!, tasks: new FakeTasks() });
+    t.after(async () => {
+      await a.stop();
+      await dispatcher.stop();
+      server.forceShutdown();
+      await rm(dir, { recursive: true, force: true });
+    });
+    let drops = 0;
+    a.start();
+    await until(() => a.connected() || 'not connected');
+    const end = Date.now() + 1000;
+    while (Date.now() < end) {
+      if (!a.connected()) drops++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(drops, 0, 'the session stayed up');
+  });
+});

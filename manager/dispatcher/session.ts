@@ -7,8 +7,8 @@
 //               is late (grace), the node is removed, or another manager took the session over
 //   end ─▶ delete our Session key ─▶ node DISCONNECTED(lastHeartbeat) unless a newer session exists
 import type * as grpc from '@grpc/grpc-js';
-import type { LogChunk, LogDone, LogSubscribe, ManagerMessage, WorkerMessage } from '../../proto/gen/gantry/v1/dispatcher.ts';
-import { type Node, NodeRole, NodeState, type Session } from '../../proto/gen/gantry/v1/objects.ts';
+import type { LogChunk, LogDone, LogSubscribe, ManagerMessage, SecretValues, WorkerMessage } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import { type Node, NodeRole, NodeState, type Session, type Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { newId } from '../ids.ts';
 import type { Store, StoreEvent } from '../store/types.ts';
 import { NetworkStateTracker, touchesNetworkState } from '../allocator/network-state.ts';
@@ -30,6 +30,11 @@ export interface SessionDeps {
   managers(): string[];
   /** Nodes authenticate by certificate (CN = node id): the Register message's id and secret are ignored. */
   certificates?: boolean;
+  /**
+   * The values of the secrets/configs `tasks` use that are not in `sent` yet (manager/secrets):
+   * a node receives only what its assigned tasks reference.
+   */
+  secretValues?(tasks: Task[], sent: Set<string>): SecretValues | undefined;
   onOpen(s: WorkerSession): void;
   onClose(s: WorkerSession): void;
 }
@@ -65,6 +70,7 @@ export class WorkerSession {
   private readonly netState = new NetworkStateTracker();
   private netDirty = false;
   private lastManagers = '';
+  private readonly sentSecrets = new Set<string>();
 
   constructor(call: Call, deps: SessionDeps) {
     this.call = call;
@@ -170,11 +176,16 @@ export class WorkerSession {
     for (const e of early) if (e.revision > baseRevision) this.onStoreEvents(e.events);
     this.lastManagers = this.deps.managers().join();
     this.send({ msg: { $case: 'session', value: { sessionId: this.sessionId, heartbeatPeriodMs: this.deps.heartbeatMs(), managers: this.deps.managers() } } });
-    this.send({ msg: { $case: 'assignments', value: { full: true, tasks: assignmentSet(view, nodeId), removed: [], networkState: this.netState.next(view, nodeId) } } });
+    const tasks = assignmentSet(view, nodeId);
+    const secrets = this.deps.secretValues?.(tasks, this.sentSecrets);
+    this.send({ msg: { $case: 'assignments', value: { full: true, tasks, removed: [], networkState: this.netState.next(view, nodeId), secrets } } });
     this.noticeRole(view.get('nodes', nodeId));
     this.deps.log(`session ${this.sessionId} open for node ${nodeId} (${addr})`);
 
     const period = this.deps.heartbeatMs();
+    // the worker starts heartbeating when SessionInfo arrives: a slow registration (store writes
+    // stalled while etcd changes members) must not count against it
+    this.lastHeartbeat = this.deps.clock.now();
     this.heartbeatTimer = setInterval(() => {
       const silentFor = this.deps.clock.now() - this.lastHeartbeat;
       if (silentFor > this.deps.graceMs()) this.fail('DEADLINE_EXCEEDED', `no heartbeat from node ${nodeId} for ${silentFor}ms`);
@@ -217,7 +228,8 @@ export class WorkerSession {
         const networkState = this.netDirty ? this.netState.next(this.deps.store.view(), this.nodeId) : undefined;
         this.netDirty = false;
         if (d.tasks.length === 0 && d.removed.length === 0 && !networkState) return;
-        this.send({ msg: { $case: 'assignments', value: { full: false, tasks: d.tasks, removed: d.removed, networkState } } });
+        const secrets = this.deps.secretValues?.(d.tasks, this.sentSecrets);
+        this.send({ msg: { $case: 'assignments', value: { full: false, tasks: d.tasks, removed: d.removed, networkState, secrets } } });
       }, ASSIGNMENT_DEBOUNCE_MS);
     }
   }
