@@ -66,18 +66,35 @@ async function time<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> 
   return { ms: performance.now() - t0, value };
 }
 
-function run(cmd: string, args: string[]): Promise<void> {
+/** Runs a command; resolves with the CPU seconds it (and its children) used, from bash's `times`. */
+function run(cmd: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d) => {
-      err += d;
+    const p = spawn('bash', ['-c', '"$@" >/dev/null 2>"$ERRFILE"; rc=$?; times; exit $rc', 'bash', cmd, ...args], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ERRFILE: '/dev/null' },
     });
-    p.on('close', (c) => (c === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: ${err.trim()}`))));
+    let out = '';
+    p.stdout.on('data', (d) => {
+      out += d;
+    });
+    p.on('close', (c) => {
+      if (c !== 0) return reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${c})`));
+      // second line of `times`: children's user and system time, e.g. "0m1.234s 0m0.567s"
+      const line = out.trim().split('\n')[1] ?? '';
+      const secs = [...line.matchAll(/(\d+)m([\d.]+)s/g)].reduce((a, m) => a + Number(m[1]) * 60 + Number(m[2]), 0);
+      resolve(secs);
+    });
   });
 }
 
-async function startContainerd(dir: string): Promise<{ sock: string; stop(): Promise<void> }> {
+/** CPU seconds a running process has used (utime + stime from /proc). */
+function procCpu(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function startContainerd(dir: string): Promise<{ sock: string; pid: number; stop(): Promise<void> }> {
   const sock = path.join(dir, 'containerd.sock');
   const cfg = path.join(dir, 'config.toml');
   fs.writeFileSync(cfg, `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n[grpc]\n  address = "${sock}"\n`);
@@ -93,6 +110,7 @@ async function startContainerd(dir: string): Promise<{ sock: string; stop(): Pro
   await new Promise((r) => setTimeout(r, 200));
   return {
     sock,
+    pid: p.pid as number,
     stop: async () => {
       p.kill('SIGTERM');
       await new Promise((r) => p.once('close', r));
@@ -118,21 +136,30 @@ async function main(): Promise<void> {
   const sizes = JSON.parse(fs.readFileSync(path.join(LAYOUT, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string; annotations: Record<string, string> }> };
   const manA = JSON.parse(fs.readFileSync(path.join(LAYOUT, 'blobs', 'sha256', sizes.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === 'a')?.digest.slice(7) ?? ''), 'utf8')) as { layers: Array<{ size: number }> };
   const compressed = manA.layers.reduce((a, l) => a + l.size, 0);
+  const load = fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
   const reg = await startRegistry();
   const work = fs.mkdtempSync(path.join('/var/tmp', 'gantry-bench-'));
   try {
     for (const tag of ['a', 'b']) await run('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${LAYOUT}:${tag}`, `docker://${reg.addr}/bench/debian:${tag}`]);
     const refA = `${reg.addr}/bench/debian:a`;
     const refB = `${reg.addr}/bench/debian:b`;
-    console.log(`image: ${manA.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${sh('du', ['-sm', ROOTFS]).toString().split('\t')[0]} MB unpacked; registry ${reg.addr}; ${runs} runs each, cold caches`);
+    console.log(`image: ${manA.layers.length} layers, ${(compressed / 1e6).toFixed(1)} MB compressed, ${sh('du', ['-sm', ROOTFS]).toString().split('\t')[0]} MB unpacked; registry ${reg.addr}; ${runs} runs each, cold caches; load average ${load} on ${os.availableParallelism()} CPUs`);
 
     const results: Record<string, number[]> = { gantry: [], containerd: [], 'skopeo+umoci': [] };
+    const syncMs: number[] = [];
+    const cpuSecs: Record<string, number[]> = { gantry: [], containerd: [], 'skopeo+umoci': [] };
     const tools: Record<string, (i: number) => Promise<number>> = {
       gantry: async (i) => {
         const dir = path.join(work, `gantry-${i}`);
         const store = await ImageStore.open(dir);
         dropCaches();
+        const cpu0 = process.cpuUsage();
         const r = await time(() => store.pull(refA));
+        const cpu = process.cpuUsage(cpu0);
+        cpuSecs.gantry.push((cpu.user + cpu.system) / 1e6);
+        // the image is usable now; its data reaches the disk in the background (deferred durability)
+        const f = await time(() => store.flush());
+        syncMs.push(f.ms);
         await cleanDir(dir);
         return r.ms;
       },
@@ -142,7 +169,10 @@ async function main(): Promise<void> {
         const c = await startContainerd(dir);
         try {
           dropCaches();
-          return (await time(() => run('ctr', ['-a', c.sock, '-n', 'bench', 'image', 'pull', '--plain-http', refA]))).ms;
+          const before = procCpu(c.pid);
+          const r = await time(() => run('ctr', ['-a', c.sock, '-n', 'bench', 'image', 'pull', '--plain-http', refA]));
+          cpuSecs.containerd.push(r.value + procCpu(c.pid) - before);
+          return r.ms;
         } finally {
           await c.stop();
           await cleanDir(dir);
@@ -153,9 +183,11 @@ async function main(): Promise<void> {
         fs.mkdirSync(dir, { recursive: true });
         dropCaches();
         const r = await time(async () => {
-          await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${refA}`, `oci:${dir}/layout:a`]);
-          await run('umoci', ['unpack', '--image', `${dir}/layout:a`, `${dir}/bundle`]);
+          const a = await run('skopeo', ['copy', '--quiet', '--src-tls-verify=false', `docker://${refA}`, `oci:${dir}/layout:a`]);
+          const b = await run('umoci', ['unpack', '--image', `${dir}/layout:a`, `${dir}/bundle`]);
+          return a + b;
         });
+        cpuSecs['skopeo+umoci'].push(r.value);
         await cleanDir(dir);
         return r.ms;
       },
@@ -177,6 +209,10 @@ async function main(): Promise<void> {
     console.log('\npull + unpack, wall time (ms)');
     const rows = Object.entries(results).map(([k, v]) => [k, median(v), v] as const);
     for (const [k, m, v] of rows) console.log(`  ${k.padEnd(14)} median ${m.toFixed(0).padStart(6)}   runs ${v.map((x) => x.toFixed(0)).join(', ')}`);
+    console.log('\nCPU seconds (user+sys) per pull, all threads and processes involved (steadier than wall time on a busy host)');
+    for (const [k, v] of Object.entries(cpuSecs)) console.log(`  ${k.padEnd(14)} median ${median(v).toFixed(2).padStart(6)}   runs ${v.map((x) => x.toFixed(2)).join(', ')}`);
+    for (const k of ['containerd', 'skopeo+umoci']) console.log(`  gantry / ${k} (CPU): ${(median(cpuSecs.gantry) / median(cpuSecs[k])).toFixed(2)}`);
+    console.log(`  (gantry's deferred background sync after each pull: ${syncMs.map((x) => x.toFixed(0)).join(', ')} ms; not in the times above)`);
     const g = median(results.gantry);
     const peers = rows.filter(([k]) => k !== 'gantry');
     const fastest = peers.reduce((a, b) => (b[1] < a[1] ? b : a));
