@@ -5,6 +5,8 @@ import { type ParsedArgs, parseArgs, UsageError } from './args.ts';
 import type { Command, CommandContext } from './command.ts';
 import { commands as backupCommands } from './commands/backup.ts';
 import { commands as clusterCommands } from './commands/cluster.ts';
+import { commands as configCommands } from './commands/config.ts';
+import { commands as secretCommands } from './commands/secret.ts';
 import { commands as imageCommands } from './commands/image.ts';
 import { commands as loginCommands } from './commands/login.ts';
 import { commands as nodeCommands } from './commands/node.ts';
@@ -13,7 +15,7 @@ import { commands as serviceCommands } from './commands/service.ts';
 import { commands as swarmCommands } from './commands/swarm.ts';
 import { CallError, type Connection, dial, grpcTarget } from './connection.ts';
 
-const ALL: Command[] = [...backupCommands, ...clusterCommands, ...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands, ...networkCommands];
+const ALL: Command[] = [...backupCommands, ...clusterCommands, ...secretCommands, ...configCommands, ...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands, ...networkCommands];
 
 function paths(c: Command): string[][] {
   return [c.path, ...(c.aliases ?? [])];

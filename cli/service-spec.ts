@@ -14,6 +14,7 @@ import {
   type PortConfig,
   type ResourceRequirements,
   type RestartPolicy,
+  type SecretReference,
   ServiceSpec,
   TaskSpec,
   type UpdateConfig,
@@ -302,7 +303,32 @@ export const CREATE_LIST_FLAGS: SpecFlag[] = [
   flag('network', 'list', 'attach the service to a network', (s, v: string[]) => {
     task(s).networks.push(...v.map((target) => ({ target, aliases: [] })));
   }),
+  flag('secret', 'list', 'give the service a secret: NAME[,target=FILE][,mode=0400] (at /run/secrets/FILE)', (s, v: string[]) => {
+    const c = container(s);
+    c.files ??= { secrets: [], configs: [] };
+    c.files.secrets.push(...v.map((t) => parseSecretRef(t, 'secret')));
+  }),
+  flag('config', 'list', 'give the service a config: NAME[,target=/PATH][,mode=0444]', (s, v: string[]) => {
+    const c = container(s);
+    c.files ??= { secrets: [], configs: [] };
+    c.files.configs.push(...v.map((t) => parseSecretRef(t, 'config')));
+  }),
 ];
+
+/** `NAME[,target=...][,mode=...]` or `source=NAME,...`: resolved to the object by name on the manager. */
+export function parseSecretRef(text: string, flag: string): SecretReference {
+  const ref: SecretReference = { secretId: '', secretName: '', target: '', mode: 0 };
+  for (const part of text.split(',')) {
+    const [k, v] = part.includes('=') ? keyValue(part, flag) : ['source', part];
+    if (k === 'source' || k === 'src') ref.secretName = v;
+    else if (k === 'target') ref.target = v;
+    else if (k === 'mode') ref.mode = Number.parseInt(v, 8);
+    else throw new UsageError(`--${flag} "${text}": unknown option "${k}" (use source, target, mode)`);
+  }
+  if (!ref.secretName) throw new UsageError(`--${flag} "${text}" needs a name`);
+  if (Number.isNaN(ref.mode) || ref.mode > 0o777) throw new UsageError(`--${flag} "${text}": mode is an octal file mode like 0400`);
+  return ref;
+}
 
 /** Flags only `service update` has. */
 export const UPDATE_SPEC_FLAGS: SpecFlag[] = [

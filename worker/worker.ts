@@ -3,6 +3,7 @@
 import type { NodeDescription, NodeRole, TaskStatus } from '../proto/gen/gantry/v1/objects.ts';
 import path from 'node:path';
 import { Agent, type AgentOptions } from './agent/agent.ts';
+import { SecretFiles } from './secrets.ts';
 import { TaskManager } from './exec/task-manager.ts';
 import type { ImageStore } from './image/store.ts';
 import { NetworkManager } from './network/manager.ts';
@@ -20,6 +21,8 @@ export interface WorkerOptions {
   log: (m: string) => void;
   onManagers?: (managers: string[]) => void;
   onRoleChange?: (desiredRole: NodeRole) => void;
+  /** Where secret/config values go (a tmpfs is mounted there): see worker/secrets.ts. */
+  secretsDir?: string;
   /** How the agent dials a manager (mutual TLS): see AgentOptions.dial. */
   dial?: AgentOptions['dial'];
   /** Give containers their own network (netns, bridge, overlays, DNS); off for the sim runtime. */
@@ -30,9 +33,11 @@ export class Worker {
   readonly tasks: TaskManager;
   readonly agent: Agent;
   readonly network: NetworkManager | undefined;
+  private readonly secrets: SecretFiles | undefined;
 
   constructor(opts: WorkerOptions) {
     let agent: Agent | undefined;
+    this.secrets = opts.secretsDir ? new SecretFiles(opts.secretsDir, (m) => opts.log(`secrets: ${m}`)) : undefined;
     const network = opts.network ? new NetworkManager({ nodeId: opts.nodeId, log: (m) => opts.log(m), netnsDir: path.join(path.dirname(opts.stateDir), 'netns') }) : undefined;
     this.network = network;
     this.tasks = new TaskManager({
@@ -55,6 +60,7 @@ export class Worker {
       onManagers: opts.onManagers,
       onRoleChange: opts.onRoleChange,
       dial: opts.dial,
+      secrets: this.secrets,
       onNetworkState: network ? (s) => network.setState(s) : undefined,
     });
     this.agent = agent;
@@ -70,6 +76,7 @@ export class Worker {
   async stop(): Promise<void> {
     await this.agent.stop();
     await this.tasks.close();
+    this.secrets?.close();
     await this.network?.close();
   }
 }

@@ -5,6 +5,8 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CaService } from '../../proto/gen/gantry/v1/ca.ts';
+import { SecretsService } from '../../proto/gen/gantry/v1/secrets.ts';
+import { secretsService } from '../../manager/secrets/service.ts';
 import { ControlService } from '../../proto/gen/gantry/v1/control.ts';
 import { DispatcherService } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import { type Node, NodeRole, NodeState as NodeHealth } from '../../proto/gen/gantry/v1/objects.ts';
@@ -65,6 +67,7 @@ export class ManagerRole {
   readonly control: ReturnType<Manager['controlService']>;
   readonly ca: ClusterCa;
   readonly caApi: ReturnType<typeof caService>;
+  readonly secretsApi: ReturnType<typeof secretsService>;
   private readonly opts: ManagerRoleOptions;
   private readonly etcd: EtcdMember;
   private unwatch: (() => void) | undefined;
@@ -80,6 +83,7 @@ export class ManagerRole {
     this.ca = ca;
     this.control = manager.controlService();
     this.caApi = caService({ ca, store, log: (m) => opts.log.info(m) });
+    this.secretsApi = secretsService({ store, clusterKey: () => opts.clusterKey, log: (m) => opts.log.info(`secrets: ${m}`) });
   }
 
   static async start(opts: ManagerRoleOptions): Promise<ManagerRole> {
@@ -128,6 +132,7 @@ export class ManagerRole {
       opts.server.addService(ControlService, guard(control, adminOnly(ControlService), authz));
       opts.server.addService(DispatcherService, guard(manager.dispatcherService() as unknown as grpc.UntypedServiceImplementation, DISPATCHER_ACCESS, authz));
       opts.server.addService(CaService, guard(role.caApi as unknown as grpc.UntypedServiceImplementation, adminOnly(CaService), authz));
+      opts.server.addService(SecretsService, guard(role.secretsApi as unknown as grpc.UntypedServiceImplementation, adminOnly(SecretsService), authz));
       role.unwatchRemovals = ca.watchRemovals((m) => log.info(m), () => st.leadership(state.nodeId).isLeader());
       manager.start();
       await role.claimManagerRole();

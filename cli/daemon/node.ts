@@ -2,6 +2,7 @@
 // worker once it is in a cluster, and a manager (manager-role.ts) when it created the cluster,
 // joined with a manager token or was promoted. It composes manager/ and worker/, which never
 // import each other.
+import { createHash } from 'node:crypto';
 import { chmodSync } from 'node:fs';
 import { mkdir, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,6 +21,7 @@ import { newClusterKey } from '../../manager/ca/seal.ts';
 import { clientCredentials, TLS_CHANNEL_OPTIONS } from '../../manager/ca/tls.ts';
 import { hashSecret, newJoinToken, newNodeSecret, parseJoinToken } from '../../manager/dispatcher/tokens.ts';
 import { CaService } from '../../proto/gen/gantry/v1/ca.ts';
+import { SecretsService } from '../../proto/gen/gantry/v1/secrets.ts';
 import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
 import { newId } from '../../manager/ids.ts';
 import { describeHost } from '../../worker/describe.ts';
@@ -117,7 +119,8 @@ export class Daemon {
     server.addService(LocalService, this.localService());
     server.addService(ImagesService, imagesService(this.images));
     server.addService(ControlService, this.controlProxy());
-    server.addService(CaService, this.caProxy());
+    server.addService(CaService, this.caProxy(CaService, 'caApi'));
+    server.addService(SecretsService, this.caProxy(SecretsService, 'secretsApi'));
     await mkdir(path.dirname(this.opts.socket), { recursive: true, mode: 0o755 });
     await unlink(this.opts.socket).catch(() => {});
     await new Promise<void>((resolve, reject) =>
@@ -155,12 +158,12 @@ export class Daemon {
   }
 
   /** The CA's operator API on the local socket: this host's manager, as is (the socket is root-only). */
-  private caProxy(): grpc.UntypedServiceImplementation {
+  private caProxy(service: object, api: 'caApi' | 'secretsApi'): grpc.UntypedServiceImplementation {
     const impl: grpc.UntypedServiceImplementation = {};
-    for (const name of Object.keys(CaService)) {
+    for (const name of Object.keys(service)) {
       impl[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        const target = (this.managerRole?.caApi as unknown as Record<string, (c: unknown, cb: unknown) => void> | undefined)?.[name];
-        if (!target) return cb(grpcError(grpc.status.FAILED_PRECONDITION, 'this host is not a manager: run cluster CA commands on a manager'));
+        const target = (this.managerRole?.[api] as unknown as Record<string, (c: unknown, cb: unknown) => void> | undefined)?.[name];
+        if (!target) return cb(grpcError(grpc.status.FAILED_PRECONDITION, 'this host is not a manager: run this command on a manager'));
         target(call, cb);
       };
     }
@@ -501,6 +504,8 @@ export class Daemon {
       nodeId: state.nodeId,
       nodeSecret: state.nodeSecret,
       dial: () => this.tls.dial(),
+      // secret values live on a tmpfs, one per gantryd (several share a machine in the lab)
+      secretsDir: path.join('/run/gantry-secrets', createHash('sha256').update(path.resolve(this.opts.dataDir)).digest('hex').slice(0, 12)),
       managers: state.managers,
       addr: state.advertiseAddr,
       stateDir: path.join(this.opts.dataDir, 'tasks'),

@@ -10,6 +10,7 @@ import type { Store } from '../store/types.ts';
 import { type SessionDeps, WorkerSession } from './session.ts';
 import { StatusWriter } from './status-writer.ts';
 import { callerId } from '../ca/authz.ts';
+import { secretValuesFor } from '../secrets/values.ts';
 import { explainRefusedToken, hashSecret, newNodeSecret, secretMatches, tokenRole } from './tokens.ts';
 
 /** etcd membership, as the composition root provides it (only manager/store talks to etcd). */
@@ -82,6 +83,7 @@ export class Dispatcher {
       graceMs: () => cluster()?.nodeDownGraceMs || DEFAULT_GRACE_MS,
       managers: () => this.managers(),
       certificates: this.opts.ca !== undefined,
+      secretValues: this.opts.ca ? (tasks, sent) => secretValuesFor(this.opts.store.view(), tasks, sent, (this.opts.ca as DispatcherCa).clusterKey(), this.log) : undefined,
       onOpen: (s) => {
         const old = this.sessions.get(s.nodeId);
         this.sessions.set(s.nodeId, s);

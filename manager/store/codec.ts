@@ -1,7 +1,7 @@
 // How each kind of object is identified, encoded and versioned: the protobuf codec per kind, the
 // id of an object (sessions: their node id), and reading/setting meta (sessions have none).
 import { Network } from '../../proto/gen/gantry/v1/network.ts';
-import { Cluster, Node, Service, Session, Task } from '../../proto/gen/gantry/v1/objects.ts';
+import { Cluster, Config, Node, Secret, Service, Session, Task } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Kind, Objects, StoredObject } from './types.ts';
 
 export interface Codec<T> {
@@ -16,6 +16,8 @@ export const CODECS: { [K in Kind]: Codec<Objects[K]> } = {
   clusters: Cluster,
   sessions: Session,
   networks: Network,
+  secrets: Secret,
+  configs: Config,
 };
 
 /** The object's id within its kind (a session is keyed by its node id). */

@@ -18,7 +18,7 @@ export function keyOf(kind: Kind, id: string): string {
 }
 
 export class Tables {
-  readonly objects: Maps = { nodes: new Map(), services: new Map(), tasks: new Map(), clusters: new Map(), sessions: new Map(), networks: new Map() };
+  readonly objects: Maps = { nodes: new Map(), services: new Map(), tasks: new Map(), clusters: new Map(), sessions: new Map(), networks: new Map(), secrets: new Map(), configs: new Map() };
   readonly tasksByService = new Map<string, Map<string, Task>>();
   readonly tasksByNode = new Map<string, Map<string, Task>>();
   readonly serviceByName = new Map<string, Service>();

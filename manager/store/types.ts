@@ -2,7 +2,7 @@
 // and all-or-nothing writes that compare versions. Controllers, the control API and the dispatcher
 // use only this; manager/store is the only code that imports the etcd client.
 import type { Network } from '../../proto/gen/gantry/v1/network.ts';
-import type { Cluster, Node, Service, Session, Task } from '../../proto/gen/gantry/v1/objects.ts';
+import type { Cluster, Config, Node, Secret, Service, Session, Task } from '../../proto/gen/gantry/v1/objects.ts';
 
 export interface Objects {
   nodes: Node;
@@ -11,9 +11,11 @@ export interface Objects {
   clusters: Cluster;
   sessions: Session;
   networks: Network;
+  secrets: Secret;
+  configs: Config;
 }
 export type Kind = keyof Objects;
-export const KINDS: readonly Kind[] = ['clusters', 'nodes', 'services', 'tasks', 'sessions', 'networks'];
+export const KINDS: readonly Kind[] = ['clusters', 'nodes', 'services', 'tasks', 'sessions', 'networks', 'secrets', 'configs'];
 
 /** Every stored object has an id (sessions: the node id) and meta (version = etcd mod_revision). */
 export type StoredObject = Objects[Kind];

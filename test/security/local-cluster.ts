@@ -20,7 +20,15 @@ export interface LocalHost {
 
 function sink(): { stream: Writable; text: () => string } {
   const parts: string[] = [];
-  return { stream: new Writable({ write: (c, _e, cb) => (parts.push(String(c)), cb()) }), text: () => parts.join('') };
+  return {
+    stream: new Writable({
+      write: (c, _e, cb) => {
+        parts.push(String(c));
+        cb();
+      },
+    }),
+    text: () => parts.join(''),
+  };
 }
 
 export async function startHost(t: TestContext, name: string): Promise<LocalHost> {

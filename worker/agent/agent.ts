@@ -30,6 +30,8 @@ export interface AgentOptions {
   onNetworkState?: (state: NetworkState) => void;
   /** How to dial a manager (mutual TLS with this node's certificate); insecure when absent (tests). */
   dial?: () => { credentials: grpc.ChannelCredentials; options?: grpc.ChannelOptions };
+  /** Secret/config values this node received: materialized for the tasks that use them (worker/secrets.ts). */
+  secrets?: { add(values: { id: string; data: Uint8Array }[]): void; prepare(task: Task): Task; release(taskId: string): void };
   /** Called once a session is registered (true) and when it ends (false). */
   onConnection?: (connected: boolean, manager: string) => void;
 }
@@ -173,6 +175,13 @@ export class Agent {
           }
           case 'assignments':
             if (msg.value.networkState) this.opts.onNetworkState?.(msg.value.networkState);
+            if (this.opts.secrets) {
+              const s = this.opts.secrets;
+              if (msg.value.secrets) s.add(msg.value.secrets.values);
+              for (const id of msg.value.removed) s.release(id);
+              this.opts.tasks.assign(msg.value.tasks.map((t) => s.prepare(t)), msg.value.full, msg.value.removed);
+              return;
+            }
             this.opts.tasks.assign(msg.value.tasks, msg.value.full, msg.value.removed);
             return;
           case 'logSubscribe': {
