@@ -45,6 +45,14 @@ export async function applyUpdate(ctx: UpdateApplyContext, actions: readonly Upd
         ]);
         break;
       }
+      case 'stage': {
+        const fresh = newTask({ id: ctx.newId(), service: a.service, slot: a.slot, now: ctx.now, desiredState: TaskState.TASK_STATE_READY });
+        txns.push([
+          { op: 'update', kind: 'tasks', object: a.old },
+          { op: 'create', kind: 'tasks', object: fresh },
+        ]);
+        break;
+      }
       case 'status':
         txns.push([{ op: 'update', kind: 'services', object: { ...a.service, updateStatus: a.status } }]);
         break;

@@ -51,6 +51,7 @@ const brief = (as: UpdateAction[]) =>
   as.map((a) => {
     switch (a.kind) {
       case 'replace': return `replace ${a.slot} ${a.order}`;
+      case 'stage': return `stage ${a.slot}`;
       case 'promote': return `promote ${a.task.slot}`;
       case 'stop': return `stop ${a.task.id}`;
       case 'status': return `status ${stateName(a.status.state)}: ${a.status.message}`;
@@ -63,26 +64,29 @@ const decide = (s: Service, layout: string[], now = NOW) => decideUpdate({ servi
 
 describe('decideUpdate', () => {
   const cases: { name: string; s: Service; layout: string[]; want: string[] }[] = [
-    { name: 'stop-first p=1 starts with the lowest slot', s: svc(), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 stop-first'] },
-    { name: 'stop-first p=2 replaces two', s: svc({ parallelism: 2 }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 stop-first', 'replace 2 stop-first'] },
+    { name: 'stop-first p=1 starts with the lowest slot', s: svc(), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 stop-first', 'stage 2'] },
+    { name: 'stop-first p=2 replaces two', s: svc({ parallelism: 2 }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 stop-first', 'replace 2 stop-first', 'stage 3', 'stage 4'] },
     { name: 'parallelism 0 replaces all at once', s: svc({ parallelism: 0 }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 stop-first', 'replace 2 stop-first', 'replace 3 stop-first', 'replace 4 stop-first'] },
     { name: 'stop-first p=1 waits while a slot is busy', s: svc(), layout: ['new:starting', 'old', 'old', 'old'], want: [] },
-    { name: 'stop-first p=1 waits while any slot is down, even for another reason', s: svc(), layout: ['new', 'old:stopping', 'old', 'old'], want: [] },
-    { name: 'a slot on the old spec that is down is replaced first', s: svc(), layout: ['old', 'old', 'old:starting', 'old'], want: ['replace 3 stop-first'] },
-    { name: 'start-first p=1', s: svc({ order: 'start-first' }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 start-first'] },
-    { name: 'start-first: the old task is stopped once the new is up, and the next slot starts', s: svc({ order: 'start-first' }), layout: ['old+new', 'old', 'old', 'old'], want: ['stop old1', 'replace 2 start-first'] },
+    { name: 'stop-first p=1 waits while any slot is down, even for another reason', s: svc(), layout: ['new', 'old:stopping', 'old', 'old'], want: ['stage 3'] },
+    { name: 'a slot on the old spec that is down is replaced first', s: svc(), layout: ['old', 'old', 'old:starting', 'old'], want: ['replace 3 stop-first', 'stage 1'] },
+    { name: 'start-first p=1', s: svc({ order: 'start-first' }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 start-first', 'stage 2'] },
+    { name: 'start-first: the old task is stopped once the new is up, and the next slot starts', s: svc({ order: 'start-first' }), layout: ['old+new', 'old', 'old', 'old'], want: ['stop old1', 'replace 2 start-first', 'stage 3'] },
     { name: 'stop-first: the READY replacement is promoted once the old one stopped', s: svc(), layout: ['new:ready', 'old', 'old', 'old'], want: [] },
+    { name: 'stop-first: a staged slot\'s turn stops its old task (the prepared one starts once it stopped)', s: svc(), layout: ['new', 'old+new:ready', 'old', 'old'], want: ['stop old2', 'stage 3'] },
+    { name: 'start-first: a staged slot\'s turn starts the prepared task', s: svc({ order: 'start-first' }), layout: ['new', 'old+new:ready', 'old', 'old'], want: ['promote 2', 'stage 3'] },
+    { name: 'staging stays within parallelism', s: svc(), layout: ['new:starting', 'old+new:ready', 'old', 'old'], want: [] },
     { name: 'all slots up on the new spec, monitor 0: completed', s: svc(), layout: ['new', 'new', 'new', 'new'], want: ['status completed: update completed'] },
     { name: 'a failure with action pause pauses and names the task', s: svc(), layout: ['new:failed', 'old', 'old', 'old'], want: ['status paused: update paused: task web.1 on node-1 failed: exit 1 after 4s'] },
     { name: 'a failure with action rollback rolls back', s: svc({ action: 'rollback' }), layout: ['new:failed', 'old', 'old', 'old'], want: ['rollback: update rolled back: task web.1 on node-1 failed: exit 1 after 4s'] },
     { name: 'a failure during a rollback pauses the rollback', s: svc({ action: 'rollback', state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED }), layout: ['new:failed', 'old', 'old', 'old'], want: ['status rollback_paused: rollback paused: task web.1 on node-1 failed: exit 1 after 4s'] },
-    { name: 'continue goes on past a failed slot', s: svc({ action: 'continue' }), layout: ['new:failed', 'old', 'old', 'old'], want: ['replace 2 stop-first'] },
-    { name: 'a failure within the ratio (1/4 ≤ 0.25) does not pause', s: svc({ ratio: 0.25, order: 'start-first' }), layout: ['old+new:failed', 'old', 'old', 'old'], want: ['replace 2 start-first'] },
+    { name: 'continue goes on past a failed slot', s: svc({ action: 'continue' }), layout: ['new:failed', 'old', 'old', 'old'], want: ['replace 2 stop-first', 'stage 3'] },
+    { name: 'a failure within the ratio (1/4 ≤ 0.25) does not pause', s: svc({ ratio: 0.25, order: 'start-first' }), layout: ['old+new:failed', 'old', 'old', 'old'], want: ['replace 2 start-first', 'stage 3'] },
     { name: 'a failure from before the update (re)started does not count', s: svc({ startedAt: NOW - 500 }), layout: ['new:failed', 'old', 'old', 'old'], want: [] },
     { name: 'paused: nothing new starts', s: svc({ state: UpdateState.UPDATE_STATE_PAUSED }), layout: ['new', 'old', 'old', 'old'], want: [] },
     { name: 'paused: a slot in flight is still finished', s: svc({ state: UpdateState.UPDATE_STATE_PAUSED, order: 'start-first' }), layout: ['old+new', 'old', 'old', 'old'], want: ['stop old1'] },
     { name: 'delay: the next slot waits after the last came up', s: svc({ delayMs: 5000 }), layout: ['new', 'old', 'old', 'old'], want: [] },
-    { name: 'delay passed: the next slot starts', s: svc({ delayMs: 500 }), layout: ['new', 'old', 'old', 'old'], want: ['replace 2 stop-first'] },
+    { name: 'delay passed: the next slot starts', s: svc({ delayMs: 500 }), layout: ['new', 'old', 'old', 'old'], want: ['replace 2 stop-first', 'stage 3'] },
     { name: 'monitor: not completed before it passed since the last slot came up', s: svc({ monitorMs: 5000 }), layout: ['new', 'new', 'new', 'new'], want: [] },
     { name: 'no update status and dirty tasks: an update starts', s: (() => { const s = svc(); s.updateStatus = undefined; return s; })(), layout: ['old', 'old', 'old', 'old'], want: ['status updating: update started'] },
   ];
@@ -111,6 +115,6 @@ describe('decideUpdate', () => {
     const s = svc({ replicas: 2 });
     const same = tasks(s, ['new', 'new']).map((t) => ({ ...t, specVersion: 1 }));
     s.spec!.task = { ...s.spec!.task!, forceUpdate: 1 };
-    assert.deepEqual(brief(decideUpdate({ service: s, tasks: same, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: same, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first', 'stage 2']);
   });
 });

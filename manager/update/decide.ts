@@ -27,7 +27,9 @@ export interface UpdateInput {
 export type UpdateAction =
   /** Replace the old task of `slot`. stop-first: old → SHUTDOWN and a new task READY in one transaction; start-first: a new task RUNNING beside it. */
   | { kind: 'replace'; service: Service; slot: number; old: Task; order: 'stop-first' | 'start-first' }
-  /** stop-first: the old task has stopped, start the new one (desired READY → RUNNING). */
+  /** Prepare the replacement of `slot` ahead (desired READY beside the running old task). */
+  | { kind: 'stage'; service: Service; slot: number; old: Task }
+  /** stop-first: the old task has stopped, start the new one (desired READY → RUNNING); start-first: a staged slot's turn. */
   | { kind: 'promote'; task: Task }
   /** start-first: the new task is up, stop the old one. */
   | { kind: 'stop'; task: Task; reason: string }
@@ -46,6 +48,8 @@ export interface UpdateDecision {
 export type SlotPhase =
   /** Runs an old-spec task, not yet touched. */
   | 'dirty'
+  /** Runs an old-spec task, and its replacement is prepared beside it (desired READY): its turn costs only a start. */
+  | 'staged'
   /** Being replaced: a new-spec task not yet up, or the old one stopping. */
   | 'busy'
   /** Its new-spec task of this update failed (not retried by the updater until resumed). */
@@ -58,8 +62,10 @@ export type SlotPhase =
 export interface SlotView {
   slot: number;
   phase: SlotPhase;
-  /** The task that counts for the slot (new one if any). */
+  /** The task that counts for the slot (new one if any; the old one for dirty and staged). */
   task?: Task;
+  /** staged: the prepared replacement. */
+  next?: Task;
 }
 
 const isRollbackState = (s: UpdateState | undefined) =>
@@ -126,6 +132,12 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
     const oldRunnable = runnable.filter((t) => isDirty(t, service, key));
     if (slot > want && runnable.length === 0) continue;
     const cur = newRunnable.find(isUp) ?? newRunnable[0];
+    const runningOld = oldRunnable.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING);
+    if (cur && !isUp(cur) && cur.desiredState === TaskState.TASK_STATE_READY && runningOld.length > 0 && failedHere.length === 0) {
+      const old = [...runningOld].sort((a, b) => stateOf(b) - stateOf(a) || newestFirst(a, b))[0];
+      slots.push({ slot, phase: replaceCause(old, node(old.nodeId)) ? 'down' : 'staged', task: old, next: cur });
+      continue;
+    }
     if (cur) {
       slots.push({ slot, phase: isUp(cur) ? 'done' : failedHere.length > 0 ? 'failed' : 'busy', task: cur });
       continue;
@@ -197,8 +209,15 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
       }
     }
   }
+  // A task prepared ahead for an earlier spec (the spec changed again, or was rolled back) is dropped.
+  const stopping = new Set(actions.flatMap((a) => (a.kind === 'stop' ? [a.task.id] : [])));
+  for (const x of input.tasks) {
+    if (x.slot > 0 && x.desiredState === TaskState.TASK_STATE_READY && !stopping.has(x.id) && isDirty(x, service, key)) {
+      actions.push({ kind: 'stop', task: x, reason: 'prepared for a spec that is no longer current' });
+    }
+  }
 
-  const dirty = slots.filter((s) => s.phase === 'dirty');
+  const dirty = slots.filter((s) => s.phase === 'dirty' || s.phase === 'staged');
   const known = state !== UpdateState.UPDATE_STATE_UNKNOWN;
   const active = state === UpdateState.UPDATE_STATE_UPDATING || state === UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
   // Dirty tasks with no update in progress (a change written without an update status): start one.
@@ -271,15 +290,35 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   }
   // Slots already down cost nothing to replace: first; then the lowest slots.
   const order = [...dirty].sort((a, b) => Number(isUp(a.task!)) - Number(isUp(b.task!)) || a.slot - b.slot);
+  const picked = new Set<number>();
   for (const s of order) {
     if (busyNow >= window) break;
     const wasUp = isUp(s.task!);
     // stop-first: stopping an up task must not leave more than `parallelism` slots down.
     // start-first: the old task runs until its replacement is up, so only `parallelism` bounds it.
     if (stopFirst && wasUp && downNow + 1 > window) break;
-    actions.push({ kind: 'replace', service, slot: s.slot, old: s.task!, order: stopFirst ? 'stop-first' : 'start-first' });
+    if (s.phase === 'staged') {
+      // Its replacement is prepared: stop-first stops the old task (the new one is promoted once
+      // it stopped); start-first starts the new one beside it.
+      if (stopFirst) actions.push({ kind: 'stop', task: s.task!, reason: `updating: replaced by task ${s.next!.id}` });
+      else actions.push({ kind: 'promote', task: s.next! });
+    } else {
+      actions.push({ kind: 'replace', service, slot: s.slot, old: s.task!, order: stopFirst ? 'stop-first' : 'start-first' });
+    }
+    picked.add(s.slot);
     busyNow++;
     if (stopFirst && wasUp) downNow++;
+  }
+  // Prepare the next `parallelism` slots ahead (scheduled, image pulled, container created), so
+  // that their turn costs only a start. Not with parallelism 0 (everything goes at once anyway).
+  if (Number.isFinite(window)) {
+    let staged = dirty.filter((s) => s.phase === 'staged' && !picked.has(s.slot)).length;
+    for (const s of order) {
+      if (staged >= window) break;
+      if (picked.has(s.slot) || s.phase !== 'dirty' || !isUp(s.task!)) continue;
+      actions.push({ kind: 'stage', service, slot: s.slot, old: s.task! });
+      staged++;
+    }
   }
   return { actions };
 }
