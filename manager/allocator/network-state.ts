@@ -27,16 +27,24 @@ interface Shared {
   key: string;
 }
 
-let cache: { view: ReadView; shared: Shared } | undefined;
+let cache: { stamp: string; shared: Shared } | undefined;
 
-/** The parts every node shares, computed once per view (many sessions read the same view). */
+/**
+ * The parts every node shares, computed once per store revision: every session of a change set
+ * reads the same revision (each through its own view object). The stamp adds the counts and
+ * first ids so two stores in one process (tests) at the same revision do not share an entry.
+ */
 function shared(view: ReadView): Shared {
-  if (cache && cache.view === view && cache.shared.revision === view.revision) return cache.shared;
+  const tasks = view.list('tasks');
+  const svcs = view.list('services');
+  const nets = view.list('networks');
+  const stamp = `${view.revision}/${tasks.length}/${svcs.length}/${nets.length}/${tasks[0]?.id}/${svcs[0]?.id}/${nets[0]?.id}`;
+  if (cache && cache.stamp === stamp) return cache.shared;
   const nodes = new Map(view.list('nodes').map((n) => [n.id, n.status?.addr ?? '']));
-  const placed = view.list('tasks').filter((t) => t.nodeId && t.networks.length > 0 && holdsAddress(t) && (t.status?.state ?? 0) >= TaskState.TASK_STATE_ASSIGNED);
+  const placed = tasks.filter((t) => t.nodeId && t.networks.length > 0 && holdsAddress(t) && (t.status?.state ?? 0) >= TaskState.TASK_STATE_ASSIGNED);
   const networks: NodeNetwork[] = [];
   const addrs = new Map<string, Record<string, string>>();
-  for (const n of view.list('networks')) {
+  for (const n of nets) {
     if (!n.status?.subnet) continue;
     const peers: { ip: string; nodeAddr: string }[] = [];
     if (n.spec?.driver === 'overlay') {
@@ -56,7 +64,7 @@ function shared(view: ReadView): Shared {
     });
   }
   const services: ServiceEndpoints[] = [];
-  for (const s of view.list('services')) {
+  for (const s of svcs) {
     const vips: Record<string, string> = {};
     for (const v of s.endpoint?.virtualIps ?? []) vips[v.networkId] = ip(v.addr);
     const ready = view.tasksByService(s.id).filter((t) => t.networks.length > 0 && isReadyEndpoint(t));
@@ -74,7 +82,7 @@ function shared(view: ReadView): Shared {
   }
   services.sort((a, b) => a.id.localeCompare(b.id));
   const out: Shared = { revision: view.revision, networks, addrs, services, nodes, key: JSON.stringify([networks, services]) };
-  cache = { view, shared: out };
+  cache = { stamp, shared: out };
   return out;
 }
 
