@@ -2,7 +2,7 @@
 // gantryd: the per-host daemon. Parses its flags, starts the Daemon, stops it on SIGTERM/SIGINT.
 // Containers outlive gantryd: stopping or killing it leaves them running for the next start.
 import os from 'node:os';
-import { bool, type FlagDef, parseArgs, str, UsageError } from './args.ts';
+import { bool, type FlagDef, list, parseArgs, str, UsageError } from './args.ts';
 import { DEFAULT_SOCKET } from './connection.ts';
 import { DEFAULT_PORT, Daemon } from './daemon/node.ts';
 import { stderrLog } from './log.ts';
@@ -15,6 +15,7 @@ const FLAGS: FlagDef[] = [
   { name: 'runtime', kind: 'string', help: 'container runtime: native (gantry-exec), runc, crun or sim (default native when built, else runc)' },
   { name: 'cgroup-parent', kind: 'string', help: 'cgroup under which containers are placed (default gantry)' },
   { name: 'hostname', kind: 'string', help: 'the name this host reports (default: the system hostname)' },
+  { name: 'insecure-registry', kind: 'list', help: 'a registry (host[:port]) to reach over plain HTTP or unverified TLS; repeatable' },
   { name: 'help', short: 'h', kind: 'bool', help: 'print this help' },
 ];
 
@@ -42,6 +43,7 @@ async function main(): Promise<number> {
     runtime: str(args, 'runtime') ?? 'default',
     cgroupParent: str(args, 'cgroup-parent') ?? 'gantry',
     hostname: str(args, 'hostname') ?? os.hostname(),
+    insecureRegistries: list(args, 'insecure-registry'),
     log,
   });
   let stopping = false;

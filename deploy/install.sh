@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then echo "deploy/install.sh: run as root (gantry runs c
 
 pkgs=(ca-certificates git gcc make libc6-dev libseccomp-dev pkg-config protobuf-compiler
       etcd-server etcd-client docker-registry runc crun busybox-static skopeo umoci
-      iproute2 iptables debootstrap util-linux procps psmisc)
+      iproute2 iptables debootstrap util-linux procps psmisc attr apache2-utils)
 if [ "${1:-}" = "--bench" ]; then pkgs+=(docker.io containerd hyperfine wrk); fi
 
 missing=()

@@ -46,6 +46,8 @@ export interface DaemonOptions {
   runtime: string;             // native | runc | crun | sim | default
   cgroupParent: string;
   hostname: string;
+  /** Registries (host[:port]) reached over plain HTTP or unverified TLS, like Docker's --insecure-registry. */
+  insecureRegistries?: string[];
   log: Log;
 }
 
@@ -83,7 +85,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     await mkdir(this.opts.dataDir, { recursive: true, mode: 0o700 });
-    this.images = await ImageStore.open(path.join(this.opts.dataDir, 'images'));
+    this.images = await ImageStore.open(path.join(this.opts.dataDir, 'images'), { insecureRegistries: this.opts.insecureRegistries ?? [] });
     this.runtime = await createRuntime(this.opts.runtime, {
       dataDir: this.opts.dataDir,
       cgroupParent: this.opts.cgroupParent,
@@ -620,6 +622,7 @@ export class Daemon {
     const local = this.localServer;
     this.localServer = undefined;
     local?.forceShutdown();
+    await this.images?.flush().catch((err: Error) => this.log.warn(`gantryd: syncing the image store: ${err.message}`));
     await unlink(this.opts.socket).catch(() => {});
   }
 }
