@@ -89,7 +89,8 @@ export async function issue(ca: RootCa, csrPem: string, who: { id: string; role:
     serialNumber: serial(),
     subject: `CN=${who.id}, OU=${who.role}, O=${who.clusterId}`,
     issuer: caCert.subject,
-    notBefore: new Date(now - BACKDATE_MS),
+    // backdated a little for clock skew, but never so much that renewal (50-80 % of the life) is due at once
+    notBefore: new Date(now - Math.min(BACKDATE_MS, lifetimeMs / 10)),
     notAfter: new Date(now + lifetimeMs),
     publicKey: csr.publicKey,
     signingKey: await importKey(ca.keyPem),
