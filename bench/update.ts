@@ -10,6 +10,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { dial, unary } from '../cli/connection.ts';
+import { field, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
 import { cleanupLabs, Lab, type LabHost, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { sleep } from '../deploy/lab/sys.ts';
@@ -99,6 +100,14 @@ async function measure(sys: System, o: Opts, order: string, p: number): Promise<
 
 async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System & { close(): void }> {
   for (const ref of [A, B]) await gantryOk(h, ['image', 'import', tar, ref]);
+  // Pinned refs spare the control API a registry lookup (offline here: it would wait for a DNS
+  // failure), as Swarm's --no-resolve-image does; the same rootfs gives both tags one digest.
+  const rows = parseJsonRows(await gantryOk(h, ['image', 'ls', '--format', 'json']));
+  const pin = (ref: string) => {
+    const row = rows.find((r) => field(r, 'repoTags').includes(ref));
+    const d = row ? field(row, 'manifestDigest') : '';
+    return d ? `${ref}@${d}` : ref;
+  };
   const conn = dial(`unix://${h.socket}`);
   const client = conn.client(ControlClient);
   const env = { ...process.env, GANTRY_HOST: `unix://${h.socket}` };
@@ -109,15 +118,15 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
   };
   return {
     name: 'gantry',
-    create: (name, flags) => run(['service', 'create', '-d', '--name', name, ...flags, A, 'sleep', '1d']),
-    update: (name) => run(['service', 'update', '-d', '--image', B, name]),
+    create: (name, flags) => run(['service', 'create', '-d', '--name', name, ...flags, pin(A), 'sleep', '1d']),
+    update: (name) => run(['service', 'update', '-d', '--image', pin(B), name]),
     rollback: (name) => run(['service', 'rollback', '-d', name]),
     async running(name, image) {
       const res = await unary(conn, client.listTasks.bind(client), { service: name, node: '', desiredRunningOnly: false }, 5_000);
       let n = 0;
       for (const t of res.tasks ?? []) {
         if (t.status?.state !== TaskState.TASK_STATE_RUNNING) continue;
-        if (t.spec?.container?.image !== image) return -1;
+        if (!t.spec?.container?.image?.startsWith(image)) return -1;
         if (t.desiredState === TaskState.TASK_STATE_RUNNING) n++;
       }
       return n;
@@ -170,34 +179,39 @@ async function main(): Promise<void> {
   const combos = o.orders.flatMap((order) => o.parallelism.map((p) => [order, p] as const));
   const g = new Map<string, Result>();
   const d = new Map<string, Result>();
-  if (o.only !== 'swarm') {
-    await cleanupLabs();
-    const lab = await Lab.up({ hosts: 1 });
-    try {
+  // Both systems up at once and measured alternately, combo by combo, so that load from anything
+  // else on the host (this 2-CPU machine is shared) weighs on both alike.
+  let lab: Lab | undefined;
+  let sw: Swarm | undefined;
+  let gsys: (System & { close(): void }) | undefined;
+  try {
+    if (o.only !== 'swarm') {
+      await cleanupLabs();
+      lab = await Lab.up({ hosts: 1 });
       const h = await formCluster(lab);
-      const sys = await gantrySystem(lab, h, tar);
-      try {
-        for (const [order, p] of combos) {
-          g.set(`${order}/${p}`, await measure(sys, o, order, p));
-          console.error(`gantry ${order} p=${p}: ${JSON.stringify(g.get(`${order}/${p}`))}`);
-        }
-      } finally {
-        sys.close();
-      }
-    } finally {
-      await lab.down();
+      gsys = await gantrySystem(lab, h, tar);
     }
-  }
-  if (o.only !== 'gantry') {
-    const sw = await Swarm.start();
-    try {
+    let ssys: System | undefined;
+    if (o.only !== 'gantry') {
+      sw = await Swarm.start();
       for (const ref of [A, B]) await sw.importImage(tar, ref);
-      const sys = swarmSystem(sw);
-      for (const [order, p] of combos) {
-        d.set(`${order}/${p}`, await measure(sys, o, order, p));
-        console.error(`swarm ${order} p=${p}: ${JSON.stringify(d.get(`${order}/${p}`))}`);
+      ssys = swarmSystem(sw);
+    }
+    for (const [order, p] of combos) {
+      const key = `${order}/${p}`;
+      if (gsys) {
+        g.set(key, await measure(gsys, o, order, p));
+        console.error(`gantry ${key}: ${JSON.stringify(g.get(key))}`);
       }
-    } finally {
+      if (ssys) {
+        d.set(key, await measure(ssys, o, order, p));
+        console.error(`swarm ${key}: ${JSON.stringify(d.get(key))}`);
+      }
+    }
+  } finally {
+    gsys?.close();
+    await lab?.down();
+    if (sw) {
       const errs = await sw.stop();
       if (errs.length) console.error(`swarm cleanup: ${errs.join('; ')}`);
     }
