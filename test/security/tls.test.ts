@@ -121,4 +121,25 @@ describe('security', () => {
     const ca = await m.gantry(['cluster', 'ca', '--format', 'json']);
     assert.deepEqual(JSON.parse(ca.out).revoked, [wid]);
   });
+
+  test('security: rotating the worker token makes the old one useless and leaves joined nodes connected', async (t) => {
+    const m = await startHost(t, 'm1');
+    const w1 = await startHost(t, 'w1');
+    const w2 = await startHost(t, 'w2');
+    const { worker, manager, addr } = await initCluster(m);
+    assert.equal((await w1.gantry(['join', '--token', worker, addr])).code, 0);
+    await waitReady(m, 'w1');
+    const sessionsBefore = m.logs.filter((l) => l.includes('session') && l.includes('open for node')).length;
+    assert.equal((await m.gantry(['join-token', '--rotate', 'worker'])).code, 0);
+    const fresh = (await m.gantry(['join-token', '-q', 'worker'])).out.trim();
+    assert.notEqual(fresh, worker);
+    assert.equal((await m.gantry(['join-token', '-q', 'manager'])).out.trim(), manager, 'the manager token is unchanged');
+    const old = await w2.gantry(['join', '--token', worker, addr]);
+    assert.match(old.err, /join token is not valid for this cluster \(wrong or rotated\)/);
+    assert.equal((await w2.gantry(['join', '--token', fresh, addr])).code, 0);
+    await waitReady(m, 'w2');
+    await waitReady(m, 'w1');
+    const w1Sessions = m.logs.filter((l) => l.includes('open for node') && l.includes('session')).length;
+    assert.equal(w1Sessions, sessionsBefore + 1, 'only the new node opened a session: w1 kept its own');
+  });
 });
