@@ -60,7 +60,7 @@ const brief = (as: UpdateAction[]) =>
     }
   });
 
-const decide = (s: Service, layout: string[], now = NOW) => decideUpdate({ service: s, tasks: tasks(s, layout), node: (id) => nodes.get(id), now });
+const decide = (s: Service, layout: string[], now = NOW) => decideUpdate({ service: s, tasks: tasks(s, layout), node: (id) => nodes.get(id), now, prepareAhead: true });
 
 describe('decideUpdate', () => {
   const cases: { name: string; s: Service; layout: string[]; want: string[] }[] = [
@@ -115,6 +115,11 @@ describe('decideUpdate', () => {
     const s = svc({ replicas: 2 });
     const same = tasks(s, ['new', 'new']).map((t) => ({ ...t, specVersion: 1 }));
     s.spec!.task = { ...s.spec!.task!, forceUpdate: 1 };
-    assert.deepEqual(brief(decideUpdate({ service: s, tasks: same, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first', 'stage 2']);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: same, node: (id) => nodes.get(id), now: NOW, prepareAhead: true }).actions), ['replace 1 stop-first', 'stage 2']);
+  });
+
+  it('decideUpdate: without prepareAhead no slot is prepared ahead', () => {
+    const s = svc();
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: tasks(s, ['old', 'old', 'old', 'old']), node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
   });
 });

@@ -9,6 +9,8 @@ import { decideUpdate, type UpdateAction } from './decide.ts';
 
 export interface UpdaterOptions extends ControllerDeps {
   newId?: () => string;
+  /** Prepare the next slots ahead (default: GANTRY_UPDATE_PREPARE_AHEAD=1 in the environment). */
+  prepareAhead?: boolean;
 }
 
 export class Updater {
@@ -16,6 +18,7 @@ export class Updater {
   private readonly clock: Clock;
   private readonly log: Log;
   private readonly newId: () => string;
+  private readonly prepareAhead: boolean;
   private readonly loop: ControllerLoop;
   private dirty = new Set<string>();
   private all = true;
@@ -25,6 +28,7 @@ export class Updater {
     this.clock = opts.clock;
     this.log = opts.log;
     this.newId = opts.newId ?? defaultNewId;
+    this.prepareAhead = opts.prepareAhead ?? process.env.GANTRY_UPDATE_PREPARE_AHEAD === '1';
     this.loop = new ControllerLoop(opts, {
       name: 'updater',
       interested: (e) => {
@@ -83,7 +87,7 @@ export class Updater {
     for (const id of ids) {
       const service = view.get('services', id);
       if (service?.spec?.mode?.$case !== 'replicated') continue;
-      const d = decideUpdate({ service, tasks: view.tasksByService(id), node, now });
+      const d = decideUpdate({ service, tasks: view.tasksByService(id), node, now, prepareAhead: this.prepareAhead });
       actions.push(...d.actions);
       if (d.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? d.wakeAt, d.wakeAt);
       for (const a of d.actions) if (a.kind === 'status' || a.kind === 'rollback') this.log.info(`updater: service ${service.spec?.name}: ${a.status.message}`);
