@@ -18,6 +18,7 @@ import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
 import { Manager } from '../../manager/manager.ts';
 import { EtcdStore } from '../../manager/store/etcd.ts';
 import { addMember, type EtcdMember, listMembers, memberUrls, removeMember, startEtcdMember } from '../../manager/store/etcd-member.ts';
+import type { EtcdTls } from '../../manager/store/etcd-rpc.ts';
 import { DEFAULT_PORT, splitHostPort } from './addr.ts';
 import type { NodeState } from './state.ts';
 
@@ -39,7 +40,8 @@ export async function bindServer(listenAddr: string, credentials: grpc.ServerCre
 
 /** Where this host's etcd member will be reached, chosen (and kept) before it is added to a cluster. */
 export function etcdUrls(dataDir: string, state: Pick<NodeState, 'etcdName' | 'nodeId' | 'advertiseAddr'>) {
-  return memberUrls({ dataDir: path.join(dataDir, 'etcd'), name: state.etcdName ?? state.nodeId, host: state.advertiseAddr });
+  // etcd speaks TLS with the cluster CA's certificates (peer and client): https URLs
+  return memberUrls({ dataDir: path.join(dataDir, 'etcd'), name: state.etcdName ?? state.nodeId, host: state.advertiseAddr, tls: true });
 }
 
 export interface ManagerRoleOptions {
@@ -55,6 +57,8 @@ export interface ManagerRoleOptions {
   onDemoted?: (managers: string[]) => void;
   /** The cluster key (unseals the CA key): every manager holds it. */
   clusterKey: Buffer;
+  /** This host's certificate files and material, for etcd's peer and client TLS. */
+  etcdTls: { files: { ca: string; cert: string; key: string }; material: () => EtcdTls };
 }
 
 /** Who may call what on the TCP port (manager/ca/authz.ts). */
@@ -89,6 +93,7 @@ export class ManagerRole {
   static async start(opts: ManagerRoleOptions): Promise<ManagerRole> {
     const { state, log } = opts;
     const etcd = await startEtcdMember({
+      tls: opts.etcdTls,
       dataDir: path.join(opts.dataDir, 'etcd'),
       name: state.etcdName ?? state.nodeId,
       host: state.advertiseAddr,
@@ -99,12 +104,12 @@ export class ManagerRole {
     });
     let store: EtcdStore | undefined;
     try {
-      store = await EtcdStore.open({ endpoints: [etcd.clientUrl], managerId: state.nodeId, log: (m: string) => log.info(`store: ${m}`) });
+      store = await EtcdStore.open({ endpoints: [etcd.clientUrl], tls: opts.etcdTls.material(), managerId: state.nodeId, log: (m: string) => log.info(`store: ${m}`) });
       if (opts.bootstrap) await opts.bootstrap(store);
       const endpoints = [etcd.clientUrl];
       const ca = new ClusterCa({ store, clusterKey: opts.clusterKey });
       const manager = new Manager({
-        ca: { issueNode: (csr, id, r) => ca.issueNode(csr, id, r), rootsPem: () => ca.rootsPem(), clusterKey: () => opts.clusterKey },
+        ca: { issueNode: (csr, id, r, ips) => ca.issueNode(csr, id, r, ips), rootsPem: () => ca.rootsPem(), clusterKey: () => opts.clusterKey },
         store,
         leadership: store.leadership(state.nodeId),
         nodeId: state.nodeId,
@@ -114,13 +119,13 @@ export class ManagerRole {
         membership: {
           add: async (name, peerUrl) => {
             // a retried join or promotion finds the member it added before (not started yet)
-            const members = await listMembers(endpoints);
+            const members = await listMembers({ endpoints, tls: opts.etcdTls.material() });
             const known = members.find((m) => m.peerUrls.includes(peerUrl));
             if (known) {
               const initial = members.flatMap((m) => (m === known ? [`${name}=${peerUrl}`] : m.peerUrls.map((u) => `${m.name}=${u}`)));
               return { memberId: known.id, initialCluster: initial };
             }
-            const r = await addMember(endpoints, peerUrl, name);
+            const r = await addMember({ endpoints, tls: opts.etcdTls.material() }, peerUrl, name);
             return { memberId: r.member.id, initialCluster: r.initialCluster.split(',') };
           },
         },
@@ -153,7 +158,7 @@ export class ManagerRole {
    */
   private async claimManagerRole(): Promise<void> {
     const id = this.opts.state.nodeId;
-    const members = await listMembers([this.etcd.clientUrl]).catch(() => []);
+    const members = await listMembers({ endpoints: [this.etcd.clientUrl], tls: this.opts.etcdTls.material() }).catch(() => []);
     const memberId = members.find((m) => m.peerUrls.includes(this.etcd.peerUrl))?.id ?? '';
     const want = { addr: this.opts.state.managerAddr as string, etcdMemberId: memberId, etcdPeerUrl: this.etcd.peerUrl, etcdClientUrl: this.etcd.clientUrl };
     await retryUpdate(this.store, id, (n) => {
@@ -210,9 +215,9 @@ export class ManagerRole {
   }
 
   private async removeDeadManager(n: Node, endpoints: string[]): Promise<void> {
-    const members = await listMembers(endpoints);
+    const members = await listMembers({ endpoints, tls: this.opts.etcdTls.material() });
     const member = members.find((m) => m.id === n.managerStatus?.etcdMemberId || (n.managerStatus?.etcdPeerUrl && m.peerUrls.includes(n.managerStatus.etcdPeerUrl)));
-    if (member) await removeMember(endpoints, member.id);
+    if (member) await removeMember({ endpoints, tls: this.opts.etcdTls.material() }, member.id);
     await retryUpdate(this.store, n.id, (x) => (x.role === NodeRole.NODE_ROLE_MANAGER ? { ...x, role: NodeRole.NODE_ROLE_WORKER, managerStatus: undefined } : undefined));
     this.opts.log.info(`manager: demoted node ${n.id} is down: removed its etcd member ${member?.id ?? '(already gone)'} for it`);
   }
@@ -240,9 +245,9 @@ export class ManagerRole {
       .list('nodes')
       .filter((n) => n.id !== state.nodeId && n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.addr)
       .map((n) => n.managerStatus?.addr as string);
-    const members = await listMembers(target);
+    const members = await listMembers({ endpoints: target, tls: this.opts.etcdTls.material() });
     const mine = members.find((m) => m.id === memberId || m.peerUrls.includes(this.etcd.peerUrl));
-    if (mine) await removeMember(target, mine.id);
+    if (mine) await removeMember({ endpoints: target, tls: this.opts.etcdTls.material() }, mine.id);
     await this.stop();
     await rm(path.join(this.opts.dataDir, 'etcd'), { recursive: true, force: true });
     this.opts.onDemoted?.(remaining);

@@ -239,17 +239,18 @@ export class Daemon {
     try {
       // the cluster key seals the CA key in etcd; this manager keeps it (0600) and hands it to managers that join
       await this.tls.setClusterKey(newClusterKey());
+      // the CA and this node's certificate come first: etcd starts with them (peer and client TLS)
+      const now = Date.now();
+      const { root, fields } = await bootstrapCa(this.tls.clusterKey() as Buffer, clusterId, now);
+      workerToken = newJoinToken('worker', fields.rootCaCert);
+      const own = await newKeyAndCsr();
+      const certPem = await issue(root, own.csrPem, { id: nodeId, role: 'manager', clusterId, ips: [advertiseIp, '127.0.0.1'] }, now, nodeCertLifetime(undefined));
+      await this.tls.set({ keyPem: own.keyPem, certPem, caPem: root.certPem });
       await this.startManager(state, {
         clusterState: 'new',
         forceNewCluster: req.forceNewCluster,
         bootstrap: async (store) => {
           if (req.forceNewCluster) return;
-          const now = Date.now();
-          const { root, fields } = await bootstrapCa(this.tls.clusterKey() as Buffer, clusterId, now);
-          workerToken = newJoinToken('worker', fields.rootCaCert);
-          const own = await newKeyAndCsr();
-          const certPem = await issue(root, own.csrPem, { id: nodeId, role: 'manager', clusterId }, now, nodeCertLifetime(undefined));
-          await this.tls.set({ keyPem: own.keyPem, certPem, caPem: root.certPem });
           const res = await store.commit([
             {
               op: 'create',
@@ -476,8 +477,17 @@ export class Daemon {
     const images = this.images;
     const clusterKey = this.tls.clusterKey();
     if (!clusterKey) throw new Error(`this manager has no cluster key in ${certsDir(this.opts.dataDir)}: it cannot run the CA`);
+    const certs = certsDir(this.opts.dataDir);
     this.managerRole = await ManagerRole.start({
       clusterKey,
+      etcdTls: {
+        files: { ca: path.join(certs, 'ca.pem'), cert: path.join(certs, 'cert.pem'), key: path.join(certs, 'key.pem') },
+        material: () => {
+          const m = this.tls.current();
+          if (!m) throw new Error('this manager has no certificate for etcd');
+          return m;
+        },
+      },
       dataDir: this.opts.dataDir,
       state,
       server: bound,

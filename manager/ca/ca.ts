@@ -57,9 +57,9 @@ export class ClusterCa {
     return Buffer.from(this.store.view().cluster()?.rootCaCert ?? '').toString();
   }
 
-  async issueNode(csrPem: string, nodeId: string, role: 'manager' | 'worker'): Promise<string> {
+  async issueNode(csrPem: string, nodeId: string, role: 'manager' | 'worker', ips: string[] = []): Promise<string> {
     const { root, cluster } = this.root();
-    return issue(root, csrPem, { id: nodeId, role, clusterId: cluster.id }, this.now(), nodeCertLifetime(cluster));
+    return issue(root, csrPem, { id: nodeId, role, clusterId: cluster.id, ips: [...ips, '127.0.0.1'] }, this.now(), nodeCertLifetime(cluster));
   }
 
   async issueOperator(csrPem: string, name: string): Promise<{ id: string; certPem: string }> {

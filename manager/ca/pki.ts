@@ -76,7 +76,7 @@ export class CsrError extends Error {
 }
 
 /** Signs `csrPem` for `id` in `role`; the CA decides the subject, never the requester. */
-export async function issue(ca: RootCa, csrPem: string, who: { id: string; role: CertRole; clusterId: string }, now: number, lifetimeMs: number): Promise<string> {
+export async function issue(ca: RootCa, csrPem: string, who: { id: string; role: CertRole; clusterId: string; ips?: string[] }, now: number, lifetimeMs: number): Promise<string> {
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(csrPem);
@@ -100,6 +100,8 @@ export async function issue(ca: RootCa, csrPem: string, who: { id: string; role:
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
+      // the node's IPs: etcd members verify each other's certificates by them
+      ...(who.ips?.length ? [new x509.SubjectAlternativeNameExtension([...new Set(who.ips)].filter(Boolean).map((value) => ({ type: 'ip' as const, value })))] : []),
     ],
   });
   return `${cert.toString('pem')}\n`;

@@ -35,7 +35,8 @@ export interface DispatcherOptions {
 }
 
 export interface DispatcherCa {
-  issueNode(csrPem: string, nodeId: string, role: 'manager' | 'worker'): Promise<string>;
+  /** `ips`: the node's addresses, put in the certificate (etcd members check them). */
+  issueNode(csrPem: string, nodeId: string, role: 'manager' | 'worker', ips?: string[]): Promise<string>;
   rootsPem(): string;
   clusterKey(): Buffer;
 }
@@ -132,9 +133,10 @@ export class Dispatcher {
     return { certificate: Buffer.from(certificate), rootCaCert: Buffer.from(ca.rootsPem()) };
   }
 
-  private async issue(ca: DispatcherCa, csr: Uint8Array, nodeId: string, role: 'manager' | 'worker'): Promise<string> {
+  private async issue(ca: DispatcherCa, csr: Uint8Array, nodeId: string, role: 'manager' | 'worker', ip = ''): Promise<string> {
+    const ips = [ip || this.opts.store.view().get('nodes', nodeId)?.status?.addr || ''].filter((a) => /^[\d.]+$|:/.test(a));
     try {
-      return await ca.issueNode(Buffer.from(csr).toString(), nodeId, role);
+      return await ca.issueNode(Buffer.from(csr).toString(), nodeId, role, ips);
     } catch (err) {
       const e = err as Error;
       const code = e.name === 'CsrError' ? grpc.status.INVALID_ARGUMENT : grpc.status.UNAVAILABLE;
@@ -170,7 +172,7 @@ export class Dispatcher {
     if (!res.ok) throw fail(grpc.status.ABORTED, `could not record node ${id}: ${res.conflict.reason}; try again`);
     await this.opts.store.waitFor(res.revision);
     this.log(`node ${id} (${req.description?.hostname}) joined as ${role}`);
-    const certificate = ca ? Buffer.from(await this.issue(ca, req.csr, id, role)) : Buffer.alloc(0);
+    const certificate = ca ? Buffer.from(await this.issue(ca, req.csr, id, role, req.advertiseAddr)) : Buffer.alloc(0);
     const base: JoinResponse = {
       nodeId: id,
       nodeSecret: ca ? '' : secret,
@@ -199,7 +201,7 @@ export class Dispatcher {
     if (node.spec?.desiredRole !== NodeRole.NODE_ROLE_MANAGER) {
       throw fail(grpc.status.FAILED_PRECONDITION, `node ${req.nodeId} was not promoted: run \`gantry node promote ${req.nodeId}\` on a manager first`);
     }
-    const certificate = ca ? Buffer.from(await this.issue(ca, req.csr, node.id, 'manager')) : Buffer.alloc(0);
+    const certificate = ca ? Buffer.from(await this.issue(ca, req.csr, node.id, 'manager', req.managerAddr.replace(/:\d+$/, ''))) : Buffer.alloc(0);
     const added = await this.addManager(node.id, req.etcdMemberName || node.id, req.etcdPeerUrl, req.managerAddr);
     return {
       nodeId: node.id,

@@ -5,7 +5,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { EtcdRpc, type Member } from './etcd-rpc.ts';
+import { EtcdRpc, type EtcdTls, type Member } from './etcd-rpc.ts';
 
 export interface EtcdMemberOptions {
   /** e.g. <gantry data>/etcd; holds member.json and etcd's own data dir (data/). */
@@ -23,6 +23,11 @@ export interface EtcdMemberOptions {
   binary?: string;
   /** How long to wait for the first healthy answer (default 30 s). */
   startTimeoutMs?: number;
+  /**
+   * Peer and client TLS with certificates from the cluster CA: the files etcd reads (it re-reads
+   * them on new connections, so renewals apply) and the same material for our own client calls.
+   */
+  tls?: { files: { ca: string; cert: string; key: string }; material: () => EtcdTls };
 }
 
 export interface EtcdMember {
@@ -106,8 +111,8 @@ async function killStale(pidFile: string, dataDir: string, log: (l: string) => v
   if (alive(pid)) process.kill(pid, 'SIGKILL');
 }
 
-async function healthy(clientUrl: string, timeoutMs: number): Promise<void> {
-  const rpc = new EtcdRpc([clientUrl], { callTimeoutMs: Math.min(1000, timeoutMs) });
+async function healthy(clientUrl: string, timeoutMs: number, tls?: EtcdTls): Promise<void> {
+  const rpc = new EtcdRpc([clientUrl], { callTimeoutMs: Math.min(1000, timeoutMs), tls });
   try {
     // A linearizable read: answers only when this member is part of a cluster with a leader.
     await rpc.once('KV', 'range', { key: Buffer.from('/gantry-health') }, Math.min(1000, timeoutMs));
@@ -121,7 +126,7 @@ async function healthy(clientUrl: string, timeoutMs: number): Promise<void> {
  * A joining manager calls this first, so the leader can MemberAdd its peer URL before it starts.
  */
 export async function memberUrls(
-  opts: Pick<EtcdMemberOptions, 'dataDir' | 'name' | 'host' | 'log'>,
+  opts: Pick<EtcdMemberOptions, 'dataDir' | 'name' | 'host' | 'log'> & { tls?: unknown },
 ): Promise<{ clientUrl: string; peerUrl: string }> {
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   const metaPath = join(opts.dataDir, 'member.json');
@@ -133,7 +138,8 @@ export async function memberUrls(
     await writeJson(metaPath, p);
   }
   const hostPart = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-  return { clientUrl: `http://${hostPart}:${p.clientPort}`, peerUrl: `http://${hostPart}:${p.peerPort}` };
+  const scheme = opts.tls ? 'https' : 'http';
+  return { clientUrl: `${scheme}://${hostPart}:${p.clientPort}`, peerUrl: `${scheme}://${hostPart}:${p.peerPort}` };
 }
 
 export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMember> {
@@ -167,6 +173,18 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
     '--logger=zap',
     '--log-outputs=stderr',
     '--log-level=warn',
+    ...(opts.tls
+      ? [
+          `--cert-file=${opts.tls.files.cert}`,
+          `--key-file=${opts.tls.files.key}`,
+          `--trusted-ca-file=${opts.tls.files.ca}`,
+          '--client-cert-auth',
+          `--peer-cert-file=${opts.tls.files.cert}`,
+          `--peer-key-file=${opts.tls.files.key}`,
+          `--peer-trusted-ca-file=${opts.tls.files.ca}`,
+          '--peer-client-cert-auth',
+        ]
+      : []),
   ];
   let forceNew = opts.forceNewCluster === true;
   const env: NodeJS.ProcessEnv = {};
@@ -231,7 +249,7 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
       if (stopped) throw new Error(`etcd ${opts.name} was stopped`);
       if (spawnError) throw new Error(`etcd ${opts.name}: ${spawnError}`);
       try {
-        await healthy(clientUrl, Math.max(100, Math.min(1000, deadline - Date.now())));
+        await healthy(clientUrl, Math.max(100, Math.min(1000, deadline - Date.now())), opts.tls?.material());
         return;
       } catch (err) {
         last = err;
@@ -267,10 +285,10 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
 
 // ----- cluster membership (for adding and removing managers) -----
 
-type Target = string[] | { endpoints: string[] };
+type Target = string[] | { endpoints: string[]; tls?: EtcdTls };
 
 async function withRpc<T>(target: Target, fn: (rpc: EtcdRpc) => Promise<T>): Promise<T> {
-  const rpc = new EtcdRpc(Array.isArray(target) ? target : target.endpoints);
+  const rpc = Array.isArray(target) ? new EtcdRpc(target) : new EtcdRpc(target.endpoints, { tls: target.tls });
   try {
     return await fn(rpc);
   } finally {

@@ -32,6 +32,8 @@ const BATCH_PARALLEL = 4;
 
 export interface EtcdStoreOptions {
   endpoints: string[];
+  /** Mutual TLS with etcd (manager/store/etcd-rpc.ts). */
+  tls?: import('./etcd-rpc.ts').EtcdTls;
   /** Key prefix of every object (default "/gantry/v1/"). */
   prefix?: string;
   /** This manager's node id (logged; the election value is the candidate id). */
@@ -67,7 +69,7 @@ export class EtcdStore implements Store {
     this.managerId = o.managerId;
     this.log = o.log ?? (() => {});
     this.now = o.now ?? Date.now;
-    this.rpc = new EtcdRpc(o.endpoints, { callTimeoutMs: o.callTimeoutMs, unavailableAfterMs: o.unavailableAfterMs });
+    this.rpc = new EtcdRpc(o.endpoints, { callTimeoutMs: o.callTimeoutMs, unavailableAfterMs: o.unavailableAfterMs, tls: o.tls });
     this.mem = new MemoryStore({ now: this.now, log: this.log });
     this.informer = new Informer(this.rpc, this.prefix, this.mem, this.log);
     this.lease = new LeaseKeeper(this.rpc, o.leaseTtlMs ?? 3000, this.log);
