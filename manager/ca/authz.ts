@@ -113,6 +113,15 @@ export function guard(
   deps: { view: () => AuthzView; now: () => number; log?: (m: string) => void },
 ): grpc.UntypedServiceImplementation {
   const out: grpc.UntypedServiceImplementation = {};
+  // a refused node retries every second or two: say so once per refusal per 30 s
+  const lastLogged = new Map<string, number>();
+  const logRefusal = (m: string) => {
+    const now = deps.now();
+    if ((lastLogged.get(m) ?? -Infinity) > now - 30_000) return;
+    if (lastLogged.size > 1000) lastLogged.clear();
+    lastLogged.set(m, now);
+    deps.log?.(m);
+  };
   for (const [name, fn] of Object.entries(impl)) {
     const handler = fn as (...args: unknown[]) => void;
     out[name] = (call: unknown, cb?: unknown) => {
@@ -121,7 +130,7 @@ export function guard(
         ? authorize(access, peerOf(call), deps.view(), deps.now())
         : { ok: false, code: grpc.status.PERMISSION_DENIED, message: `${name} is not served on this port` };
       if (d.ok) return cb === undefined ? handler(call) : handler(call, cb);
-      deps.log?.(`refused ${name}: ${d.message}`);
+      logRefusal(`refused ${name}: ${d.message}`);
       const err = Object.assign(new Error(d.message), { code: d.code, details: d.message, metadata: new grpc.Metadata() });
       if (typeof cb === 'function') return (cb as (e: unknown) => void)(err);
       (call as { emit(e: string, v: unknown): void }).emit('error', err);
