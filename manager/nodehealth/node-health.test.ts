@@ -54,10 +54,12 @@ describe('nodehealth', () => {
     );
   });
 
-  it('nodehealth: a new leader gives every node a full grace period', () => {
+  it('nodehealth: a new leader gives nodes that lost their session before it took over twice the grace (they are re-registering elsewhere)', () => {
     const r = run({ node: { state: 'disconnected', lastHeartbeat: T0 - 60_000 }, now: T0 + 1000, startedAt: T0 });
     assert.deepEqual(r.actions, []);
-    assert.equal(r.wakeAt, T0 + 3000);
+    assert.equal(r.wakeAt, T0 + 6000);
+    const later = run({ node: { state: 'disconnected', lastHeartbeat: T0 + 500 }, now: T0 + 1000, startedAt: T0 });
+    assert.equal(later.wakeAt, T0 + 3500, 'a session lost under this leader gets the normal grace');
   });
 
   it('nodehealth: the cluster grace applies; 0 means the default 3 s', () => {

@@ -29,6 +29,13 @@ export interface HealthResult {
   wakeAt?: number;
 }
 
+/**
+ * A node that lost its session before this leader took over gets this many graces: its session was
+ * most likely on the manager that died, and it is re-registering on another while etcd elects a
+ * new leader (swarmkit waits 6 heartbeat periods instead of 3 for nodes after a leader change).
+ */
+export const LEADER_CHANGE_GRACE_FACTOR = 2;
+
 export function graceOf(cluster: Cluster | undefined): number {
   const g = cluster?.spec?.nodeDownGraceMs ?? 0;
   return g > 0 ? g : DEFAULT_NODE_DOWN_GRACE_MS;
@@ -58,7 +65,7 @@ export function checkNodeHealth(input: HealthInput): HealthResult {
     const first = input.firstSeenWithout.get(n.id) ?? input.now;
     seen.set(n.id, first);
     const since = lastAlive(n, first, input.startedAt);
-    const deadline = since + grace;
+    const deadline = since + (since <= input.startedAt ? grace * LEADER_CHANGE_GRACE_FACTOR : grace);
     if (input.now >= deadline) {
       actions.push({
         kind: 'down',
