@@ -26,7 +26,8 @@ export async function loadState(dataDir: string): Promise<NodeState | undefined>
 export async function saveState(dataDir: string, state: NodeState): Promise<void> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(dataDir, 'node.json');
-  const tmp = `${file}.tmp`;
+  // a unique temporary name: two saves at once (promotion, a new manager list) must not rename each other's file
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await writeFile(tmp, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   await rename(tmp, file);
 }
