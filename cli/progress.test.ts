@@ -199,3 +199,8 @@ test('progress: an update in progress is not done before the updater says so (mo
   v2.updateStatus = { ...v2.updateStatus, state: 3, message: 'update completed' };
   assert.equal(assess(obs(tasks, 0, { service: v2 }), new Map()).kind, 'converged');
 });
+
+test('progress: after a scale-down the slots kept need not be 1..replicas', () => {
+  const tasks = [t(1, 'running'), t(2, 'shutdown', { desiredState: 'shutdown' }), t(3, 'running'), t(4, 'running')];
+  assert.equal(assess(obs(tasks, 0), new Map()).kind, 'converged');
+});

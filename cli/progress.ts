@@ -108,8 +108,17 @@ export function assess(o: Observation, stuck: StuckSince): Assessment {
   const slots = [...bySlot.keys()].sort((a, b) => (/^\d+$/.test(a) && /^\d+$/.test(b) ? Number(a) - Number(b) : a.localeCompare(b)));
   if (o.service.spec?.mode?.$case === 'replicated') {
     const replicas = o.service.spec.mode.value.replicas;
-    for (const k of [...slots]) if (Number(k) > replicas) slots.splice(slots.indexOf(k), 1);
-    for (let i = 1; i <= replicas; i++) if (!bySlot.has(String(i))) slots.push(String(i));
+    // Slot numbers need not be 1..replicas: a scale-down keeps the best-placed tasks, whatever their
+    // slot. A slot whose newest task a manager shut down (scaled away, replaced) is not one of ours;
+    // missing slots are the lowest free numbers.
+    for (const k of [...slots]) {
+      const t = bySlot.get(k)!;
+      const gone = t.desiredState > RUNNING && !((t.status?.state === FAILED || t.status?.state === REJECTED || t.status?.state === COMPLETE) && !o.baseline.has(t.id));
+      if (gone) slots.splice(slots.indexOf(k), 1);
+    }
+    slots.sort((a, b) => Number(a) - Number(b));
+    while (slots.length > replicas) slots.pop();
+    for (let i = 1; slots.length < replicas; i++) if (!slots.includes(String(i))) slots.push(String(i));
     slots.sort((a, b) => Number(a) - Number(b));
   }
   const stuckSlots: string[] = [];

@@ -11,15 +11,15 @@ test('controlapi/update: a task change starts an update, a scale does not; the s
   t.after(() => s.close());
   const c = s.client;
   const base = fixtures.service({ name: 'web', replicas: 2, image: 'app:1' }).spec!;
-  const v1 = await call(c.createService.bind(c), { spec: ServiceSpec.fromPartial(base) });
+  const v1 = await call(c.createService.bind(c), { spec: ServiceSpec.fromPartial(base), noResolveImage: false });
   assert.equal(v1.updateStatus, undefined);
 
-  const scaled = await call(c.updateService.bind(c), { ref: 'web', version: 0, spec: { ...v1.spec!, mode: { $case: 'replicated', value: { replicas: 3 } } }, rollback: '' });
+  const scaled = await call(c.updateService.bind(c), { ref: 'web', version: 0, spec: { ...v1.spec!, mode: { $case: 'replicated', value: { replicas: 3 } } }, rollback: '', noResolveImage: false });
   assert.equal(scaled.updateStatus, undefined, 'a scale starts no update');
 
   const spec2 = structuredClone(scaled.spec!);
   spec2.task!.container!.image = 'app:2';
-  const v2 = await call(c.updateService.bind(c), { ref: 'web', version: 0, spec: spec2, rollback: '' });
+  const v2 = await call(c.updateService.bind(c), { ref: 'web', version: 0, spec: spec2, rollback: '', noResolveImage: false });
   assert.equal(v2.updateStatus?.state, UpdateState.UPDATE_STATE_UPDATING);
   assert.equal(v2.specVersion, v1.specVersion + 1);
 
@@ -28,13 +28,13 @@ test('controlapi/update: a task change starts an update, a scale does not; the s
   const w = await s.store.commit([{ op: 'update', kind: 'services', object: paused }]);
   assert.ok(w.ok);
   await s.store.waitFor(w.revision);
-  const resumed = await call(c.updateService.bind(c), { ref: 'web', version: 0, spec: spec2, rollback: '' });
+  const resumed = await call(c.updateService.bind(c), { ref: 'web', version: 0, spec: spec2, rollback: '', noResolveImage: false });
   assert.equal(resumed.updateStatus?.state, UpdateState.UPDATE_STATE_UPDATING);
   assert.equal(resumed.updateStatus?.message, 'update resumed');
   assert.ok((resumed.updateStatus?.startedAt ?? 0) >= (v2.updateStatus?.startedAt ?? 0));
   assert.equal(resumed.specVersion, v2.specVersion, 'a resume changes no spec');
 
-  const back = await call(c.updateService.bind(c), { ref: 'web', version: 0, rollback: 'previous' });
+  const back = await call(c.updateService.bind(c), { ref: 'web', version: 0, rollback: 'previous', noResolveImage: false });
   assert.equal(back.updateStatus?.state, UpdateState.UPDATE_STATE_ROLLBACK_STARTED);
   assert.equal(back.spec?.task?.container?.image, 'app:1');
 });

@@ -122,4 +122,12 @@ describe('decideUpdate', () => {
     const s = svc();
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: tasks(s, ['old', 'old', 'old', 'old']), node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
   });
+
+  it('decideUpdate: slots need not be 1..replicas (a scale-down keeps the best-placed ones)', () => {
+    const s = svc();
+    const ts = tasks(s, ['old', 'old', 'old', 'old', 'old']).filter((t) => t.slot !== 2);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
+    const done = tasks(s, ['new', 'new', 'new', 'new', 'new']).filter((t) => t.slot !== 2);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: done, node: (id) => nodes.get(id), now: NOW }).actions), ['status completed: update completed']);
+  });
 });

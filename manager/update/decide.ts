@@ -112,7 +112,7 @@ function failedInUpdate(t: Task, since: number): boolean {
   return stateOf(t) === TaskState.TASK_STATE_RUNNING && t.status?.health === 'unhealthy';
 }
 
-/** Classify every slot 1..replicas (and any higher slot still holding tasks). */
+/** Classify every slot that holds a runnable task (or whose update task failed). */
 export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Task[] } {
   const { service, node } = input;
   const key = taskSpecKey(service);
@@ -124,8 +124,6 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
     if (!l) bySlot.set(t.slot, (l = []));
     l.push(t);
   }
-  const want = replicas(service);
-  for (let s = 1; s <= want; s++) if (!bySlot.has(s)) bySlot.set(s, []);
   const failures: Task[] = [];
   const slots: SlotView[] = [];
   for (const [slot, ts] of [...bySlot].sort((a, b) => a[0] - b[0])) {
@@ -135,7 +133,9 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
     const runnable = ts.filter(isRunnable);
     const newRunnable = runnable.filter((t) => !isDirty(t, service, key)).sort(newestFirst);
     const oldRunnable = runnable.filter((t) => isDirty(t, service, key));
-    if (slot > want && runnable.length === 0) continue;
+    // Slot numbers are not 1..replicas (scale-down keeps the best-placed tasks): a slot counts while
+    // it holds a runnable task, or its update task failed. Empty slots are counted by decideUpdate.
+    if (runnable.length === 0 && failedHere.length === 0) continue;
     const cur = newRunnable.find(isUp) ?? newRunnable[0];
     const runningOld = oldRunnable.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING);
     if (cur && !isUp(cur) && cur.desiredState === TaskState.TASK_STATE_READY && runningOld.length > 0 && failedHere.length === 0) {
@@ -154,7 +154,7 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
       else slots.push({ slot, phase: 'dirty', task: old });
       continue;
     }
-    slots.push({ slot, phase: failedHere.length > 0 ? 'failed' : 'down', task: ts.sort(newestFirst)[0] });
+    slots.push({ slot, phase: 'failed', task: ts.sort(newestFirst)[0] });
   }
   return { slots, failures };
 }
@@ -259,7 +259,9 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   const continuing = cfg.failureAction === UpdateFailureAction.UPDATE_FAILURE_ACTION_CONTINUE;
 
   // 3. Completion.
-  const live = slots.filter((s) => s.slot <= replicas(service));
+  const live = slots;
+  // Slots the orchestrator has yet to fill count as down.
+  const missing = Math.max(0, replicas(service) - live.length);
   const busy = live.filter((s) => s.phase === 'busy').length;
   const failedSlots = live.filter((s) => s.phase === 'failed').length;
   let lastUp = status?.startedAt ?? 0;
@@ -267,7 +269,7 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
     if (s.phase === 'done' && s.task && (s.task.meta?.createdAt ?? 0) >= (status?.startedAt ?? 0)) lastUp = Math.max(lastUp, s.task.status?.timestamp ?? 0);
   }
   if (dirty.length === 0 && busy === 0 && (failedSlots === 0 || continuing)) {
-    const allDone = live.every((s) => s.phase === 'done');
+    const allDone = missing === 0 && live.every((s) => s.phase === 'done');
     if (allDone || failedSlots > 0) {
       const end = lastUp + cfg.monitorMs;
       if (now < end) return { actions, wakeAt: end };
@@ -286,7 +288,7 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   const window = cfg.parallelism === 0 ? Number.POSITIVE_INFINITY : cfg.parallelism;
   // Slots without an up task now: being replaced, down for any reason, failed (unless the user
   // chose continue), or still on the old spec but not up (crashing, starting).
-  let downNow = live.filter((s) => s.phase === 'busy' || s.phase === 'down' || (s.phase === 'failed' && !continuing) || (s.phase === 'dirty' && !isUp(s.task!))).length;
+  let downNow = missing + live.filter((s) => s.phase === 'busy' || s.phase === 'down' || (s.phase === 'failed' && !continuing) || (s.phase === 'dirty' && !isUp(s.task!))).length;
   let busyNow = busy;
   if (busyNow >= window) return { actions };
   if (cfg.delayMs > 0 && lastUp > (status?.startedAt ?? 0)) {
