@@ -57,6 +57,7 @@ async function oneRun(): Promise<{ worker: number; reconnect: number; leader: nu
             mode: { $case: 'replicated', value: { replicas: 4 } },
             task: { container: { image: IMAGE, command: ['sleep', '86801'], args: [], env: [], labels: {}, capAdd: [], capDrop: [], mounts: [], dir: '', user: '', hostname: '', stopGracePeriodMs: 1000, stopSignal: '', tty: false, readOnly: false, pidsLimit: 0, imageDigest: '' }, placement: { constraints: ['node.role==worker'], preferences: [], maxReplicas: 0, platforms: [] }, networks: [], runtime: '', forceUpdate: 0 },
           },
+          noResolveImage: true,
         },
         cb,
       ),

@@ -37,6 +37,7 @@ const PENDING = 64;
 const RUNNING = 512;
 
 const DETACH: FlagDef = { name: 'detach', short: 'd', kind: 'bool', help: 'return at once instead of waiting for the service to converge' };
+const NO_RESOLVE: FlagDef = { name: 'no-resolve-image', kind: 'bool', help: 'do not ask the registry for the digest of the image tag' };
 const QUIET: FlagDef = { name: 'quiet', short: 'q', kind: 'bool', help: 'print only ids (create/update: no progress output)' };
 
 const devNull: NodeJS.WritableStream = { write: () => true } as unknown as NodeJS.WritableStream;
@@ -106,13 +107,14 @@ const create: Command = {
     ...CREATE_SPEC_FLAGS,
     ...CREATE_LIST_FLAGS,
     DETACH,
+    NO_RESOLVE,
     QUIET,
   ],
   async run(args, ctx) {
     const mode = modeFromFlags(str(args, 'mode'), str(args, 'replicas'), str(args, 'max-concurrent'));
     const spec = createSpec(args, ctx.env, str(args, 'name') ?? '', mode);
     const api = control(ctx);
-    const svc = await api.createService({ spec });
+    const svc = await api.createService({ spec, noResolveImage: bool(args, 'no-resolve-image') });
     ctx.out.write(`${svc.id}\n`);
     const quiet = bool(args, 'quiet');
     if (!quiet && !svc.spec?.task?.container?.imageDigest) {
@@ -301,7 +303,7 @@ const scale: Command = {
         else if (m?.$case === 'replicatedJob') m.value.totalCompletions = w.replicas;
         else throw new CallError(`service "${spec.name}" is ${modeName(spec)}: scale works only on replicated services`, 9);
         const baseline = await taskIds(api, svc.id);
-        await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, spec, rollback: '' });
+        await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, spec, rollback: '', noResolveImage: bool(args, 'no-resolve-image') });
         ctx.out.write(`${w.ref} scaled to ${w.replicas}\n`);
         scaled.push({ id: svc.id, baseline, before: svc });
       } catch (e) {
@@ -352,6 +354,7 @@ const update: Command = {
     ...EXTRA_SPEC_FLAGS,
     ...UPDATE_SPEC_FLAGS,
     DETACH,
+    NO_RESOLVE,
     QUIET,
   ],
   async run(args, ctx) {
@@ -361,10 +364,10 @@ const update: Command = {
     const baseline = await taskIds(api, svc.id);
     let updated: Service;
     if (bool(args, 'rollback')) {
-      updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, rollback: 'previous' });
+      updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, rollback: 'previous', noResolveImage: false });
     } else {
       const spec = updatedSpec(svc.spec!, args, ctx.env);
-      updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, spec, rollback: '' });
+      updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, spec, rollback: '', noResolveImage: bool(args, 'no-resolve-image') });
     }
     ctx.out.write(`${updated.spec?.name ?? svc.id}\n`);
     if (bool(args, 'detach')) return 0;
@@ -382,7 +385,7 @@ const rollback: Command = {
     const api = control(ctx);
     const svc = await api.getService(args.positionals[0]);
     const baseline = await taskIds(api, svc.id);
-    const updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, rollback: 'previous' });
+    const updated = await api.updateService({ ref: svc.id, version: svc.meta?.version ?? 0, rollback: 'previous', noResolveImage: false });
     ctx.out.write(`${updated.spec?.name ?? svc.id}\n`);
     if (bool(args, 'detach')) return 0;
     return converge(api, ctx, svc.id, bool(args, 'quiet'), baseline, svc, true);

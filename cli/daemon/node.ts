@@ -496,7 +496,8 @@ export class Daemon {
       bootstrap: etcd.bootstrap,
       resolveImage: async (ref) => {
         try {
-          return (await images.resolveRemote(ref, { attempts: 1, idleTimeoutMs: 3000 })).digest;
+          // at most 2 s: a registry that cannot be reached (no DNS, no route) must not hold up service create
+          return (await images.resolveRemote(ref, { attempts: 1, idleTimeoutMs: 2000, signal: AbortSignal.timeout(2000) })).digest;
         } catch (err) {
           // the registry answered that the tag does not exist: refuse the service (the control API says why)
           const e = err as { name?: string; status?: number; message?: string };

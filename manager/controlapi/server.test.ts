@@ -37,7 +37,7 @@ describe('controlapi: services', () => {
   const c = () => s.client;
 
   test('controlapi: create fills Swarm defaults and specVersion 1', async () => {
-    const svc = await call(c().createService.bind(c()), { spec: spec({ name: 'defaults' }) as ServiceSpec });
+    const svc = await call(c().createService.bind(c()), { spec: spec({ name: 'defaults' }) as ServiceSpec, noResolveImage: false });
     assert.equal(svc.specVersion, 1);
     assert.ok(svc.meta!.version > 0);
     assert.deepEqual(svc.spec!.mode, { $case: 'replicated', value: { replicas: 1 } });
@@ -53,15 +53,15 @@ describe('controlapi: services', () => {
     const sp = spec({ name: 'explicit' });
     sp.task!.restart = { condition: 2, delayMs: 0, maxAttempts: 3, windowMs: 0 };
     sp.update = { parallelism: 0, delayMs: 1000, failureAction: 2, monitorMs: 0, maxFailureRatio: 0.5, order: 1 };
-    const svc = await call(c().createService.bind(c()), { spec: sp as ServiceSpec });
+    const svc = await call(c().createService.bind(c()), { spec: sp as ServiceSpec, noResolveImage: false });
     assert.deepEqual(svc.spec!.task!.restart, { condition: 2, delayMs: 0, maxAttempts: 3, windowMs: 0 });
     assert.equal(svc.spec!.update!.parallelism, 0);
     assert.equal(svc.spec!.update!.order, 1);
   });
 
   test('controlapi: a second service with the same name is ALREADY_EXISTS', async () => {
-    await call(c().createService.bind(c()), { spec: spec({ name: 'dup' }) as ServiceSpec });
-    await expectStatus(call(c().createService.bind(c()), { spec: spec({ name: 'dup' }) as ServiceSpec }), grpc.status.ALREADY_EXISTS, 'service "dup" already exists');
+    await call(c().createService.bind(c()), { spec: spec({ name: 'dup' }) as ServiceSpec, noResolveImage: false });
+    await expectStatus(call(c().createService.bind(c()), { spec: spec({ name: 'dup' }) as ServiceSpec, noResolveImage: false }), grpc.status.ALREADY_EXISTS, 'service "dup" already exists');
   });
 
   test('controlapi: concurrent creates of one name leave exactly one service', async () => {
@@ -78,7 +78,7 @@ describe('controlapi: services', () => {
       waitFor: (r) => mem.waitFor(r),
     };
     const api = controlApi({ store: slow, clock: { now: () => 1000 }, logs: { async subscribe() {} } });
-    const results = await Promise.allSettled([1, 2, 3, 4].map(() => api.createService({ spec: spec({ name: 'racy' }) })));
+    const results = await Promise.allSettled([1, 2, 3, 4].map(() => api.createService({ spec: spec({ name: 'racy' }), noResolveImage: false })));
     assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
     for (const r of results) {
       if (r.status === 'rejected') assert.equal((r.reason as Error).message, 'service "racy" already exists');
@@ -158,9 +158,9 @@ describe('controlapi: services', () => {
       if (what.includes('replicas')) {
         const { controlApi } = await import('./server.ts');
         const api = controlApi({ store: s.store, clock: { now: () => 0 }, logs: { async subscribe() {} } });
-        await assert.rejects(api.createService({ spec: sp as ServiceSpec }), (e: Error) => e.name === 'ValidationError' && e.message === message);
+        await assert.rejects(api.createService({ spec: sp as ServiceSpec, noResolveImage: false }), (e: Error) => e.name === 'ValidationError' && e.message === message);
       } else {
-        await expectStatus(call(c().createService.bind(c()), { spec: sp as ServiceSpec }), grpc.status.INVALID_ARGUMENT, message);
+        await expectStatus(call(c().createService.bind(c()), { spec: sp as ServiceSpec, noResolveImage: false }), grpc.status.INVALID_ARGUMENT, message);
       }
       assert.equal(s.store.view().list('services').length, before);
     });
@@ -170,21 +170,21 @@ describe('controlapi: services', () => {
     const sp = spec({ name: 'multi' });
     sp.task!.container!.env = ['=x'];
     sp.task!.container!.dir = 'rel';
-    await expectStatus(call(c().createService.bind(c()), { spec: sp as ServiceSpec }), grpc.status.INVALID_ARGUMENT, /^2 problems: workdir "rel" must be an absolute path; env "=x" has no name|^2 problems: env "=x" has no name: write KEY=VALUE; workdir "rel"/);
+    await expectStatus(call(c().createService.bind(c()), { spec: sp as ServiceSpec, noResolveImage: false }), grpc.status.INVALID_ARGUMENT, /^2 problems: workdir "rel" must be an absolute path; env "=x" has no name|^2 problems: env "=x" has no name: write KEY=VALUE; workdir "rel"/);
   });
 
   test('controlapi: version conflict — one of two writers wins, the other is told to re-read', async (t) => {
-    const created = await call(c().createService.bind(c()), { spec: spec({ name: 'race', replicas: 1 }) as ServiceSpec });
+    const created = await call(c().createService.bind(c()), { spec: spec({ name: 'race', replicas: 1 }) as ServiceSpec, noResolveImage: false });
     const other = new ControlClient(s.target, grpc.credentials.createInsecure());
     t.after(() => other.close());
     const a = await call(c().getService.bind(c()), { ref: 'race' });
     const b = await call(other.getService.bind(other), { ref: 'race' });
     const specA = { ...a.spec!, mode: { $case: 'replicated' as const, value: { replicas: 3 } } };
     const specB = { ...b.spec!, mode: { $case: 'replicated' as const, value: { replicas: 5 } } };
-    const won = await call(c().updateService.bind(c()), { ref: 'race', version: a.meta!.version, spec: specA, rollback: '' });
+    const won = await call(c().updateService.bind(c()), { ref: 'race', version: a.meta!.version, spec: specA, rollback: '', noResolveImage: false });
     assert.equal(won.spec!.mode!.$case === 'replicated' && won.spec!.mode!.value.replicas, 3);
     await expectStatus(
-      call(other.updateService.bind(other), { ref: created.id, version: b.meta!.version, spec: specB, rollback: '' }),
+      call(other.updateService.bind(other), { ref: created.id, version: b.meta!.version, spec: specB, rollback: '', noResolveImage: false }),
       grpc.status.ABORTED,
       `service "race" was updated by someone else since you read it (version ${won.meta!.version}, yours ${b.meta!.version}): read it again and retry`,
     );
@@ -193,40 +193,41 @@ describe('controlapi: services', () => {
   });
 
   test('controlapi: scaling keeps specVersion, a task change bumps it; rollback swaps spec and previousSpec', async () => {
-    const v1 = await call(c().createService.bind(c()), { spec: spec({ name: 'versions', replicas: 1 }) as ServiceSpec });
+    const v1 = await call(c().createService.bind(c()), { spec: spec({ name: 'versions', replicas: 1 }) as ServiceSpec, noResolveImage: false });
     const scaled = await call(c().updateService.bind(c()), {
       ref: 'versions',
       version: v1.meta!.version,
       spec: { ...v1.spec!, mode: { $case: 'replicated', value: { replicas: 4 } } },
       rollback: '',
+      noResolveImage: false,
     });
     assert.equal(scaled.specVersion, 1);
     const newTask = { ...scaled.spec!.task!, container: { ...scaled.spec!.task!.container!, env: ['A=1'] } };
-    const changed = await call(c().updateService.bind(c()), { ref: 'versions', version: scaled.meta!.version, spec: { ...scaled.spec!, task: newTask }, rollback: '' });
+    const changed = await call(c().updateService.bind(c()), { ref: 'versions', version: scaled.meta!.version, spec: { ...scaled.spec!, task: newTask }, rollback: '', noResolveImage: false });
     assert.equal(changed.specVersion, 2);
     assert.deepEqual(changed.previousSpec!.task!.container!.env, []);
-    const rolled = await call(c().updateService.bind(c()), { ref: 'versions', version: changed.meta!.version, rollback: 'previous' });
+    const rolled = await call(c().updateService.bind(c()), { ref: 'versions', version: changed.meta!.version, rollback: 'previous', noResolveImage: false });
     assert.equal(rolled.specVersion, 3);
     assert.deepEqual(rolled.spec!.task!.container!.env, []);
     assert.deepEqual(rolled.previousSpec!.task!.container!.env, ['A=1']);
   });
 
   test('controlapi: rollback without a previous spec is refused', async () => {
-    await call(c().createService.bind(c()), { spec: spec({ name: 'fresh' }) as ServiceSpec });
-    await expectStatus(call(c().updateService.bind(c()), { ref: 'fresh', version: 0, rollback: 'previous' }), grpc.status.FAILED_PRECONDITION, 'service "fresh" has no previous spec to roll back to');
+    await call(c().createService.bind(c()), { spec: spec({ name: 'fresh' }) as ServiceSpec, noResolveImage: false });
+    await expectStatus(call(c().updateService.bind(c()), { ref: 'fresh', version: 0, rollback: 'previous', noResolveImage: false }), grpc.status.FAILED_PRECONDITION, 'service "fresh" has no previous spec to roll back to');
   });
 
   test('controlapi: mode cannot change on update', async () => {
-    const svc = await call(c().createService.bind(c()), { spec: spec({ name: 'moded' }) as ServiceSpec });
+    const svc = await call(c().createService.bind(c()), { spec: spec({ name: 'moded' }) as ServiceSpec, noResolveImage: false });
     await expectStatus(
-      call(c().updateService.bind(c()), { ref: 'moded', version: 0, spec: { ...svc.spec!, mode: { $case: 'global', value: {} } }, rollback: '' }),
+      call(c().updateService.bind(c()), { ref: 'moded', version: 0, spec: { ...svc.spec!, mode: { $case: 'global', value: {} } }, rollback: '', noResolveImage: false }),
       grpc.status.INVALID_ARGUMENT,
       'service "moded" is replicated: its mode cannot be changed to global (remove and create it)',
     );
   });
 
   test('controlapi: remove, then not found', async () => {
-    await call(c().createService.bind(c()), { spec: spec({ name: 'gone' }) as ServiceSpec });
+    await call(c().createService.bind(c()), { spec: spec({ name: 'gone' }) as ServiceSpec, noResolveImage: false });
     await call(c().removeService.bind(c()), { ref: 'gone' });
     await expectStatus(call(c().getService.bind(c()), { ref: 'gone' }), grpc.status.NOT_FOUND, 'service "gone" not found');
     await expectStatus(call(c().removeService.bind(c()), { ref: 'gone' }), grpc.status.NOT_FOUND, 'service "gone" not found');
@@ -358,15 +359,18 @@ describe('controlapi: images, cluster, store, logs', () => {
     });
     try {
       const c = s.client;
-      const pinned = await call(c.createService.bind(c), { spec: spec({ name: 'pinned' }) as ServiceSpec });
+      const pinned = await call(c.createService.bind(c), { spec: spec({ name: 'pinned' }) as ServiceSpec, noResolveImage: false });
       assert.equal(pinned.spec!.task!.container!.imageDigest, 'sha256:1111111111111111111111111111111111111111111111111111111111111111');
       await expectStatus(
-        call(c.createService.bind(c), { spec: spec({ name: 'missing', image: 'missing:1' }) as ServiceSpec }),
+        call(c.createService.bind(c), { spec: spec({ name: 'missing', image: 'missing:1' }) as ServiceSpec, noResolveImage: false }),
         grpc.status.FAILED_PRECONDITION,
         'image "missing:1" not found: manifest unknown (404) in 127.0.0.1:5000 (check the name and tag, or push it first)',
       );
       assert.equal(s.store.view().serviceByName('missing'), undefined);
-      const offline = await call(c.createService.bind(c), { spec: spec({ name: 'offline', image: 'offline:1' }) as ServiceSpec });
+      // --no-resolve-image: the registry is not asked, even for a tag it does not have
+      const kept = await call(c.createService.bind(c), { spec: spec({ name: 'kept', image: 'missing:2' }) as ServiceSpec, noResolveImage: true });
+      assert.equal(kept.spec!.task!.container!.imageDigest, '');
+      const offline = await call(c.createService.bind(c), { spec: spec({ name: 'offline', image: 'offline:1' }) as ServiceSpec, noResolveImage: false });
       assert.equal(offline.spec!.task!.container!.imageDigest, '');
       assert.match(s.logs.join('\n'), /image "offline:1" could not be resolved to a digest \(connect ECONNREFUSED/);
     } finally {
@@ -385,19 +389,19 @@ describe('controlapi: images, cluster, store, logs', () => {
     });
     try {
       const c = s.client;
-      const v1 = await call(c.createService.bind(c), { spec: spec({ name: 'app', image: 'app:latest' }) as ServiceSpec });
+      const v1 = await call(c.createService.bind(c), { spec: spec({ name: 'app', image: 'app:latest' }) as ServiceSpec, noResolveImage: false });
       digest = 'sha256:' + 'b'.repeat(64);
-      const scaled = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: { ...v1.spec!, mode: { $case: 'replicated', value: { replicas: 2 } } }, rollback: '' });
+      const scaled = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: { ...v1.spec!, mode: { $case: 'replicated', value: { replicas: 2 } } }, rollback: '', noResolveImage: false });
       assert.equal(scaled.spec!.task!.container!.imageDigest, 'sha256:' + 'a'.repeat(64));
       assert.equal(scaled.specVersion, 1);
       const cleared = structuredClone(scaled.spec!);
       cleared.task!.container!.imageDigest = '';
       offline = true;
-      const kept = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: cleared, rollback: '' });
+      const kept = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: cleared, rollback: '', noResolveImage: false });
       assert.equal(kept.spec!.task!.container!.imageDigest, 'sha256:' + 'a'.repeat(64));
       assert.equal(kept.specVersion, 1);
       offline = false;
-      const repinned = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: cleared, rollback: '' });
+      const repinned = await call(c.updateService.bind(c), { ref: 'app', version: 0, spec: cleared, rollback: '', noResolveImage: false });
       assert.equal(repinned.spec!.task!.container!.imageDigest, 'sha256:' + 'b'.repeat(64));
       assert.equal(repinned.specVersion, 2);
     } finally {
@@ -433,8 +437,8 @@ describe('controlapi: images, cluster, store, logs', () => {
     const s = await startTestServer();
     try {
       s.store.setUnavailable();
-      await expectStatus(call(s.client.createService.bind(s.client), { spec: spec({ name: 'x' }) as ServiceSpec }), grpc.status.UNAVAILABLE, /cluster store \(etcd\) is unavailable: .*majority of managers/);
-      await assert.rejects(call(s.client.createService.bind(s.client), { spec: spec({ name: 'x' }) as ServiceSpec }), (e: grpc.ServiceError) => {
+      await expectStatus(call(s.client.createService.bind(s.client), { spec: spec({ name: 'x' }) as ServiceSpec, noResolveImage: false }), grpc.status.UNAVAILABLE, /cluster store \(etcd\) is unavailable: .*majority of managers/);
+      await assert.rejects(call(s.client.createService.bind(s.client), { spec: spec({ name: 'x' }) as ServiceSpec, noResolveImage: false }), (e: grpc.ServiceError) => {
         assert.deepEqual(e.metadata.get('gantry-error-origin'), ['controlapi']);
         return true;
       });

@@ -136,7 +136,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
   }
 
   /** Pins the image to a digest when a registry can tell us; a missing tag is an error, an unreachable registry is not. */
-  async function pinImage(spec: ValidServiceSpec): Promise<void> {
+  async function pinImage(spec: ValidServiceSpec, noResolve = false): Promise<void> {
     const c = spec.task.container;
     const ref = checkImageRef(c.image);
     if (ref.ok && ref.digest) {
@@ -144,7 +144,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
       return;
     }
     c.imageDigest = '';
-    if (!deps.resolveImage) return;
+    if (!deps.resolveImage || noResolve) return;
     let digest: string | undefined;
     try {
       digest = await deps.resolveImage(c.image);
@@ -261,7 +261,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
       const netProblems = checkServiceNetworking(store.view(), spec);
       if (netProblems.length) throw new ValidationError(netProblems);
       if (store.view().serviceByName(spec.name)) throw new AlreadyExistsError(`service "${spec.name}" already exists`);
-      await pinImage(spec);
+      await pinImage(spec, req.noResolveImage);
       const now = clock.now();
       const service: Service = {
         id,
@@ -334,7 +334,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
         const c = valid.task.container;
         const sameImage = old !== undefined && old.image === c.image;
         if (!(sameImage && c.imageDigest !== '' && c.imageDigest === old.imageDigest)) {
-          await pinImage(valid);
+          await pinImage(valid, req.noResolveImage);
           if (sameImage && c.imageDigest === '') c.imageDigest = old.imageDigest;
         }
         spec = valid;

@@ -60,7 +60,11 @@ export interface RemoveNodeRequest {
 }
 
 export interface CreateServiceRequest {
-  spec?: ServiceSpec | undefined;
+  spec?:
+    | ServiceSpec
+    | undefined;
+  /** keep the tag: do not ask the registry for its digest */
+  noResolveImage: boolean;
 }
 
 export interface GetServiceRequest {
@@ -90,6 +94,7 @@ export interface UpdateServiceRequest {
     | undefined;
   /** "previous": replace spec by previous_spec */
   rollback: string;
+  noResolveImage: boolean;
 }
 
 export interface RemoveServiceRequest {
@@ -519,13 +524,16 @@ export const RemoveNodeRequest: MessageFns<RemoveNodeRequest> = {
 };
 
 function createBaseCreateServiceRequest(): CreateServiceRequest {
-  return { spec: undefined };
+  return { spec: undefined, noResolveImage: false };
 }
 
 export const CreateServiceRequest: MessageFns<CreateServiceRequest> = {
   encode(message: CreateServiceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.spec !== undefined) {
       ServiceSpec.encode(message.spec, writer.uint32(10).fork()).join();
+    }
+    if (message.noResolveImage !== false) {
+      writer.uint32(16).bool(message.noResolveImage);
     }
     return writer;
   },
@@ -551,6 +559,14 @@ export const CreateServiceRequest: MessageFns<CreateServiceRequest> = {
             message.spec = ServiceSpec.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.noResolveImage = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -571,6 +587,7 @@ export const CreateServiceRequest: MessageFns<CreateServiceRequest> = {
     message.spec = (object.spec !== undefined && object.spec !== null)
       ? ServiceSpec.fromPartial(object.spec)
       : undefined;
+    message.noResolveImage = object.noResolveImage ?? false;
     return message;
   },
 };
@@ -822,7 +839,7 @@ export const ListServicesResponse: MessageFns<ListServicesResponse> = {
 };
 
 function createBaseUpdateServiceRequest(): UpdateServiceRequest {
-  return { ref: "", version: 0, spec: undefined, rollback: "" };
+  return { ref: "", version: 0, spec: undefined, rollback: "", noResolveImage: false };
 }
 
 export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
@@ -838,6 +855,9 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
     }
     if (message.rollback !== "") {
       writer.uint32(34).string(message.rollback);
+    }
+    if (message.noResolveImage !== false) {
+      writer.uint32(40).bool(message.noResolveImage);
     }
     return writer;
   },
@@ -887,6 +907,14 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
             message.rollback = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.noResolveImage = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -910,6 +938,7 @@ export const UpdateServiceRequest: MessageFns<UpdateServiceRequest> = {
       ? ServiceSpec.fromPartial(object.spec)
       : undefined;
     message.rollback = object.rollback ?? "";
+    message.noResolveImage = object.noResolveImage ?? false;
     return message;
   },
 };
