@@ -287,6 +287,15 @@ const cases: Case[] = [
     want: ['promote new'],
   },
   {
+    name: 'stop-first update: a READY task is not promoted while the old task of its slot still runs (the updater promotes it once it stopped)',
+    service: { replicas: 1, specVersion: 2 },
+    tasks: [
+      running(1, 'n1', 'old', { specVersion: 1, desiredState: 'shutdown' }),
+      running(1, 'n2', 'new', { specVersion: 2, desiredState: 'ready', state: 'ready' }),
+    ],
+    want: [],
+  },
+  {
     name: 'delay: a READY replacement waits, and the loop is told when to wake',
     service: { replicas: 1, restart: { delayMs: 5000 } },
     tasks: [running(1, 'n1', 'new', { desiredState: 'ready', state: 'assigned' })],
