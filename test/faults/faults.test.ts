@@ -57,7 +57,7 @@ describe('faults', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_000
     await lab?.down();
   });
 
-  test(`faults: ${FAULTS} random faults (seed ${SEED}); no slot runs twice, then everything converges and managers agree`, async () => {
+  test(`faults: ${FAULTS} random faults (seed ${SEED}); no slot runs twice, then everything converges and managers agree`, async (t) => {
     const managers = lab.hosts.slice(0, 3);
     const workers = lab.hosts.slice(3);
     const reachable = () => managers.filter((h) => h.running());
@@ -81,6 +81,11 @@ describe('faults', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_000
       }
     })();
 
+    const stopSampling = async () => {
+      sampling = false;
+      await sampler;
+    };
+    t.after(stopSampling); // a failed step must not leave the sampler running
     const log: string[] = [];
     const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
     const gantryd = (h: LabHost) => h.processes((a) => a.some((x) => x.endsWith('cli/gantryd.ts')));
@@ -150,8 +155,7 @@ describe('faults', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_000
       const procs = [...sleepersByHost(lab.hosts, '86701').values(), ...sleepersByHost(lab.hosts, '86702').values()].reduce((a, b) => a + b, 0);
       return procs === 12 || `${procs} containers run for 12 tasks (a container without a task, or a task without one)`;
     }, 180_000, 500);
-    sampling = false;
-    await sampler;
+    await stopSampling();
     assert.deepEqual(violations, [], `seed ${SEED}; faults: ${log.join('; ')}`);
 
     // every manager reports the same state

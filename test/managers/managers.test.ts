@@ -90,13 +90,14 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     for (const h of lab.hosts.slice(0, 3)) assert.equal((await nodes(h)).length, 5);
   });
 
-  test('managers: the leader host killed — another manager leads, writes resume, the service keeps its replicas and no slot runs twice', async () => {
+  test('managers: the leader host killed — another manager leads, writes resume, the service keeps its replicas and no slot runs twice', async (t) => {
     await createSleeper(c.manager, 'steady', '86501', ['--replicas', '6']);
     await waitConverged(c, 'steady', '86501', 6);
     const leader = await leaderOf(lab, lab.host(0));
     assert.ok(leader, 'a leader is known');
     const survivors = lab.hosts.slice(0, 3).filter((h) => h !== leader);
     const slots = watchSlots(c, 'steady', '86501', 6, () => survivors[0], () => lab.hosts.filter((h) => h !== leader));
+    t.after(() => slots.end()); // a failed assertion must not leave the sampler running
     await leader.kill();
 
     await until(async () => {
@@ -110,8 +111,8 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     // the killed host's tasks are replaced on the others; the service is whole again
     const alive = { ...c, manager: survivors[0], lab: { ...lab, hosts: lab.hosts.filter((h) => h !== leader) } as unknown as Lab };
     await waitConverged(alive, 'steady', '86501', 6, 90_000);
-    const t = live(await ps(survivors[0], 'steady'));
-    assert.ok(t.every((x) => x.node !== leader.name), `no live task on the dead host: ${summary(t)}`);
+    const tasks = live(await ps(survivors[0], 'steady'));
+    assert.ok(tasks.every((x) => x.node !== leader.name), `no live task on the dead host: ${summary(tasks)}`);
     assert.deepEqual(await slots.end(), []);
 
     // the dead manager comes back: its etcd member rejoins and it is a reachable manager again
