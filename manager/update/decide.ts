@@ -23,8 +23,8 @@ export interface UpdateInput {
   node(id: string): Node | undefined;
   now: number;
   /**
-   * Prepare the next `parallelism` slots' tasks ahead (READY beside the running old ones). Off by
-   * default: on this shared 2-CPU host it measured slower for stop-first (bench/update.ts), see README.
+   * Prepare the next `parallelism` slots' tasks ahead (READY beside the running old ones). Default:
+   * start-first only (measured faster there; slower for stop-first on this host, see README).
    */
   prepareAhead?: boolean;
 }
@@ -318,7 +318,7 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   }
   // Prepare the next `parallelism` slots ahead (scheduled, image pulled, container created), so
   // that their turn costs only a start. Not with parallelism 0 (everything goes at once anyway).
-  if (input.prepareAhead && Number.isFinite(window)) {
+  if ((input.prepareAhead ?? !stopFirst) && Number.isFinite(window)) {
     let staged = dirty.filter((s) => s.phase === 'staged' && !picked.has(s.slot)).length;
     for (const s of order) {
       if (staged >= window) break;

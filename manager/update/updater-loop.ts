@@ -9,7 +9,7 @@ import { decideUpdate, type UpdateAction } from './decide.ts';
 
 export interface UpdaterOptions extends ControllerDeps {
   newId?: () => string;
-  /** Prepare the next slots ahead (default: GANTRY_UPDATE_PREPARE_AHEAD=1 in the environment). */
+  /** Prepare the next slots ahead: true/false, or by order when undefined (GANTRY_UPDATE_PREPARE_AHEAD=1|0 sets it). */
   prepareAhead?: boolean;
 }
 
@@ -18,7 +18,7 @@ export class Updater {
   private readonly clock: Clock;
   private readonly log: Log;
   private readonly newId: () => string;
-  private readonly prepareAhead: boolean;
+  private readonly prepareAhead: boolean | undefined;
   private readonly loop: ControllerLoop;
   private dirty = new Set<string>();
   private all = true;
@@ -28,7 +28,8 @@ export class Updater {
     this.clock = opts.clock;
     this.log = opts.log;
     this.newId = opts.newId ?? defaultNewId;
-    this.prepareAhead = opts.prepareAhead ?? process.env.GANTRY_UPDATE_PREPARE_AHEAD === '1';
+    const env = process.env.GANTRY_UPDATE_PREPARE_AHEAD;
+    this.prepareAhead = opts.prepareAhead ?? (env === '1' ? true : env === '0' ? false : undefined);
     this.loop = new ControllerLoop(opts, {
       name: 'updater',
       interested: (e) => {
