@@ -565,25 +565,27 @@ export class Daemon {
     const managerAddr = `${s.advertiseAddr}:${bound.port}`;
     try {
       const { peerUrl } = await etcdUrls(this.opts.dataDir, s);
+      const own = await newKeyAndCsr();
+      // ask the managers in turn; only the request is retried per manager, the start happens once
+      let res: JoinResponse | undefined;
       let lastErr: unknown;
       for (const addr of s.managers) {
         try {
-          const own = await newKeyAndCsr();
-          const res = await this.callManager(addr, this.tls.dial(), (client, md, opts, cb) =>
+          res = await this.callManager(addr, this.tls.dial(), (client, md, opts, cb) =>
             client.promote({ nodeId: s.nodeId, nodeSecret: '', etcdPeerUrl: peerUrl, managerAddr, etcdMemberName: s.etcdName as string, csr: Buffer.from(own.csrPem) }, md, opts, cb),
           );
-          await this.tls.setClusterKey(Buffer.from(res.clusterKey));
-          await this.tls.set({ keyPem: own.keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() });
-          const next: NodeState = { ...s, role: 'manager', listenAddr: `${bound.host}:${bound.port}`, managerAddr, managers: [managerAddr, ...res.managers.filter((m) => m !== managerAddr)] };
-          await this.startManager(next, { clusterState: 'existing', initialCluster: res.etcdInitialCluster.join(',') }, bound.server);
-          await saveState(this.opts.dataDir, next);
-          this.state = next;
-          return;
+          break;
         } catch (err) {
           lastErr = err;
         }
       }
-      throw lastErr ?? new Error('no manager known');
+      if (!res) throw lastErr ?? new Error('no manager known');
+      await this.tls.setClusterKey(Buffer.from(res.clusterKey));
+      await this.tls.set({ keyPem: own.keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() });
+      const next: NodeState = { ...s, role: 'manager', listenAddr: `${bound.host}:${bound.port}`, managerAddr, managers: [managerAddr, ...res.managers.filter((m) => m !== managerAddr)] };
+      await this.startManager(next, { clusterState: 'existing', initialCluster: res.etcdInitialCluster.join(',') }, bound.server);
+      await saveState(this.opts.dataDir, next);
+      this.state = next;
     } catch (err) {
       bound.server.forceShutdown();
       // keep member.json: a retry asks with the same peer URL, so no second member is added
