@@ -41,6 +41,7 @@ import type { LogBroker } from './logs.ts';
 import { nodeName, type Resolved, resolveNode, resolveService, resolveTask } from './resolve.ts';
 import { summarize } from './summary.ts';
 import { checkServiceNetworking } from './network.ts';
+import { resolveSecretRefs } from './secret-refs.ts';
 import { newJoinToken } from '../dispatcher/tokens.ts';
 import { type ValidServiceSpec, validateNodeSpec, validateServiceSpec } from './validate.ts';
 
@@ -258,7 +259,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
       const id = newId();
       if (!input.name) input.name = defaultName(input.task?.container?.image ?? '', id);
       const spec = validated(input);
-      const netProblems = checkServiceNetworking(store.view(), spec);
+      const netProblems = [...checkServiceNetworking(store.view(), spec), ...resolveSecretRefs(store.view(), spec)];
       if (netProblems.length) throw new ValidationError(netProblems);
       if (store.view().serviceByName(spec.name)) throw new AlreadyExistsError(`service "${spec.name}" already exists`);
       await pinImage(spec, req.noResolveImage);
@@ -322,7 +323,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
         const input: ServiceSpecInput = { ...req.spec, name: req.spec.name || name };
         if (input.name !== name) throw new ValidationError([`renaming a service is not supported (service "${name}", new name "${input.name}")`]);
         const valid = validated(input);
-        const netProblems = checkServiceNetworking(store.view(), valid, current.id);
+        const netProblems = [...checkServiceNetworking(store.view(), valid, current.id), ...resolveSecretRefs(store.view(), valid)];
         if (netProblems.length) throw new ValidationError(netProblems);
         const oldMode = current.spec?.mode?.$case;
         if (oldMode && valid.mode.$case !== oldMode) {
