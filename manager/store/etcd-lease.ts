@@ -9,8 +9,11 @@ export class LeaseKeeper {
   private current = '0';
   /** When the last acknowledged keepalive was sent (or the lease granted). */
   private lastAck = 0;
-  /** Send times of keepalives not yet acknowledged, oldest first (acks come back in order). */
-  private sent: number[] = [];
+  /**
+   * Keepalives on the current stream not yet answered, oldest first. etcd answers every request on a
+   * stream, in order, whatever lease it names, so each answer consumes exactly one entry.
+   */
+  private sent: { id: string; at: number }[] = [];
   private lostListeners = new Set<(oldId: string) => void>();
   private stream: ReturnType<EtcdRpc['keepAliveStream']> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -45,7 +48,7 @@ export class LeaseKeeper {
 
   async start(): Promise<void> {
     await this.grant();
-    this.timer = setInterval(() => this.tick(), Math.max(200, Math.floor(this.ttlMs / 3)));
+    this.timer = setInterval(() => this.tick(), this.tickMs);
     this.timer.unref?.();
   }
 
@@ -77,6 +80,9 @@ export class LeaseKeeper {
     if (res.error) throw new Error(`etcd refused a lease: ${res.error}`);
     this.current = res.ID;
     this.lastAck = asked;
+    // Keepalives for the new lease must not queue behind ones still stuck on the old stream (etcd
+    // serves a stream's requests one at a time; one forwarded to a dead raft leader blocks for ~7 s).
+    this.resetStream();
     this.log(`store: lease ${BigInt(res.ID).toString(16)} granted (ttl ${res.TTL}s)`);
     this.revokeStale();
     return res.ID;
@@ -122,12 +128,32 @@ export class LeaseKeeper {
       void this.regrant().catch(() => {});
       return;
     }
+    const now = Date.now();
+    // The oldest keepalive unanswered for a whole tick: etcd is stuck on it (our member forwards
+    // renewals to the raft leader and waits up to ~7 s when that leader died). Later keepalives
+    // on this stream wait behind it, so start a fresh stream (which asks the current leader).
+    if (this.stream && this.sent.length > 0 && now - this.sent[0].at >= this.tickMs) this.resetStream();
     if (!this.stream) this.openStream();
     try {
       this.stream?.write({ ID: this.current });
-      this.sent.push(Date.now());
+      this.sent.push({ id: this.current, at: now });
     } catch {
-      this.stream = undefined;
+      this.resetStream();
+    }
+  }
+
+  private get tickMs(): number {
+    return Math.max(200, Math.floor(this.ttlMs / 3));
+  }
+
+  /** Abandons the keepalive stream (and what is pending on it); the next tick opens a new one. */
+  private resetStream(): void {
+    const s = this.stream;
+    this.stream = undefined;
+    this.sent = [];
+    if (s) {
+      s.on('error', () => {});
+      s.cancel();
     }
   }
 
@@ -136,7 +162,9 @@ export class LeaseKeeper {
     this.stream = s;
     this.sent = [];
     s.on('data', (res: { ID: string; TTL: string }) => {
-      if (res.ID !== this.current) return;
+      if (this.stream !== s) return; // an abandoned stream: its answers match nothing we track
+      const req = this.sent.shift();
+      if (res.ID !== this.current || req?.id !== res.ID) return; // an answer for an earlier lease
       if (Number(res.TTL) <= 0) {
         this.lose();
         void this.regrant().catch(() => {});
@@ -144,7 +172,7 @@ export class LeaseKeeper {
       }
       // Count from when that keepalive was SENT: the server renewed the lease no earlier than that,
       // so "alive" can never outlast the server's idea of the lease.
-      this.lastAck = this.sent.shift() ?? this.lastAck;
+      this.lastAck = Math.max(this.lastAck, req.at);
     });
     const drop = () => {
       if (this.stream === s) this.stream = undefined;
@@ -158,12 +186,7 @@ export class LeaseKeeper {
   async close(revoke: boolean): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    const s = this.stream;
-    this.stream = undefined;
-    if (s) {
-      s.on('error', () => {});
-      s.cancel();
-    }
+    this.resetStream();
     if (revoke && this.current !== '0') {
       try {
         await this.rpc.leaseRevoke(this.current);
