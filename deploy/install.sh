@@ -10,8 +10,8 @@ if [ "$(id -u)" != 0 ]; then echo "deploy/install.sh: run as root (gantry runs c
 
 pkgs=(ca-certificates git gcc make libc6-dev libseccomp-dev pkg-config protobuf-compiler
       etcd-server etcd-client docker-registry runc crun busybox-static skopeo umoci
-      iproute2 iptables debootstrap util-linux procps psmisc attr apache2-utils)
-if [ "${1:-}" = "--bench" ]; then pkgs+=(docker.io containerd hyperfine wrk); fi
+      iproute2 iptables debootstrap util-linux procps psmisc attr apache2-utils docker.io containerd)
+if [ "${1:-}" = "--bench" ]; then pkgs+=(hyperfine wrk); fi
 
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
