@@ -66,6 +66,19 @@ function fakeRpc() {
 }
 
 describe('etcd lease keeper', () => {
+  test('etcd lease: two writes that found the same lease gone replace it once (the second keeps the new lease)', async () => {
+    const f = fakeRpc();
+    const k = new LeaseKeeper(f.rpc as unknown as EtcdRpc, 3000, () => {});
+    const lost: string[] = [];
+    k.onLost((id) => lost.push(id));
+    await k.start();
+    assert.equal(k.id, '1');
+    assert.equal(await k.replace('1'), '2');
+    assert.equal(await k.replace('1'), '2', 'a late "lease 1 not found" must not lose lease 2');
+    assert.deepEqual(lost, ['1']);
+    await k.close(false);
+  });
+
   test('etcd lease: keepalives stalled past the TTL lose the lease once; answers for the old lease arriving late do not lose the new one', async (t) => {
     t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: 1_000_000 });
     const f = fakeRpc();

@@ -59,9 +59,14 @@ export class LeaseKeeper {
     return this.regrant();
   }
 
-  /** Our lease is gone on the server (etcd said "lease not found"). */
-  async replace(): Promise<string> {
-    if (this.current !== '0') this.lose();
+  /**
+   * Lease `failed` is gone on the server (etcd said "lease not found" for a write made with it). Only
+   * that lease is lost: several writes in flight with it all fail, and the later ones must not throw
+   * away the lease the first one already replaced it with.
+   */
+  async replace(failed: string): Promise<string> {
+    if (this.current === failed) this.lose();
+    if (this.current !== '0') return this.current;
     return this.regrant();
   }
 

@@ -249,7 +249,7 @@ export class EtcdStore implements Store {
       } catch (err) {
         if (needsLease && attempt === 0 && (err as { code?: number }).code === grpc.status.NOT_FOUND) {
           // "requested lease not found": our lease expired on the server; take a new one.
-          leaseId = await this.lease.replace();
+          leaseId = await this.lease.replace(leaseId);
           continue;
         }
         if (err instanceof StoreUnavailableError) throw err;
