@@ -45,6 +45,7 @@ export class Manager {
   private readonly clock: Clock;
   private controllers: Controller[] = [];
   private unwatchLeadership: (() => void) | undefined;
+  private unwatchLease: (() => void) | undefined;
 
   constructor(opts: ManagerOptions) {
     this.opts = opts;
@@ -77,6 +78,9 @@ export class Manager {
   }
 
   start(): void {
+    // keys on a lost lease are gone: write the live sessions again on the new one
+    const store = this.opts.store as Store & { onLeaseLost?: (l: () => void) => () => void };
+    this.unwatchLease = store.onLeaseLost?.(() => void this.dispatcher.reclaimSessions());
     this.unwatchLeadership = this.opts.leadership.onChange((leader) => {
       if (leader) this.becomeLeader();
       else void this.stepDown();
@@ -127,6 +131,7 @@ export class Manager {
 
   async stop(): Promise<void> {
     this.unwatchLeadership?.();
+    this.unwatchLease?.();
     await this.stepDown();
     await this.dispatcher.stop();
   }

@@ -158,6 +158,18 @@ describe('dispatcher: sessions over gRPC', () => {
     assert.equal(h.store.view().get('tasks', 'x')?.status?.message, 'exit 1');
   });
 
+  test('session: after the store lost its lease, the live sessions write their keys again', async (t) => {
+    const h = await harness(t);
+    const { a } = h.agent();
+    a.start();
+    await until(() => h.store.view().get('sessions', 'worker1') !== undefined || 'no session');
+    const id = h.store.view().get('sessions', 'worker1')!.sessionId;
+    h.store.expireLease();
+    assert.equal(h.store.view().get('sessions', 'worker1'), undefined, 'the key went with the lease');
+    await h.dispatcher.reclaimSessions();
+    assert.equal(h.store.view().get('sessions', 'worker1')?.sessionId, id);
+  });
+
   test('session: a wrong node secret is refused and the node stays as it was', async (t) => {
     const h = await harness(t);
     const { a } = h.agent('wrong');

@@ -285,6 +285,11 @@ export class Dispatcher {
     await Promise.all(parts);
   }
 
+  /** The store lost its lease and took a new one: our sessions' keys went with the old one. */
+  async reclaimSessions(): Promise<void> {
+    await Promise.all([...this.sessions.values()].map((s) => s.writeSessionKey().catch((err) => this.log(`re-writing the session of ${s.nodeId}: ${(err as Error).message}`))));
+  }
+
   async stop(): Promise<void> {
     await this.statuses.stop();
   }

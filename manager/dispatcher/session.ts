@@ -67,6 +67,7 @@ export class WorkerSession {
   private flushTimer: NodeJS.Timeout | undefined;
   private readonly logSubs = new Map<string, LogHandlers>();
   private closed = false;
+  private session: Session | undefined;
   private readonly netState = new NetworkStateTracker();
   private netDirty = false;
   private lastManagers = '';
@@ -156,13 +157,8 @@ export class WorkerSession {
       startedAt: clock.now(),
       addr,
     };
-    // take the session key over (a stale one may still exist on a dead manager's lease)
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const version = store.view().version('sessions', nodeId);
-      const object = { ...session, meta: { version: version ?? 0, createdAt: 0, updatedAt: 0 } };
-      const res = await store.commit([{ op: version === undefined ? 'create' : 'update', kind: 'sessions', object, lease: true }]);
-      if (res.ok) break;
-    }
+    this.session = session;
+    await this.writeSessionKey();
     await retryUpdate(store, nodeId, (n) => ({
       ...n,
       description: reg.description ?? n.description,
@@ -240,6 +236,26 @@ export class WorkerSession {
     if (managers.join() === this.lastManagers) return;
     this.lastManagers = managers.join();
     this.send({ msg: { $case: 'session', value: { sessionId: this.sessionId, heartbeatPeriodMs: this.deps.heartbeatMs(), managers } } });
+  }
+
+  /**
+   * Writes our session key on this manager's lease, taking over a stale one (a dead manager's, or
+   * our own from before the lease was lost). Called at registration and again when the store
+   * replaced a lost lease: the keys on the old lease are gone, and without this the node would be
+   * judged DOWN although its session is alive.
+   */
+  async writeSessionKey(): Promise<void> {
+    const { store } = this.deps;
+    const session = this.session;
+    if (!session || this.closed) return;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const version = store.view().version('sessions', this.nodeId);
+      const current = store.view().get('sessions', this.nodeId);
+      if (current && current.sessionId !== session.sessionId && attempt > 0) return; // a newer session elsewhere won
+      const object = { ...session, meta: { version: version ?? 0, createdAt: 0, updatedAt: 0 } };
+      const res = await store.commit([{ op: version === undefined ? 'create' : 'update', kind: 'sessions', object, lease: true }]);
+      if (res.ok) return;
+    }
   }
 
   /** Tells the worker when its desired role differs from its role (it acts on it: see cli/daemon/roles.ts). */
