@@ -27,7 +27,9 @@ fi
 
 if [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # not `npm ci`: this npm leaves other platforms' optional packages out of the lock, then `ci` refuses it;
+  # `install` keeps the pinned versions the lock records
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 if [ -f native-exec/Makefile ]; then make -s -C native-exec; fi
