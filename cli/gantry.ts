@@ -13,9 +13,10 @@ import { commands as nodeCommands } from './commands/node.ts';
 import { commands as networkCommands } from './commands/network.ts';
 import { commands as serviceCommands } from './commands/service.ts';
 import { commands as swarmCommands } from './commands/swarm.ts';
+import { commands as unlockCommands } from './commands/unlock.ts';
 import { CallError, type Connection, dial, grpcTarget } from './connection.ts';
 
-const ALL: Command[] = [...backupCommands, ...clusterCommands, ...secretCommands, ...configCommands, ...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands, ...networkCommands];
+const ALL: Command[] = [...backupCommands, ...clusterCommands, ...secretCommands, ...configCommands, ...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands, ...networkCommands, ...unlockCommands];
 
 function paths(c: Command): string[][] {
   return [c.path, ...(c.aliases ?? [])];

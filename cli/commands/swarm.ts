@@ -5,6 +5,7 @@ import type { Command, CommandContext } from '../command.ts';
 import { type Control, control, local } from '../control-client.ts';
 import { json, outputFormat, FORMAT_FLAG } from '../format.ts';
 import { formatBytes } from '../units.ts';
+import { autolock, unlockKeyInstructions } from './unlock.ts';
 
 /** The address other hosts join through: this node's if it is a manager, else the leader's, else any manager's. */
 async function managerAddr(api: Control, ctx: CommandContext): Promise<string> {
@@ -32,6 +33,7 @@ const init: Command = {
     { name: 'advertise-addr', kind: 'string', help: 'address other nodes reach this manager at (IP or IP:PORT)' },
     { name: 'listen-addr', kind: 'string', help: 'address to listen on (IP:PORT)' },
     { name: 'force-new-cluster', kind: 'bool', help: 'start a new one-manager cluster from this manager\'s state' },
+    { name: 'autolock', kind: 'bool', help: 'lock managers at rest: a restarted manager needs `gantry cluster unlock`' },
   ],
   async run(args, ctx) {
     if (args.positionals.length > 0) throw new UsageError(`unexpected argument "${args.positionals[0]}"`);
@@ -39,12 +41,14 @@ const init: Command = {
       advertiseAddr: str(args, 'advertise-addr') ?? '',
       listenAddr: str(args, 'listen-addr') ?? '',
       forceNewCluster: bool(args, 'force-new-cluster'),
+      autolock: bool(args, 'autolock'),
     });
     ctx.out.write(`Cluster initialized: current node (${res.nodeId}) is now a manager.\n\n`);
     if (res.workerJoinCommand) {
       ctx.out.write(`To add a worker to this cluster, run the following command:\n\n    ${res.workerJoinCommand}\n\n`);
     }
     ctx.out.write("To add a manager to this cluster, run 'gantry join-token manager' and follow the instructions.\n");
+    if (bool(args, 'autolock')) ctx.out.write(`\n${unlockKeyInstructions((await autolock(ctx).unlockKey(false)).key)}`);
     return 0;
   },
 };
@@ -165,7 +169,8 @@ const info: Command = {
         `Capacity:      ${cluster.cpus} CPUs, ${formatBytes(cluster.memoryBytes as number)} memory (ready nodes)`,
       );
     }
-    if (i.state === 'pending') lines.push('', 'This host is joining its cluster: it becomes active once its manager accepts it.');
+    if (i.state === 'locked') lines.push('', 'This manager is locked: run `gantry cluster unlock` and give the unlock key.');
+    else if (i.state === 'pending') lines.push('', 'This host is joining its cluster: it becomes active once its manager accepts it.');
     else if (i.state !== 'active') lines.push('', 'This host is not in a cluster: run gantry init, or gantry join --token TOKEN HOST:PORT.');
     ctx.out.write(lines.join('\n') + '\n');
     return 0;

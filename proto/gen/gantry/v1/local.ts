@@ -32,6 +32,8 @@ export interface InitRequest {
   advertiseAddr: string;
   listenAddr: string;
   forceNewCluster: boolean;
+  /** keep the keys at rest wrapped with an unlock key (gantry cluster unlock-key) */
+  autolock: boolean;
 }
 
 export interface InitResponse {
@@ -55,7 +57,7 @@ export interface InfoResponse {
   nodeId: string;
   role: NodeRole;
   clusterId: string;
-  /** inactive | active | pending */
+  /** inactive | active | pending | locked (autolock: run gantry cluster unlock) */
   state: string;
   managers: string[];
   dataDir: string;
@@ -110,7 +112,7 @@ export const LocalEmpty: MessageFns<LocalEmpty> = {
 };
 
 function createBaseInitRequest(): InitRequest {
-  return { advertiseAddr: "", listenAddr: "", forceNewCluster: false };
+  return { advertiseAddr: "", listenAddr: "", forceNewCluster: false, autolock: false };
 }
 
 export const InitRequest: MessageFns<InitRequest> = {
@@ -123,6 +125,9 @@ export const InitRequest: MessageFns<InitRequest> = {
     }
     if (message.forceNewCluster !== false) {
       writer.uint32(24).bool(message.forceNewCluster);
+    }
+    if (message.autolock !== false) {
+      writer.uint32(32).bool(message.autolock);
     }
     return writer;
   },
@@ -164,6 +169,14 @@ export const InitRequest: MessageFns<InitRequest> = {
             message.forceNewCluster = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.autolock = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -184,6 +197,7 @@ export const InitRequest: MessageFns<InitRequest> = {
     message.advertiseAddr = object.advertiseAddr ?? "";
     message.listenAddr = object.listenAddr ?? "";
     message.forceNewCluster = object.forceNewCluster ?? false;
+    message.autolock = object.autolock ?? false;
     return message;
   },
 };

@@ -539,6 +539,11 @@ export interface Cluster {
   rootCaKeySealed: Buffer;
   /** Revoked identities (node ids, operator certificate ids): refused on every new call and session. */
   revoked: RevokedCert[];
+  /**
+   * Autolock (manager/ca/autolock.ts): the unlock key, sealed with the cluster key; empty = autolock
+   * off. Managers re-wrap their local cluster key and TLS key when it changes.
+   */
+  unlockKeySealed: Buffer;
 }
 
 export interface RevokedCert {
@@ -4626,6 +4631,7 @@ function createBaseCluster(): Cluster {
     rootCaCert: Buffer.alloc(0),
     rootCaKeySealed: Buffer.alloc(0),
     revoked: [],
+    unlockKeySealed: Buffer.alloc(0),
   };
 }
 
@@ -4651,6 +4657,9 @@ export const Cluster: MessageFns<Cluster> = {
     }
     for (const v of message.revoked) {
       RevokedCert.encode(v!, writer.uint32(58).fork()).join();
+    }
+    if (message.unlockKeySealed.length !== 0) {
+      writer.uint32(66).bytes(message.unlockKeySealed);
     }
     return writer;
   },
@@ -4724,6 +4733,14 @@ export const Cluster: MessageFns<Cluster> = {
             message.revoked.push(RevokedCert.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.unlockKeySealed = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4752,6 +4769,7 @@ export const Cluster: MessageFns<Cluster> = {
     message.rootCaCert = object.rootCaCert ?? Buffer.alloc(0);
     message.rootCaKeySealed = object.rootCaKeySealed ?? Buffer.alloc(0);
     message.revoked = object.revoked?.map((e) => RevokedCert.fromPartial(e)) || [];
+    message.unlockKeySealed = object.unlockKeySealed ?? Buffer.alloc(0);
     return message;
   },
 };
