@@ -102,6 +102,27 @@ const cases: Case[] = [
     tasks: [on('a', { id: 'x', state: 'running' }), on('a', { id: 'y', state: 'pending' })],
     want: ['shutdown y: another task of this service runs on the node'],
   },
+  {
+    name: 'rolling update, stop-first: the new READY task is not promoted while the old one on its node still runs',
+    service: { mode: 'global', specVersion: 2 },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { id: 'old', specVersion: 1, state: 'running', desiredState: 'shutdown' }), on('a', { id: 'new', state: 'ready', desiredState: 'ready' })],
+    want: [],
+  },
+  {
+    name: 'rolling update, stop-first: once the old task stopped, the READY one is promoted',
+    service: { mode: 'global', specVersion: 2 },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { id: 'old', specVersion: 1, state: 'shutdown', desiredState: 'shutdown' }), on('a', { id: 'new', state: 'ready', desiredState: 'ready' })],
+    want: ['promote new'],
+  },
+  {
+    name: 'rolling update, start-first: a new task beside the old one of another version is left to the updater',
+    service: { mode: 'global', specVersion: 2 },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { id: 'old', specVersion: 1, state: 'running' }), on('a', { id: 'new', state: 'running' })],
+    want: [],
+  },
 ];
 
 describe('orchestrator/global', () => {

@@ -4,7 +4,7 @@ import { type Node, NodeAvailability, NodeState, type Service, type Task, TaskSt
 import { placementHolds } from '../scheduler/constraint.ts';
 import type { OrchestratorAction, Reconciled } from './actions.ts';
 import { CAUSE_TEXT, decideRestart, nodeKey, pastCause, promoteAt, replacementNotBefore, type RestartHistory } from './restart.ts';
-import { hasExited, isRunnable, newestFirst, stateOf } from './task.ts';
+import { hasExited, isLive, isRunnable, newestFirst, stateOf } from './task.ts';
 
 export interface GlobalInput {
   service: Service;
@@ -86,6 +86,9 @@ export function reconcileGlobal(input: GlobalInput): Reconciled {
       continue;
     }
     if (keep.desiredState === TaskState.TASK_STATE_READY) {
+      // A stop-first update's new task waits (prepared) until the old one on its node has stopped;
+      // the updater promotes it then. Nothing is promoted while another task of the node still runs.
+      if (ts.some((x) => x !== keep && !isRunnable(x) && isLive(x, n))) continue;
       const previous = ts.filter((x) => !isRunnable(x)).sort(newestFirst)[0];
       const at = promoteAt(service, keep, records, previous);
       if (at <= now) actions.push({ kind: 'promote', task: keep });
