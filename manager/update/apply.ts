@@ -34,6 +34,7 @@ export async function applyUpdate(ctx: UpdateApplyContext, actions: readonly Upd
           id: ctx.newId(),
           service: a.service,
           slot: a.slot,
+          nodeId: a.nodeId,
           now: ctx.now,
           desiredState: stopFirst ? TaskState.TASK_STATE_READY : TaskState.TASK_STATE_RUNNING,
         });
@@ -46,7 +47,7 @@ export async function applyUpdate(ctx: UpdateApplyContext, actions: readonly Upd
         break;
       }
       case 'stage': {
-        const fresh = newTask({ id: ctx.newId(), service: a.service, slot: a.slot, now: ctx.now, desiredState: TaskState.TASK_STATE_READY });
+        const fresh = newTask({ id: ctx.newId(), service: a.service, slot: a.slot, nodeId: a.nodeId, now: ctx.now, desiredState: TaskState.TASK_STATE_READY });
         txns.push([
           { op: 'update', kind: 'tasks', object: a.old },
           { op: 'create', kind: 'tasks', object: fresh },

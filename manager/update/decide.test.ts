@@ -26,7 +26,10 @@ function svc(o: { replicas?: number; parallelism?: number; order?: 'start-first'
   return s;
 }
 
-/** 'old' = app:1 running; 'new' = app:2 running (up since NOW-1000); 'new:starting', 'new:failed', 'old:stopping', 'new:ready'. */
+/**
+ * 'old' = app:1 running; 'new' = app:2 running (up since NOW-1000); 'new:starting', 'new:failed',
+ * 'old:stopping', 'new:ready'; 'new:unhealthy-yet' = running, health still "starting" since NOW-1000.
+ */
 function tasks(s: Service, layout: string[]): Task[] {
   const out: Task[] = [];
   layout.forEach((cell, i) => {
@@ -36,6 +39,7 @@ function tasks(s: Service, layout: string[]): Task[] {
       const state: TaskStateName = how === 'starting' ? 'starting' : how === 'failed' ? 'failed' : how === 'ready' ? 'ready' : 'running';
       const desired: TaskStateName = how === 'stopping' ? 'shutdown' : how === 'ready' ? 'ready' : how === 'failed' ? 'running' : 'running';
       const t = f.task({ id: `${which}${i + 1}${how ?? ''}`, service: s, slot: i + 1, nodeId: 'n1', state, desiredState: desired, timestamp: NOW - 1000, err: how === 'failed' ? 'task: non-zero exit (1)' : '' });
+      if (how === 'unhealthy-yet') t.status!.health = 'starting';
       if (!isNew) {
         t.specVersion = 1;
         t.spec = s.previousSpec!.task;
@@ -50,9 +54,9 @@ function tasks(s: Service, layout: string[]): Task[] {
 const brief = (as: UpdateAction[]) =>
   as.map((a) => {
     switch (a.kind) {
-      case 'replace': return `replace ${a.slot} ${a.order}`;
-      case 'stage': return `stage ${a.slot}`;
-      case 'promote': return `promote ${a.task.slot}`;
+      case 'replace': return `replace ${a.nodeId ?? a.slot} ${a.order}`;
+      case 'stage': return `stage ${a.nodeId ?? a.slot}`;
+      case 'promote': return `promote ${a.task.slot || a.task.nodeId}`;
       case 'stop': return `stop ${a.task.id}`;
       case 'status': return `status ${stateName(a.status.state)}: ${a.status.message}`;
       case 'rollback': return `rollback: ${a.status.message}`;
@@ -129,5 +133,113 @@ describe('decideUpdate', () => {
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
     const done = tasks(s, ['new', 'new', 'new', 'new', 'new']).filter((t) => t.slot !== 2);
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: done, node: (id) => nodes.get(id), now: NOW }).actions), ['status completed: update completed']);
+  });
+});
+
+describe('decideUpdate: health still "starting" when the monitor period ends', () => {
+  const hc = (s: Service) => {
+    s.spec!.task!.container!.healthcheck = { test: ['CMD-SHELL', 'false'], intervalMs: 300, timeoutMs: 0, retries: 2, startPeriodMs: 3_600_000 };
+    return s;
+  };
+  const cases: { name: string; s: Service; layout: string[]; want: string[] }[] = [
+    { name: 'within the monitor period the slot is still busy', s: hc(svc({ monitorMs: 5000 })), layout: ['new:unhealthy-yet', 'old', 'old', 'old'], want: [] },
+    {
+      name: 'past the monitor period it is a failure (pause names the check)',
+      s: hc(svc({ monitorMs: 500 })),
+      layout: ['new:unhealthy-yet', 'old', 'old', 'old'],
+      want: ['status paused: update paused: task web.1 on node-1 failed: not healthy within the update monitor period (health check "false" still starting) after 5s'],
+    },
+    {
+      name: 'past the monitor period, failure action rollback rolls back',
+      s: hc(svc({ monitorMs: 500, action: 'rollback', order: 'start-first' })),
+      layout: ['old+new:unhealthy-yet', 'old', 'old', 'old'],
+      want: ['rollback: update rolled back: task web.1 on node-1 failed: not healthy within the update monitor period (health check "false" still starting) after 5s'],
+    },
+    { name: 'past the monitor period, within the failure ratio, start-first goes on', s: hc(svc({ monitorMs: 500, ratio: 0.25, order: 'start-first' })), layout: ['old+new:unhealthy-yet', 'old', 'old', 'old'], want: ['replace 2 start-first', 'stage 3'] },
+    { name: 'monitor 0: no deadline, the update waits for the check (as Swarm)', s: hc(svc({ monitorMs: 0 })), layout: ['new:unhealthy-yet', 'old', 'old', 'old'], want: [] },
+  ];
+  for (const c of cases) {
+    it(`decideUpdate: ${c.name}`, () => {
+      assert.deepEqual(brief(decide(c.s, c.layout).actions), c.want);
+    });
+  }
+
+  it('decideUpdate: asks to be woken when a starting task\'s monitor period ends', () => {
+    assert.equal(decide(hc(svc({ monitorMs: 5000 })), ['new:unhealthy-yet', 'old', 'old', 'old']).wakeAt, NOW - 1000 + 5000);
+    assert.equal(decide(hc(svc({ monitorMs: 0 })), ['new:unhealthy-yet', 'old', 'old', 'old']).wakeAt, undefined);
+  });
+
+  it('decideUpdate: a task whose spec has a health check but that reported no health yet is not up', () => {
+    const s = hc(svc());
+    const ts = tasks(s, ['new', 'old', 'old', 'old']);
+    ts[0].status!.health = '';
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), []);
+    ts[0].status!.health = 'healthy';
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 2 stop-first']);
+  });
+});
+
+describe('decideUpdate: global services (one slot per node)', () => {
+  const gnodes = new Map(['n1', 'n2', 'n3', 'n4'].map((id, i) => [id, f.node({ id, hostname: `node-${i + 1}` })]));
+  const gsvc = (o: Parameters<typeof svc>[0] = {}) => {
+    const s = svc(o);
+    s.spec!.mode = { $case: 'global', value: {} };
+    s.previousSpec!.mode = { $case: 'global', value: {} };
+    return s;
+  };
+  /** The layout's cell i is node n(i+1); tasks have no slot. */
+  const gtasks = (s: Service, layout: string[]) => tasks(s, layout).map((t) => ({ ...t, nodeId: `n${t.slot}`, slot: 0 }));
+  const gdecide = (s: Service, layout: string[], o: { nodes?: string[]; prepareAhead?: boolean; extra?: Task[] } = {}) =>
+    decideUpdate({
+      service: s,
+      tasks: [...gtasks(s, layout), ...(o.extra ?? [])],
+      node: (id) => gnodes.get(id),
+      nodes: (o.nodes ?? ['n1', 'n2', 'n3', 'n4'].slice(0, layout.length)).map((id) => gnodes.get(id)!),
+      now: NOW,
+      prepareAhead: o.prepareAhead ?? false,
+    });
+  const cases: { name: string; s: Service; layout: string[]; nodes?: string[]; prepareAhead?: boolean; want: string[] }[] = [
+    { name: 'stop-first p=1 replaces the task of one node', s: gsvc(), layout: ['old', 'old', 'old'], want: ['replace n1 stop-first'] },
+    { name: 'stop-first p=2 replaces two nodes\' tasks', s: gsvc({ parallelism: 2 }), layout: ['old', 'old', 'old'], want: ['replace n1 stop-first', 'replace n2 stop-first'] },
+    { name: 'parallelism 0: every node at once', s: gsvc({ parallelism: 0 }), layout: ['old', 'old', 'old'], want: ['replace n1 stop-first', 'replace n2 stop-first', 'replace n3 stop-first'] },
+    { name: 'stop-first p=1 waits while a node\'s new task is starting', s: gsvc(), layout: ['new:starting', 'old', 'old'], want: [] },
+    { name: 'stop-first p=1: an eligible node without a task counts as down', s: gsvc(), layout: ['new', 'old', 'old'], nodes: ['n1', 'n2', 'n3', 'n4'], want: [] },
+    { name: 'start-first p=1: a new task beside the old one on the first node', s: gsvc({ order: 'start-first' }), layout: ['old', 'old', 'old'], want: ['replace n1 start-first'] },
+    { name: 'start-first: the old task is stopped once the new one is up, and the next node starts', s: gsvc({ order: 'start-first' }), layout: ['old+new', 'old', 'old'], want: ['stop old1', 'replace n2 start-first'] },
+    { name: 'start-first prepared ahead: the next node\'s task is staged', s: gsvc({ order: 'start-first' }), layout: ['old', 'old', 'old'], prepareAhead: true, want: ['replace n1 start-first', 'stage n2'] },
+    { name: 'start-first: a staged node\'s turn starts the prepared task', s: gsvc({ order: 'start-first' }), layout: ['new', 'old+new:ready', 'old'], want: ['promote n2'] },
+    { name: 'every node runs an up new task, monitor 0: completed', s: gsvc(), layout: ['new', 'new', 'new'], want: ['status completed: update completed'] },
+    { name: 'monitor: not completed before it passed', s: gsvc({ monitorMs: 5000 }), layout: ['new', 'new', 'new'], want: [] },
+    { name: 'delay: the next node waits after the last came up', s: gsvc({ delayMs: 5000 }), layout: ['new', 'old', 'old'], want: [] },
+    { name: 'a failure with action pause pauses and names the task and node', s: gsvc(), layout: ['new:failed', 'old', 'old', 'old'], want: ['status paused: update paused: task web.n1 on node-1 failed: exit 1 after 4s'] },
+    { name: 'a failure with action rollback rolls back', s: gsvc({ action: 'rollback' }), layout: ['new:failed', 'old', 'old', 'old'], want: ['rollback: update rolled back: task web.n1 on node-1 failed: exit 1 after 4s'] },
+    { name: 'the failure ratio counts nodes (1 of 4 ≤ 0.25)', s: gsvc({ ratio: 0.25, order: 'start-first' }), layout: ['old+new:failed', 'old', 'old', 'old'], want: ['replace n2 start-first'] },
+    { name: 'continue goes on past a failed node', s: gsvc({ action: 'continue' }), layout: ['new:failed', 'old', 'old'], want: ['replace n2 stop-first'] },
+    { name: 'during a rollback a failure pauses the rollback', s: gsvc({ action: 'rollback', state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED }), layout: ['new:failed', 'old', 'old'], want: ['status rollback_paused: rollback paused: task web.n1 on node-1 failed: exit 1 after 4s'] },
+    { name: 'paused: nothing new starts', s: gsvc({ state: UpdateState.UPDATE_STATE_PAUSED }), layout: ['new', 'old', 'old'], want: [] },
+    { name: 'no update status and dirty tasks: an update starts', s: (() => { const s = gsvc(); s.updateStatus = undefined; return s; })(), layout: ['old', 'old'], want: ['status updating: update started'] },
+  ];
+  for (const c of cases) {
+    it(`decideUpdate (global): ${c.name}`, () => {
+      assert.deepEqual(brief(gdecide(c.s, c.layout, { nodes: c.nodes, prepareAhead: c.prepareAhead }).actions), c.want);
+    });
+  }
+
+  it('decideUpdate (global): the replacement is made on the old task\'s node, with no slot number', () => {
+    const [a] = gdecide(gsvc(), ['old', 'old']).actions;
+    assert.ok(a.kind === 'replace');
+    assert.equal(a.nodeId, 'n1');
+    assert.equal(a.slot, 0);
+  });
+
+  it('decideUpdate (global): stop-first, the READY task is promoted once the old one on its node stopped', () => {
+    const s = gsvc();
+    const stopped = f.task({ id: 'gone', service: s, nodeId: 'n1', state: 'shutdown', desiredState: 'shutdown' });
+    stopped.specVersion = 1;
+    stopped.spec = s.previousSpec!.task;
+    stopped.meta = { version: 1, createdAt: NOW - 100_000, updatedAt: 0 };
+    assert.deepEqual(brief(gdecide(s, ['new:ready', 'old'], { extra: [stopped] }).actions), ['promote n1']);
+    const stopping = { ...stopped, status: { ...stopped.status!, state: gtasks(s, ['old'])[0].status!.state } };
+    assert.deepEqual(brief(gdecide(s, ['new:ready', 'old'], { extra: [stopping] }).actions), []);
   });
 });

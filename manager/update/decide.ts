@@ -1,5 +1,5 @@
-// The updater's decision, pure: from a replicated service, its tasks and the time, which slots to
-// replace next (stop-first or start-first), which to finish, and the update's state (pause, rollback, done).
+// The updater's decision, pure: from a replicated or global service, its tasks and the time, which
+// slots (global: nodes) to replace next, stop-first or start-first, which to finish, and the update's state.
 import {
   type Node,
   type Service,
@@ -11,6 +11,7 @@ import {
   UpdateState,
   type UpdateStatus,
 } from '../../proto/gen/gantry/v1/objects.ts';
+import { eligibleForNew } from '../orchestrator/global.ts';
 import { exitedOnItsOwn, isLive, isRunnable, newestFirst, stateOf } from '../orchestrator/task.ts';
 import { replaceCause } from '../orchestrator/restart.ts';
 import { describeFailure } from './describe.ts';
@@ -21,6 +22,8 @@ export interface UpdateInput {
   /** Every task of the service (any state). */
   tasks: readonly Task[];
   node(id: string): Node | undefined;
+  /** Global services: every node (an eligible node without a task counts as a slot that is down). */
+  nodes?: readonly Node[];
   now: number;
   /**
    * Prepare the next `parallelism` slots' tasks ahead (READY beside the running old ones). Default:
@@ -31,9 +34,9 @@ export interface UpdateInput {
 
 export type UpdateAction =
   /** Replace the old task of `slot`. stop-first: old → SHUTDOWN and a new task READY in one transaction; start-first: a new task RUNNING beside it. */
-  | { kind: 'replace'; service: Service; slot: number; old: Task; order: 'stop-first' | 'start-first' }
-  /** Prepare the replacement of `slot` ahead (desired READY beside the running old task). */
-  | { kind: 'stage'; service: Service; slot: number; old: Task }
+  | { kind: 'replace'; service: Service; slot: number; nodeId?: string; old: Task; order: 'stop-first' | 'start-first' }
+  /** Prepare the replacement of `slot` ahead (desired READY beside the running old task). Global: slot 0, on `nodeId`. */
+  | { kind: 'stage'; service: Service; slot: number; nodeId?: string; old: Task }
   /** stop-first: the old task has stopped, start the new one (desired READY → RUNNING); start-first: a staged slot's turn. */
   | { kind: 'promote'; task: Task }
   /** start-first: the new task is up, stop the old one. */
@@ -65,7 +68,10 @@ export type SlotPhase =
   | 'down';
 
 export interface SlotView {
+  /** Replicated: the slot number; global: 0 (the slot is the node). */
   slot: number;
+  /** Global: the node that is the slot. */
+  nodeId?: string;
   phase: SlotPhase;
   /** The task that counts for the slot (new one if any; the old one for dirty and staged). */
   task?: Task;
@@ -76,15 +82,34 @@ export interface SlotView {
 const isRollbackState = (s: UpdateState | undefined) =>
   s === UpdateState.UPDATE_STATE_ROLLBACK_STARTED || s === UpdateState.UPDATE_STATE_ROLLBACK_PAUSED || s === UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED;
 
-/** Running, desired running, and healthy when it has a health check. */
+/** The task's spec has a health check of its own (not NONE); the image's is not known here. */
+export function hasSpecHealthcheck(t: Task): boolean {
+  const test = t.spec?.container?.healthcheck?.test ?? [];
+  return (test[0] === 'CMD' && test.length > 1) || (test[0] === 'CMD-SHELL' && !!test[1]);
+}
+
+/**
+ * Running, desired running, and healthy when it has a health check. A task whose spec has a check
+ * but that reported no health yet (RUNNING is reported before the first "starting") is not up.
+ */
 export function isUp(t: Task): boolean {
+  const health = t.status?.health ?? '';
   return (
     stateOf(t) === TaskState.TASK_STATE_RUNNING &&
     t.desiredState === TaskState.TASK_STATE_RUNNING &&
-    (t.status?.health ?? '') !== 'starting' &&
-    (t.status?.health ?? '') !== 'unhealthy'
+    health !== 'starting' &&
+    health !== 'unhealthy' &&
+    (health !== '' || !hasSpecHealthcheck(t))
   );
 }
+
+/** The update's slot of a task: replicated, its slot number; global, its node ('' = none). */
+export function slotKeyOf(service: Service, t: Task): string {
+  if (service.spec?.mode?.$case === 'global') return t.nodeId;
+  return t.slot > 0 ? String(t.slot) : '';
+}
+
+const bySlotOrder = (a: SlotView, b: SlotView) => a.slot - b.slot || (a.nodeId ?? '').localeCompare(b.nodeId ?? '');
 
 /** The update settings in force: the rollback settings (of the spec rolled back from) during a rollback. */
 export function configFor(service: Service): Required<UpdateConfig> {
@@ -105,30 +130,51 @@ function replicas(service: Service): number {
   return m?.$case === 'replicated' ? m.value.replicas : 0;
 }
 
-/** A new-spec task of this update that failed: exited on its own, or reported unhealthy. */
-function failedInUpdate(t: Task, since: number): boolean {
-  if ((t.meta?.createdAt ?? 0) < since || (t.status?.timestamp ?? 0) < since) return false;
-  if (exitedOnItsOwn(t)) return true;
-  return stateOf(t) === TaskState.TASK_STATE_RUNNING && t.status?.health === 'unhealthy';
+/**
+ * When a task still "starting" (health) stops being given time: the monitor period after it began
+ * running (its status time: the worker reports "starting" as the check begins). Undefined when it
+ * is not such a task, or with monitor 0 (then, as Swarm, the update waits for the check's verdict).
+ */
+export function healthDeadline(t: Task, monitorMs: number): number | undefined {
+  if (monitorMs <= 0 || stateOf(t) !== TaskState.TASK_STATE_RUNNING || t.desiredState !== TaskState.TASK_STATE_RUNNING) return undefined;
+  if (t.status?.health !== 'starting') return undefined;
+  return (t.status?.timestamp ?? 0) + monitorMs;
 }
 
-/** Classify every slot that holds a runnable task (or whose update task failed). */
+/**
+ * A new-spec task of this update that failed: exited on its own, reported unhealthy, or was still
+ * not healthy ("starting") when the monitor period ended.
+ */
+function failedInUpdate(t: Task, since: number, now: number, monitorMs: number): boolean {
+  if ((t.meta?.createdAt ?? 0) < since || (t.status?.timestamp ?? 0) < since) return false;
+  if (exitedOnItsOwn(t)) return true;
+  if (stateOf(t) === TaskState.TASK_STATE_RUNNING && t.status?.health === 'unhealthy') return true;
+  const end = healthDeadline(t, monitorMs);
+  return end !== undefined && now >= end;
+}
+
+/** Classify every slot (global: node) that holds a runnable task (or whose update task failed). */
 export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Task[] } {
-  const { service, node } = input;
+  const { service, node, now } = input;
   const key = taskSpecKey(service);
   const since = service.updateStatus?.startedAt ?? 0;
-  const bySlot = new Map<number, Task[]>();
+  const monitorMs = configFor(service).monitorMs;
+  const global = service.spec?.mode?.$case === 'global';
+  const bySlot = new Map<string, Task[]>();
   for (const t of input.tasks) {
-    if (t.slot <= 0) continue;
-    let l = bySlot.get(t.slot);
-    if (!l) bySlot.set(t.slot, (l = []));
+    const k = slotKeyOf(service, t);
+    if (k === '') continue;
+    let l = bySlot.get(k);
+    if (!l) bySlot.set(k, (l = []));
     l.push(t);
   }
   const failures: Task[] = [];
   const slots: SlotView[] = [];
-  for (const [slot, ts] of [...bySlot].sort((a, b) => a[0] - b[0])) {
+  for (const [k, ts] of bySlot) {
+    const slot = global ? 0 : Number(k);
+    const at = global ? { slot, nodeId: k } : { slot };
     const fresh = ts.filter((t) => !isDirty(t, service, key)).sort(newestFirst);
-    const failedHere = fresh.filter((t) => failedInUpdate(t, since));
+    const failedHere = fresh.filter((t) => failedInUpdate(t, since, now, monitorMs));
     failures.push(...failedHere);
     const runnable = ts.filter(isRunnable);
     const newRunnable = runnable.filter((t) => !isDirty(t, service, key)).sort(newestFirst);
@@ -140,22 +186,23 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
     const runningOld = oldRunnable.filter((t) => t.desiredState === TaskState.TASK_STATE_RUNNING);
     if (cur && !isUp(cur) && cur.desiredState === TaskState.TASK_STATE_READY && runningOld.length > 0 && failedHere.length === 0) {
       const old = [...runningOld].sort((a, b) => stateOf(b) - stateOf(a) || newestFirst(a, b))[0];
-      slots.push({ slot, phase: replaceCause(old, node(old.nodeId)) ? 'down' : 'staged', task: old, next: cur });
+      slots.push({ ...at, phase: replaceCause(old, node(old.nodeId)) ? 'down' : 'staged', task: old, next: cur });
       continue;
     }
     if (cur) {
-      slots.push({ slot, phase: isUp(cur) ? 'done' : failedHere.length > 0 ? 'failed' : 'busy', task: cur });
+      slots.push({ ...at, phase: isUp(cur) ? 'done' : failedHere.length > 0 ? 'failed' : 'busy', task: cur });
       continue;
     }
     if (oldRunnable.length > 0) {
       const old = [...oldRunnable].sort((a, b) => stateOf(b) - stateOf(a) || newestFirst(a, b))[0];
-      if (replaceCause(old, node(old.nodeId))) slots.push({ slot, phase: 'down', task: old });
-      else if (failedHere.length > 0) slots.push({ slot, phase: 'failed', task: old });
-      else slots.push({ slot, phase: 'dirty', task: old });
+      if (replaceCause(old, node(old.nodeId))) slots.push({ ...at, phase: 'down', task: old });
+      else if (failedHere.length > 0) slots.push({ ...at, phase: 'failed', task: old });
+      else slots.push({ ...at, phase: 'dirty', task: old });
       continue;
     }
-    slots.push({ slot, phase: 'failed', task: ts.sort(newestFirst)[0] });
+    slots.push({ ...at, phase: 'failed', task: ts.sort(newestFirst)[0] });
   }
+  slots.sort(bySlotOrder);
   return { slots, failures };
 }
 
@@ -182,26 +229,47 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
  * - Paused updates still finish slots already in flight (promote, stop the old), start no new ones.
  */
 export function decideUpdate(input: UpdateInput): UpdateDecision {
+  const d = decideSteps(input);
+  // A new task still "starting" when its monitor period ends is a failure: decide again then.
+  const { service, now } = input;
+  const active = service.updateStatus?.state === UpdateState.UPDATE_STATE_UPDATING || service.updateStatus?.state === UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
+  if (!active) return d;
+  const monitorMs = configFor(service).monitorMs;
+  const key = taskSpecKey(service);
+  let wakeAt = d.wakeAt;
+  for (const t of input.tasks) {
+    const end = healthDeadline(t, monitorMs);
+    if (end === undefined || end <= now || isDirty(t, service, key)) continue;
+    wakeAt = Math.min(wakeAt ?? end, end);
+  }
+  return wakeAt === undefined ? d : { ...d, wakeAt };
+}
+
+function decideSteps(input: UpdateInput): UpdateDecision {
   const { service, now } = input;
   const actions: UpdateAction[] = [];
-  if (service.spec?.mode?.$case !== 'replicated') return { actions };
+  const mode = service.spec?.mode?.$case;
+  if (mode !== 'replicated' && mode !== 'global') return { actions };
+  const global = mode === 'global';
   const status = service.updateStatus;
   const state = status?.state ?? UpdateState.UPDATE_STATE_UNKNOWN;
   const rolling = isRollbackState(state);
   const cfg = configFor(service);
   const key = taskSpecKey(service);
   const { slots, failures } = slotViews(input);
-  const bySlot = new Map<number, Task[]>();
+  const bySlot = new Map<string, Task[]>();
   for (const t of input.tasks) {
-    let l = bySlot.get(t.slot);
-    if (!l) bySlot.set(t.slot, (l = []));
+    const k = slotKeyOf(service, t);
+    let l = bySlot.get(k);
+    if (!l) bySlot.set(k, (l = []));
     l.push(t);
   }
 
   // 1. Finish slots in flight, whatever the state.
   for (const t of input.tasks) {
-    if (t.slot <= 0 || isDirty(t, service, key)) continue;
-    const others = (bySlot.get(t.slot) ?? []).filter((x) => x !== t);
+    const k = slotKeyOf(service, t);
+    if (k === '' || isDirty(t, service, key)) continue;
+    const others = (bySlot.get(k) ?? []).filter((x) => x !== t);
     if (t.desiredState === TaskState.TASK_STATE_READY) {
       // stop-first: promote once nothing else in the slot still runs, if it replaced an old-spec task.
       const live = others.some((x) => isLive(x, input.node(x.nodeId)));
@@ -217,7 +285,7 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   // A task prepared ahead for an earlier spec (the spec changed again, or was rolled back) is dropped.
   const stopping = new Set(actions.flatMap((a) => (a.kind === 'stop' ? [a.task.id] : [])));
   for (const x of input.tasks) {
-    if (x.slot > 0 && x.desiredState === TaskState.TASK_STATE_READY && !stopping.has(x.id) && isDirty(x, service, key)) {
+    if (slotKeyOf(service, x) !== '' && x.desiredState === TaskState.TASK_STATE_READY && !stopping.has(x.id) && isDirty(x, service, key)) {
       actions.push({ kind: 'stop', task: x, reason: 'prepared for a spec that is no longer current' });
     }
   }
@@ -237,11 +305,17 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
   if (!active) return { actions };
   const what = rolling ? 'rollback' : 'update';
 
+  // Slots the orchestrator has yet to fill count as down. Global: eligible nodes without a task.
+  const taken = new Set(slots.map((s) => s.nodeId));
+  const missing = global
+    ? (input.nodes ?? []).filter((n) => !taken.has(n.id) && eligibleForNew(n, service)).length
+    : Math.max(0, replicas(service) - slots.length);
+
   // 2. Failures.
-  const want = Math.max(1, replicas(service));
+  const want = Math.max(1, global ? slots.length + missing : replicas(service));
   const worst = [...failures].sort(newestFirst);
   if (failures.length > 0 && failures.length / want > cfg.maxFailureRatio) {
-    const why = describeFailure(worst[0], input.node(worst[0].nodeId));
+    const why = describeFailure(worst[0], input.node(worst[0].nodeId), now);
     const more = failures.length > 1 ? ` (${failures.length} tasks failed)` : '';
     const action = cfg.failureAction;
     if (action === UpdateFailureAction.UPDATE_FAILURE_ACTION_ROLLBACK && !rolling && service.previousSpec) {
@@ -260,8 +334,6 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
 
   // 3. Completion.
   const live = slots;
-  // Slots the orchestrator has yet to fill count as down.
-  const missing = Math.max(0, replicas(service) - live.length);
   const busy = live.filter((s) => s.phase === 'busy').length;
   const failedSlots = live.filter((s) => s.phase === 'failed').length;
   let lastUp = status?.startedAt ?? 0;
@@ -275,7 +347,7 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
       if (now < end) return { actions, wakeAt: end };
       // An automatic rollback keeps saying why it happened.
       const cause = rolling && status?.message.startsWith('update rolled back: ') ? ` (${status.message})` : '';
-      const msg = failedSlots > 0 ? `${what} completed with ${failedSlots} failed tasks: ${describeFailure(worst[0], input.node(worst[0].nodeId))}` : `${what} completed${cause}`;
+      const msg = failedSlots > 0 ? `${what} completed with ${failedSlots} failed tasks: ${describeFailure(worst[0], input.node(worst[0].nodeId), now)}` : `${what} completed${cause}`;
       actions.push({ kind: 'status', service, status: { ...status!, state: rolling ? UpdateState.UPDATE_STATE_ROLLBACK_COMPLETED : UpdateState.UPDATE_STATE_COMPLETED, completedAt: now, message: msg } });
       return { actions };
     }
@@ -296,8 +368,8 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
     if (now < at) return { actions, wakeAt: at };
   }
   // Slots already down cost nothing to replace: first; then the lowest slots.
-  const order = [...dirty].sort((a, b) => Number(isUp(a.task!)) - Number(isUp(b.task!)) || a.slot - b.slot);
-  const picked = new Set<number>();
+  const order = [...dirty].sort((a, b) => Number(isUp(a.task!)) - Number(isUp(b.task!)) || bySlotOrder(a, b));
+  const picked = new Set<SlotView>();
   for (const s of order) {
     if (busyNow >= window) break;
     const wasUp = isUp(s.task!);
@@ -310,20 +382,20 @@ export function decideUpdate(input: UpdateInput): UpdateDecision {
       if (stopFirst) actions.push({ kind: 'stop', task: s.task!, reason: `updating: replaced by task ${s.next!.id}` });
       else actions.push({ kind: 'promote', task: s.next! });
     } else {
-      actions.push({ kind: 'replace', service, slot: s.slot, old: s.task!, order: stopFirst ? 'stop-first' : 'start-first' });
+      actions.push({ kind: 'replace', service, slot: s.slot, nodeId: s.nodeId, old: s.task!, order: stopFirst ? 'stop-first' : 'start-first' });
     }
-    picked.add(s.slot);
+    picked.add(s);
     busyNow++;
     if (stopFirst && wasUp) downNow++;
   }
   // Prepare the next `parallelism` slots ahead (scheduled, image pulled, container created), so
   // that their turn costs only a start. Not with parallelism 0 (everything goes at once anyway).
   if ((input.prepareAhead ?? !stopFirst) && Number.isFinite(window)) {
-    let staged = dirty.filter((s) => s.phase === 'staged' && !picked.has(s.slot)).length;
+    let staged = dirty.filter((s) => s.phase === 'staged' && !picked.has(s)).length;
     for (const s of order) {
       if (staged >= window) break;
-      if (picked.has(s.slot) || s.phase !== 'dirty' || !isUp(s.task!)) continue;
-      actions.push({ kind: 'stage', service, slot: s.slot, old: s.task! });
+      if (picked.has(s) || s.phase !== 'dirty' || !isUp(s.task!)) continue;
+      actions.push({ kind: 'stage', service, slot: s.slot, nodeId: s.nodeId, old: s.task! });
       staged++;
     }
   }

@@ -21,7 +21,9 @@ export interface Kit {
 }
 
 export interface KitOptions {
+  /** Replicated: the replicas; global: must equal `nodes` (one task per node). */
   replicas: number;
+  mode?: 'replicated' | 'global';
   parallelism?: number;
   order?: 'stop-first' | 'start-first';
   failureAction?: 'pause' | 'continue' | 'rollback';
@@ -30,13 +32,15 @@ export interface KitOptions {
   maxFailureRatio?: number;
   nodes?: number;
   failImages?: Set<string>;
+  /** Tasks of these images report health "starting" once running, and never get healthy. */
+  startingImages?: Set<string>;
   /** Check the guarantees (stop-first: ≤ parallelism slots down; start-first: ≥ replicas up) at every revision. */
   check?: boolean;
 }
 
 export async function kit(o: KitOptions): Promise<Kit> {
   const h = new Harness();
-  const nodes = Array.from({ length: o.nodes ?? 3 }, (_, i) => f.node({ id: `n${i}`, hostname: `node-${i + 1}` }));
+  const nodes = Array.from({ length: o.nodes ?? (o.mode === 'global' ? o.replicas : 3) }, (_, i) => f.node({ id: `n${i}`, hostname: `node-${i + 1}` }));
   await f.seed(h.store, { clusters: [f.cluster()], nodes, sessions: nodes.map((n) => f.session({ nodeId: n.id })) });
   const cfg = {
     parallelism: o.parallelism ?? 1,
@@ -46,7 +50,8 @@ export async function kit(o: KitOptions): Promise<Kit> {
     maxFailureRatio: o.maxFailureRatio ?? 0,
     order: o.order === 'start-first' ? UpdateOrder.UPDATE_ORDER_START_FIRST : UpdateOrder.UPDATE_ORDER_STOP_FIRST,
   };
-  const svc = f.service({ id: 's', name: 'web', replicas: o.replicas, image: 'app:1', restart: { delayMs: 1000 }, spec: { update: cfg, rollback: { ...cfg } } });
+  const global = o.mode === 'global';
+  const svc = f.service({ id: 's', name: 'web', replicas: o.replicas, mode: o.mode, image: 'app:1', restart: { delayMs: 1000 }, spec: { update: cfg, rollback: { ...cfg } } });
   await f.seed(h.store, { services: [svc] });
   const updater = new Updater(h.deps);
   h.start();
@@ -59,15 +64,18 @@ export async function kit(o: KitOptions): Promise<Kit> {
     if (!s.updateStatus || s.updateStatus.state === UpdateState.UPDATE_STATE_UNKNOWN) return;
     const tasks = h.store.view().tasksByService('s');
     const want = o.replicas;
-    const up = new Map<number, Task[]>();
+    // The slots: 1..replicas, or (global) the nodes.
+    const slotOf = (t: Task) => (global ? t.nodeId : String(t.slot));
+    const all = global ? nodes.map((n) => n.id) : Array.from({ length: want }, (_, i) => String(i + 1));
+    const up = new Map<string, Task[]>();
     for (const t of tasks) if (isUp(t) || (t.status?.state === TaskState.TASK_STATE_RUNNING && t.desiredState > TaskState.TASK_STATE_RUNNING)) {
       // A task told to stop still runs until its worker reports it stopped.
-      let l = up.get(t.slot);
-      if (!l) up.set(t.slot, (l = []));
+      let l = up.get(slotOf(t));
+      if (!l) up.set(slotOf(t), (l = []));
       l.push(t);
     }
     let down = 0;
-    for (let slot = 1; slot <= want; slot++) if (!up.has(slot)) down++;
+    for (const slot of all) if (!up.has(slot)) down++;
     const rolling = s.updateStatus.state >= UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
     const c = rolling ? (s.previousSpec?.rollback ?? s.spec?.rollback) : s.spec?.update;
     const p = c?.parallelism || Number.POSITIVE_INFINITY;
@@ -92,6 +100,12 @@ export async function kit(o: KitOptions): Promise<Kit> {
       await h.store.waitFor(r.revision);
     }
     await h.workersAct();
+    const slow = o.startingImages ?? new Set<string>();
+    const running = h.tasks('s').filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING && !t.status.health && slow.has(t.spec?.container?.image ?? ''));
+    if (running.length) {
+      const r = await h.store.batch(running.map((t) => ({ op: 'update' as const, kind: 'tasks' as const, object: { ...t, status: { ...t.status!, timestamp: h.clock.now(), health: 'starting' } } })));
+      await h.store.waitFor(r.revision);
+    }
   };
   const until = async (done: () => boolean, ms = 120_000) => {
     for (let t = 0; t < ms; t += 50) {
@@ -130,7 +144,9 @@ export async function kit(o: KitOptions): Promise<Kit> {
 /** Every slot 1..n runs an up task of this image, and no other task runs. */
 export function convergedTo(k: Kit, image: string, n: number): boolean {
   // Tasks told to stop count until their worker reports them stopped (never-placed ones hold nothing).
-  const ts = k.h.tasks('s').filter((t) => t.desiredState <= TaskState.TASK_STATE_RUNNING || ((t.status?.state ?? 0) < TaskState.TASK_STATE_COMPLETE && t.nodeId !== ''));
+  // (Global tasks carry their node from birth: not placed = not yet assigned.)
+  const placed = (t: Task) => t.nodeId !== '' && (t.status?.state ?? 0) >= TaskState.TASK_STATE_ASSIGNED;
+  const ts = k.h.tasks('s').filter((t) => t.desiredState <= TaskState.TASK_STATE_RUNNING || ((t.status?.state ?? 0) < TaskState.TASK_STATE_COMPLETE && placed(t)));
   return ts.length === n && ts.every((t) => isUp(t) && t.spec?.container?.image === image);
 }
 

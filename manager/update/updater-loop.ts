@@ -83,12 +83,14 @@ export class Updater {
       if (!nodes.has(id)) nodes.set(id, view.get('nodes', id));
       return nodes.get(id);
     };
+    let nodeList: Node[] | undefined;
     const actions: UpdateAction[] = [];
     let wakeAt: number | undefined;
     for (const id of ids) {
       const service = view.get('services', id);
-      if (service?.spec?.mode?.$case !== 'replicated') continue;
-      const d = decideUpdate({ service, tasks: view.tasksByService(id), node, now, prepareAhead: this.prepareAhead });
+      const mode = service?.spec?.mode?.$case;
+      if (!service || (mode !== 'replicated' && mode !== 'global')) continue;
+      const d = decideUpdate({ service, tasks: view.tasksByService(id), node, nodes: mode === 'global' ? (nodeList ??= view.list('nodes')) : undefined, now, prepareAhead: this.prepareAhead });
       actions.push(...d.actions);
       if (d.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? d.wakeAt, d.wakeAt);
       for (const a of d.actions) if (a.kind === 'status' || a.kind === 'rollback') this.log.info(`updater: service ${service.spec?.name}: ${a.status.message}`);

@@ -184,4 +184,78 @@ describe('updater', () => {
     assert.ok(await k.until(() => convergedTo(k, 'app:2', 6), 2000));
     assert.deepEqual(k.violations, []);
   });
+
+  it('updater: a new task whose health is still "starting" when the monitor period ends is a failure (pause, old tasks kept)', async (t) => {
+    const k = await started(t, { replicas: 3, order: 'start-first', monitorMs: 3000, startingImages: new Set(['app:slow']) });
+    await k.update((s) => {
+      s.spec!.task!.container!.image = 'app:slow';
+      s.spec!.task!.container!.healthcheck = { test: ['CMD-SHELL', 'check'], intervalMs: 1000, timeoutMs: 0, retries: 3, startPeriodMs: 3_600_000 };
+    });
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_PAUSED), `state ${stateName(k.service().updateStatus?.state)}`);
+    assert.match(k.service().updateStatus!.message, /^update paused: task web\.1 on node-\d failed: not healthy within the update monitor period \(health check "check" still starting\) after [34]s$/);
+    const old = k.h.tasks('s').filter((x) => x.spec?.container?.image === 'app:1' && x.desiredState === TaskState.TASK_STATE_RUNNING);
+    assert.equal(old.length, 3, 'every old task still runs');
+    assert.deepEqual(k.violations, []);
+  });
+});
+
+describe('updater: global services', () => {
+  for (const order of ['stop-first', 'start-first'] as const) {
+    for (const parallelism of [1, 0]) {
+      it(`updater (global): ${order}, parallelism ${parallelism}: every node's task moves to the new image and the guarantees hold at every revision`, async (t) => {
+        const k = await started(t, { mode: 'global', replicas: 4, parallelism, order });
+        const before = new Map(k.h.runnable('s').map((x) => [x.nodeId, x.id]));
+        assert.equal(before.size, 4, 'one task per node');
+        await k.update(setImage('app:2'));
+        assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_COMPLETED), `state ${stateName(k.service().updateStatus?.state)}`);
+        assert.ok(await k.until(() => convergedTo(k, 'app:2', 4), 2000));
+        assert.deepEqual(k.violations, []);
+        assert.deepEqual(new Set(k.h.runnable('s').map((x) => x.nodeId)), new Set(before.keys()), 'each node got its replacement');
+        assert.ok(k.h.runnable('s').every((x) => x.slot === 0));
+      });
+    }
+  }
+
+  it('updater (global): stop-first p=1 never has two nodes without a running task', async (t) => {
+    const k = await started(t, { mode: 'global', replicas: 4, parallelism: 1 });
+    let maxDown = 0;
+    const unsub = k.h.store.subscribe(() => {
+      const running = new Set(k.h.tasks('s').filter((x) => x.status?.state === TaskState.TASK_STATE_RUNNING).map((x) => x.nodeId));
+      maxDown = Math.max(maxDown, 4 - running.size);
+    });
+    t.after(unsub);
+    await k.update(setImage('app:2'));
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_COMPLETED));
+    assert.equal(maxDown, 1);
+  });
+
+  it('updater (global): a failing image with failure action rollback goes back on every node and names the task', async (t) => {
+    const k = await started(t, { mode: 'global', replicas: 3, failureAction: 'rollback', failImages: new Set(['app:bad']) });
+    await k.update(setImage('app:bad'));
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_ROLLBACK_COMPLETED), `state ${stateName(k.service().updateStatus?.state)}`);
+    assert.match(k.service().updateStatus!.message, /^rollback completed \(update rolled back: task web\.n\d on node-\d failed: exit 1/);
+    assert.ok(await k.until(() => convergedTo(k, 'app:1', 3), 2000));
+  });
+
+  it('updater (global): a manual rollback, then a rollback of the rollback', async (t) => {
+    const k = await started(t, { mode: 'global', replicas: 3, order: 'start-first' });
+    await k.update(setImage('app:2'));
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_COMPLETED));
+    await k.update(() => {}, { rollback: true });
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_ROLLBACK_COMPLETED && convergedTo(k, 'app:1', 3)));
+    await k.update(() => {}, { rollback: true });
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_ROLLBACK_COMPLETED && convergedTo(k, 'app:2', 3)));
+    assert.deepEqual(k.violations, []);
+  });
+
+  it('updater (global): a spec change written without an update status (as the control API does for global today) still rolls out', async (t) => {
+    const k = await started(t, { mode: 'global', replicas: 3 });
+    const cur = k.service();
+    const spec = structuredClone(cur.spec!);
+    spec.task!.container!.image = 'app:2';
+    const r = await k.h.store.commit([{ op: 'update', kind: 'services', object: { ...cur, spec, previousSpec: cur.spec, specVersion: cur.specVersion + 1 } }]);
+    assert.ok(r.ok);
+    assert.ok(await k.until(() => k.service().updateStatus?.state === U.UPDATE_STATE_COMPLETED && convergedTo(k, 'app:2', 3)));
+    assert.deepEqual(k.violations, []);
+  });
 });
