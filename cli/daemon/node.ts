@@ -34,6 +34,11 @@ import { DEFAULT_PORT, defaultAdvertiseIp, splitHostPort } from './addr.ts';
 import { bindServer, etcdUrls, ManagerRole } from './manager-role.ts';
 import { loadState, type NodeState, saveState } from './state.ts';
 import { NodeTls } from './tls.ts';
+import { AutolockService } from '../../proto/gen/gantry/v1/autolock.ts';
+import { AutolockKeeper } from '../../manager/ca/autolock-keeper.ts';
+import { newUnlockKey, sealUnlockKey } from '../../manager/ca/autolock.ts';
+import { keysLockedAtRest, readLockedClusterKey, removeLockedClusterKey } from '../../manager/ca/autolock-files.ts';
+import { AutolockError, autolockService, LOCKED_MESSAGE } from './autolock.ts';
 
 export { DEFAULT_PORT };
 export const VERSION = '0.1.0';
@@ -77,6 +82,9 @@ export class Daemon {
   private tls!: NodeTls;
   /** Cluster-membership changes (init, join, leave, promote, demote) run one at a time. */
   private busy: Promise<unknown> = Promise.resolve();
+  /** Autolock: this manager's cluster key is on disk only wrapped, and nobody has unlocked it yet. */
+  private locked = false;
+  private keeper: AutolockKeeper | undefined;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;
@@ -98,8 +106,12 @@ export class Daemon {
     if (this.state && !this.tls.current()) {
       this.log.error(`gantryd: this host is in cluster ${this.state.clusterId} but has no certificate in ${certsDir(this.opts.dataDir)}: run \`gantry leave --force\` and join again`);
     }
-    if (this.state) {
-      if (this.state.role === 'manager') await this.startManager(this.state, { clusterState: 'new' });
+    if (this.state?.role === 'manager' && !this.tls.clusterKey() && (await keysLockedAtRest(this.opts.dataDir))) {
+      // nothing of the cluster runs (etcd member, manager, worker) until unlocked; containers keep running
+      this.locked = true;
+      this.log.warn(`gantryd: node ${this.state.nodeId}: ${LOCKED_MESSAGE}`);
+    } else if (this.state) {
+      if (this.state.role === 'manager') await this.startManager(this.state, { clusterState: 'new' }, undefined, undefined);
       await this.startWorker(this.state);
       this.log.info(`gantryd: node ${this.state.nodeId} (${this.state.role}) started`);
     } else {
@@ -123,6 +135,13 @@ export class Daemon {
     server.addService(ControlService, this.controlProxy());
     server.addService(CaService, this.caProxy(CaService, 'caApi'));
     server.addService(SecretsService, this.caProxy(SecretsService, 'secretsApi'));
+    server.addService(
+      AutolockService,
+      autolockService({
+        unlock: (key) => this.serialize(() => this.unlock(key)),
+        keeper: () => this.keeper ?? (this.locked ? LOCKED_MESSAGE : 'this host runs no manager: run this command on a manager'),
+      }) as unknown as grpc.UntypedServiceImplementation,
+    );
     await mkdir(path.dirname(this.opts.socket), { recursive: true, mode: 0o755 });
     await unlink(this.opts.socket).catch(() => {});
     await new Promise<void>((resolve, reject) =>
@@ -138,7 +157,9 @@ export class Daemon {
     const unavailable = () =>
       grpcError(
         grpc.status.FAILED_PRECONDITION,
-        !this.state
+        this.locked
+          ? LOCKED_MESSAGE
+          : !this.state
           ? 'this host is not part of a cluster: run `gantry init` to create one, or `gantry join` to join one'
           : `this host is a worker: run cluster commands on a manager (${this.state.managers.join(', ')})`,
       );
@@ -165,7 +186,7 @@ export class Daemon {
     for (const name of Object.keys(service)) {
       impl[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, cb: grpc.sendUnaryData<unknown>) => {
         const target = (this.managerRole?.[api] as unknown as Record<string, (c: unknown, cb: unknown) => void> | undefined)?.[name];
-        if (!target) return cb(grpcError(grpc.status.FAILED_PRECONDITION, 'this host is not a manager: run this command on a manager'));
+        if (!target) return cb(grpcError(grpc.status.FAILED_PRECONDITION, this.locked ? LOCKED_MESSAGE : 'this host is not a manager: run this command on a manager'));
         target(call, cb);
       };
     }
@@ -195,7 +216,7 @@ export class Daemon {
       nodeId: s?.nodeId ?? '',
       role: s?.role === 'manager' ? NodeRole.NODE_ROLE_MANAGER : NodeRole.NODE_ROLE_WORKER,
       clusterId: s?.clusterId ?? '',
-      state: !s ? 'inactive' : this.worker?.agent.connected() ? 'active' : 'pending',
+      state: !s ? 'inactive' : this.locked ? 'locked' : this.worker?.agent.connected() ? 'active' : 'pending',
       managers: s?.managers ?? [],
       dataDir: this.opts.dataDir,
       runtime: this.runtime.name,
@@ -238,7 +259,10 @@ export class Daemon {
     let workerToken = '';
     try {
       // the cluster key seals the CA key in etcd; this manager keeps it (0600) and hands it to managers that join
-      await this.tls.setClusterKey(newClusterKey());
+      // with autolock the key never lies on disk in clear: the keeper writes it wrapped once the store runs
+      const unlockKey = req.autolock && !req.forceNewCluster ? newUnlockKey() : undefined;
+      if (unlockKey) this.tls.useClusterKey(newClusterKey());
+      else await this.tls.setClusterKey(newClusterKey());
       // the CA and this node's certificate come first: etcd starts with them (peer and client TLS)
       const now = Date.now();
       const { root, fields } = await bootstrapCa(this.tls.clusterKey() as Buffer, clusterId, now);
@@ -260,6 +284,7 @@ export class Daemon {
                 spec: { name: 'default', taskHistoryRetentionLimit: 5, heartbeatPeriodMs: 1000, nodeDownGraceMs: 3000 },
                 joinTokens: { worker: workerToken, manager: newJoinToken('manager', fields.rootCaCert) },
                 ...fields,
+                unlockKeySealed: unlockKey ? sealUnlockKey(this.tls.clusterKey() as Buffer, unlockKey) : Buffer.alloc(0),
               }),
             },
             {
@@ -306,6 +331,7 @@ export class Daemon {
       throw new LocalError(grpc.status.FAILED_PRECONDITION, 'only a manager holds a copy of the cluster state: run --force-new-cluster on a surviving manager');
     }
     this.log.warn('gantryd: forcing a new one-manager cluster from this manager\'s state');
+    this.keeper?.stop();
     await this.managerRole.stop();
     this.managerRole = undefined;
     this.tcpServer?.forceShutdown();
@@ -371,7 +397,8 @@ export class Daemon {
         ),
       );
       await this.tls.set({ keyPem: own.keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() || caPem });
-      if (res.clusterKey.length > 0) await this.tls.setClusterKey(Buffer.from(res.clusterKey));
+      // in memory until the manager runs: its autolock keeper writes it (wrapped when autolock is on)
+      if (res.clusterKey.length > 0) this.tls.useClusterKey(Buffer.from(res.clusterKey));
       const state: NodeState = {
         nodeId: res.nodeId,
         nodeSecret: res.nodeSecret,
@@ -464,6 +491,8 @@ export class Daemon {
     state: NodeState,
     etcd: { clusterState: 'new' | 'existing'; initialCluster?: string; forceNewCluster?: boolean; bootstrap?: (store: import('../../manager/store/etcd.ts').EtcdStore) => Promise<void> },
     server?: grpc.Server,
+    /** What the cluster key on disk is wrapped with: undefined = in clear, null = unknown (write it). */
+    atRest: string | undefined | null = null,
   ): Promise<void> {
     let bound = server;
     if (!bound) {
@@ -510,6 +539,28 @@ export class Daemon {
       },
       onDemoted: (managers) => void this.serialize(() => this.becameWorker(managers)),
     });
+    this.keeper = new AutolockKeeper({ store: this.managerRole.store, clusterKey, dataDir: this.opts.dataDir, atRest, log: (m) => this.log.info(m) });
+    await this.keeper.start();
+  }
+
+  /** `gantry cluster unlock`: a wrong key changes nothing; the right one starts the manager and worker. */
+  private async unlock(key: string): Promise<string> {
+    const s = this.state;
+    if (!this.locked || !s) throw new AutolockError(grpc.status.FAILED_PRECONDITION, 'this host is not locked: there is nothing to unlock');
+    const opened = await readLockedClusterKey(this.opts.dataDir, key);
+    if (!opened.ok) throw new AutolockError(grpc.status.PERMISSION_DENIED, opened.reason);
+    this.tls.useClusterKey(opened.plain);
+    this.locked = false;
+    try {
+      await this.startManager(s, { clusterState: 'new' }, undefined, key.trim());
+      await this.startWorker(s);
+    } catch (err) {
+      await this.stopRoles();
+      this.locked = true;
+      throw new AutolockError(grpc.status.INTERNAL, `the key is right but this manager did not start: ${(err as Error).message}`);
+    }
+    this.log.info(`gantryd: node ${s.nodeId} (manager) unlocked and started`);
+    return s.nodeId;
   }
 
   private async startWorker(state: NodeState): Promise<void> {
@@ -580,7 +631,7 @@ export class Daemon {
         }
       }
       if (!res) throw lastErr ?? new Error('no manager known');
-      await this.tls.setClusterKey(Buffer.from(res.clusterKey));
+      this.tls.useClusterKey(Buffer.from(res.clusterKey)); // written by the autolock keeper (wrapped if on)
       await this.tls.set({ keyPem: own.keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() });
       const next: NodeState = { ...s, role: 'manager', listenAddr: `${bound.host}:${bound.port}`, managerAddr, managers: [managerAddr, ...res.managers.filter((m) => m !== managerAddr)] };
       await this.startManager(next, { clusterState: 'existing', initialCluster: res.etcdInitialCluster.join(',') }, bound.server);
@@ -598,6 +649,9 @@ export class Daemon {
   private async becameWorker(managers: string[]): Promise<void> {
     const s = this.state;
     if (!s) return;
+    this.keeper?.stop();
+    this.keeper = undefined;
+    await removeLockedClusterKey(this.opts.dataDir);
     this.managerRole = undefined;
     this.worker?.agent.setManagers(managers);
     this.tcpServer?.forceShutdown();
@@ -615,6 +669,8 @@ export class Daemon {
     const worker = this.worker;
     this.worker = undefined;
     await worker?.stop();
+    this.keeper?.stop();
+    this.keeper = undefined;
     const role = this.managerRole;
     this.managerRole = undefined;
     await role?.stop();

@@ -1,10 +1,15 @@
 // This host's TLS identity for gantryd: its key and certificate (manager/ca/node-certs.ts on disk),
 // the client credentials every dial to a manager uses, the server credentials a manager's listener
-// uses (updated in place), and renewal at a random point between 50% and 80% of the lifetime.
+// uses (updated in place), and renewal at a random point between 50% and 80% of the lifetime; and
+// the cluster's trust state, waited on (CaNode.WatchRoots): a root rotation renews at once.
+import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { CaNodeClient, type RootsState } from '../../proto/gen/gantry/v1/ca.ts';
 import { DispatcherClient, type RenewCertificateResponse } from '../../proto/gen/gantry/v1/dispatcher.ts';
+import { splitPem } from '../../manager/ca/identity.ts';
+import { issuerDigest } from '../../manager/ca/rotation.ts';
 import { certsDir, loadClusterKey, loadNodeCerts, saveClusterKey, saveNodeCerts } from '../../manager/ca/node-certs.ts';
 import { identityOf, type Identity, newKeyAndCsr, renewalTime } from '../../manager/ca/pki.ts';
 import { ClusterServerCredentials, clientCredentials, TLS_CHANNEL_OPTIONS, type TlsMaterial } from '../../manager/ca/tls.ts';
@@ -24,6 +29,9 @@ export class NodeTls {
   private timer: NodeJS.Timeout | undefined;
   private managers: () => string[] = () => [];
   private onRenewed: ((id: Identity) => void) | undefined;
+  private renewing: Promise<void> | undefined;
+  private watching = 0;
+  private watchClient: InstanceType<typeof CaNodeClient> | undefined;
 
   constructor(opts: NodeTlsOptions) {
     this.opts = opts;
@@ -37,7 +45,8 @@ export class NodeTls {
     return this.material !== undefined;
   }
 
-  async set(m: TlsMaterial): Promise<void> {
+  async set(given: TlsMaterial): Promise<void> {
+    const m = { ...given, certPem: keepIntermediates(given.certPem, this.material?.certPem) };
     await saveNodeCerts(this.opts.dataDir, m);
     this.material = m;
     this.serverCredentials.update(m);
@@ -46,6 +55,11 @@ export class NodeTls {
 
   async setClusterKey(key: Buffer): Promise<void> {
     await saveClusterKey(this.opts.dataDir, key);
+    this.key = key;
+  }
+
+  /** The cluster key in memory only: autolock keeps it on disk wrapped (manager/ca/autolock-keeper.ts). */
+  useClusterKey(key: Buffer): void {
     this.key = key;
   }
 
@@ -79,12 +93,73 @@ export class NodeTls {
     this.managers = managers;
     this.onRenewed = onRenewed;
     this.schedule();
+    const gen = ++this.watching;
+    void this.watchRoots(gen);
   }
 
   stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.managers = () => [];
+    this.watching++;
+    this.watchClient?.close();
+  }
+
+  /**
+   * Waits on the cluster's trust state at one manager after another (a long poll): new roots are
+   * trusted at once, and a certificate not from the signing root (a root rotation) is renewed at once.
+   */
+  private async watchRoots(gen: number): Promise<void> {
+    let known = '';
+    let turn = 0;
+    let failures = 0;
+    while (this.watching === gen) {
+      const addrs = this.managers();
+      if (addrs.length === 0 || !this.material) {
+        await sleep(1000);
+        continue;
+      }
+      const addr = addrs[turn % addrs.length];
+      try {
+        const { credentials, options } = this.dial();
+        const client = new CaNodeClient(addr, credentials, { ...options, 'grpc.use_local_subchannel_pool': 1 });
+        this.watchClient = client;
+        let st: RootsState;
+        try {
+          st = await new Promise<RootsState>((resolve, reject) =>
+            client.watchRoots({ knownDigest: known, waitMs: WATCH_WAIT_MS }, new grpc.Metadata(), { deadline: Date.now() + WATCH_WAIT_MS + 10_000 }, (err, r) => (err ? reject(err) : resolve(r))),
+          );
+        } finally {
+          client.close();
+        }
+        if (this.watching !== gen) return;
+        await this.applyRoots(st);
+        known = st.digest;
+        failures = 0;
+      } catch (err) {
+        if (this.watching !== gen) return;
+        turn++;
+        failures++;
+        if (failures % 10 === 1) this.opts.log(`tls: watching the cluster's root CA at ${addr}: ${(err as grpc.ServiceError).details || (err as Error).message}; retrying`);
+        await sleep(Math.min(5000, 500 * failures));
+      }
+    }
+  }
+
+  private async applyRoots(st: RootsState): Promise<void> {
+    const m = this.material;
+    const roots = Buffer.from(st.roots).toString();
+    if (!m || !roots) return;
+    if (m.caPem !== roots) {
+      await this.set({ ...m, caPem: roots });
+      this.opts.log(`tls: trusting ${splitPem(roots).length} root CA(s) of the cluster now`);
+    }
+    const mine = issuerDigest(this.material?.certPem ?? m.certPem, splitPem(roots));
+    if (st.signingDigest && mine !== st.signingDigest) {
+      this.opts.log(`tls: the cluster's root CA changed (sha256:${st.signingDigest.slice(0, 16)}…): renewing this node's certificate now`);
+      await this.renew();
+      this.schedule();
+    }
   }
 
   private schedule(delayMs?: number): void {
@@ -111,6 +186,13 @@ export class NodeTls {
 
   /** Asks a manager for a new certificate of a new key; the role comes from the store there. */
   async renew(): Promise<void> {
+    this.renewing ??= this.renewOnce().finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  private async renewOnce(): Promise<void> {
     const m = this.material;
     if (!m) throw new Error('no certificate to renew');
     const { keyPem, csrPem } = await newKeyAndCsr();
@@ -135,4 +217,29 @@ export class NodeTls {
     }
     throw lastErr instanceof Error ? new Error((lastErr as grpc.ServiceError).details || lastErr.message) : new Error('no manager known');
   }
+}
+
+const WATCH_WAIT_MS = 25_000;
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/**
+ * A certificate as saved: the one issued, plus the cross-signed root we held before when it links
+ * the new certificate to the old root. etcd (3.4) loads its trusted CA file only when it starts,
+ * so a member started before a root rotation still trusts only the old root: sending the
+ * cross-signed new root keeps renewed certificates acceptable to it until it restarts.
+ */
+export function keepIntermediates(certPem: string, previous: string | undefined): string {
+  const issued = splitPem(certPem);
+  if (issued.length !== 1 || !previous) return certPem;
+  const leaf = new X509Certificate(issued[0]);
+  const keep = splitPem(previous)
+    .slice(1)
+    .filter((p) => {
+      const c = new X509Certificate(p);
+      return c.ca && leaf.checkIssued(c) && leaf.verify(c.publicKey) && Date.parse(c.validTo) > Date.now();
+    });
+  return keep.length === 0 ? certPem : [issued[0], ...keep].map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
 }
