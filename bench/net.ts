@@ -1,16 +1,18 @@
 // bench/net.ts — the routing mesh against going straight to a task (wrk, requests/s and latency),
-// and what network setup adds to a container start (NetworkManager.attach/detach, timed).
+// and what network setup adds to a container start (NetworkManager.attach/detach with gantry-net vs
+// ip/nsenter, interleaved; gantry-exec run `true` with and without a network).
 //
-//   node_modules/.bin/node bench/net.ts [--only setup|mesh] [--seconds 5] [--connections 16] [--attaches 20]
+//   node_modules/.bin/node bench/net.ts [--only setup|mesh] [--seconds 5] [--connections 16] [--attaches 10] [--rounds 3]
 //
 // Everything runs inside lab network namespaces (deploy/lab) and a scratch netns this script
 // makes and removes; nothing is sent outside them.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { run } from '../deploy/lab/sys.ts';
 import type { NetworkState } from '../proto/gen/gantry/v1/network.ts';
-import type { Task } from '../proto/gen/gantry/v1/objects.ts';
+import { EndpointMode, type Task } from '../proto/gen/gantry/v1/objects.ts';
 import { type ClusterLab, gantryOk, IMAGE, live, ps, startClusterLab, stopClusterLab, until } from '../test/helpers/lab.ts';
 import { NetworkManager } from '../worker/network/manager.ts';
 
@@ -72,48 +74,157 @@ async function mesh(seconds: number, conns: number): Promise<void> {
   }
 }
 
-/** Inside a scratch netns: attach/detach N containers (bridge only, then bridge + overlay). */
-async function attachProbe(n: number): Promise<void> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-net-'));
-  const nm = new NetworkManager({ nodeId: 'benchprobe', netnsDir: path.join(dir, 'netns'), dns: false });
-  const state: NetworkState = {
+const median = (xs: number[]) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : Number.NaN;
+};
+
+const GANTRY_EXEC = new URL('../native-exec/build/gantry-exec', import.meta.url).pathname;
+
+/** An OCI bundle running busybox `true`, in its own new netns (none) or the one at `netns`. */
+function bundle(dir: string, rootfs: string, netns?: string): string {
+  mkdirSync(dir, { recursive: true });
+  const caps = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'];
+  const config = {
+    ociVersion: '1.0.2',
+    process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['true'], env: ['PATH=/bin'], cwd: '/', capabilities: { bounding: caps, effective: caps, permitted: caps }, noNewPrivileges: true },
+    root: { path: rootfs, readonly: true },
+    hostname: 'bench',
+    mounts: [{ destination: '/proc', type: 'proc', source: 'proc' }],
+    linux: { namespaces: [...['pid', 'ipc', 'uts', 'mount'].map((type) => ({ type })), netns ? { type: 'network', path: netns } : { type: 'network' }] },
+  };
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+  return dir;
+}
+
+function runTrue(root: string, bundleDir: string, id: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(GANTRY_EXEC, ['--root', root, 'run', '--bundle', bundleDir, id], (err, _out, stderr) => (err ? reject(new Error(`gantry-exec run ${id}: ${stderr || err.message}`)) : resolve()));
+  });
+}
+
+type SetupCase = { name: string; overlay: boolean; vip: boolean };
+const CASES: SetupCase[] = [
+  { name: 'bridge only', overlay: false, vip: false },
+  { name: 'bridge + overlay', overlay: true, vip: false },
+  { name: 'bridge + overlay + VIP rules', overlay: true, vip: true },
+];
+const MODES = [
+  { name: 'gantry-net', helper: true },
+  { name: 'ip/nsenter', helper: false },
+] as const;
+
+function probeState(c: SetupCase, taskIds: string[]): NetworkState {
+  return {
     nodeId: 'benchprobe',
     nodeAddr: '127.0.0.1',
     networks: [
       { id: 'br', name: 'bridge', driver: 'bridge', subnet: '172.16.0.0/12', vni: 0, ingress: false, nodeAddr: '172.31.250.0/24', peers: [] },
-      { id: 'ov', name: 'ov', driver: 'overlay', subnet: '10.250.0.0/24', vni: 9999, ingress: false, nodeAddr: '', peers: [] },
+      { id: 'ov', name: 'ov', driver: 'overlay', subnet: '10.250.0.0/16', vni: 9999, ingress: false, nodeAddr: '', peers: [] },
     ],
-    services: [],
-    localTasks: [],
+    // a VIP service on the overlay: every container attached to it gets the nat rules in its netns
+    services: c.vip ? [{ id: 'vipsvc', name: 'vip', mode: EndpointMode.ENDPOINT_MODE_VIP, vips: { ov: '10.250.255.250' }, tasks: [1, 2, 3].map((i) => ({ taskId: `t${i}`, nodeId: 'other', addrs: { ov: `10.250.254.${i}` } })), ports: [] }] : [],
+    localTasks: taskIds,
   };
-  const task = (i: number, overlay: boolean): Task =>
-    ({ id: `benchtask${String(i).padStart(16, '0')}`, serviceId: 'svc', networks: overlay ? [{ networkId: 'ov', addresses: [`10.250.0.${i + 2}/24`], aliases: [] }] : [], spec: { networks: [] } }) as unknown as Task;
+}
+
+function probeTask(id: string, i: number, overlay: boolean): Task {
+  return { id, serviceId: 'svc', networks: overlay ? [{ networkId: 'ov', addresses: [`10.250.${Math.floor(i / 250)}.${(i % 250) + 2}/16`], aliases: [] }] : [], spec: { networks: [] } } as unknown as Task;
+}
+
+/**
+ * Inside a scratch netns, in rounds, the modes interleaved: per case, attach then detach n containers
+ * with a fresh NetworkManager (gantry-net, then ip/nsenter); and container starts (gantry-exec run
+ * `true`) without a network, and with attach + run joining the netns, per mode.
+ */
+async function attachProbe(n: number, rounds: number): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-net-'));
+  const netnsDir = path.join(dir, 'netns');
+  const setup = new Map<string, { attach: number[]; detach: number[] }>();
+  const start = new Map<string, number[]>();
+  const push = (m: Map<string, number[]>, k: string, v: number) => m.set(k, [...(m.get(k) ?? []), v]);
+  const rootfs = path.join(dir, 'rootfs');
+  for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp']) mkdirSync(path.join(rootfs, d), { recursive: true });
+  copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
+  chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
+  symlinkSync('busybox', path.join(rootfs, 'bin', 'true'));
+  const runRoot = path.join(dir, 'state');
+  const noNet = bundle(path.join(dir, 'b-none'), rootfs);
+  let seq = 0;
+  const log: string[] = [];
   try {
-    for (const overlay of [false, true]) {
-      const ids = Array.from({ length: n }, (_, i) => task(i + (overlay ? 100 : 0), overlay));
-      state.localTasks = ids.map((t) => t.id);
-      nm.setState(state);
-      await nm.attach(task(200 + (overlay ? 1 : 0), overlay)); // warm-up: bridge, chains, overlay devices
-      const t0 = performance.now();
-      for (const t of ids) await nm.attach(t);
-      const t1 = performance.now();
-      for (const t of ids) await nm.detach(t.id);
-      const t2 = performance.now();
-      console.log(`  ${overlay ? 'bridge + overlay' : 'bridge only     '}  attach ${((t1 - t0) / n).toFixed(1)} ms/container  detach ${((t2 - t1) / n).toFixed(1)} ms/container  (n=${n})`);
+    for (let round = 0; round < rounds; round++) {
+      for (const c of CASES) {
+        for (const mode of MODES) {
+          const nm = new NetworkManager({ nodeId: 'benchprobe', netnsDir, dns: false, netHelper: mode.helper, log: (m) => log.push(m) });
+          try {
+            const tasks = Array.from({ length: n + 1 }, (_, i) => probeTask(`benchtask${String(seq++).padStart(16, '0')}`, i, c.overlay));
+            nm.setState(probeState(c, tasks.map((t) => t.id)));
+            await nm.attach(tasks[0]); // warm-up: bridge, chains, overlay devices
+            const key = `${c.name}|${mode.name}`;
+            const s = setup.get(key) ?? { attach: [], detach: [] };
+            setup.set(key, s);
+            for (const t of tasks.slice(1)) {
+              const t0 = performance.now();
+              await nm.attach(t);
+              s.attach.push(performance.now() - t0);
+            }
+            for (const t of tasks.slice(1)) {
+              const t0 = performance.now();
+              await nm.detach(t.id);
+              s.detach.push(performance.now() - t0);
+            }
+            if (c.overlay) continue;
+            // container start: without a network, then attach + run in the attached netns
+            for (let i = 0; i < n; i++) {
+              const t0 = performance.now();
+              await runTrue(runRoot, noNet, `none-${seq++}`);
+              push(start, 'none', performance.now() - t0);
+              const t = probeTask(`benchtask${String(seq++).padStart(16, '0')}`, i, false);
+              nm.setState(probeState(c, [t.id]));
+              const t1 = performance.now();
+              const a = await nm.attach(t);
+              if (a.network.mode !== 'path') throw new Error('attach gave no netns path');
+              await runTrue(runRoot, bundle(path.join(dir, `b-${t.id}`), rootfs, a.network.path), `net-${seq++}`);
+              push(start, mode.name, performance.now() - t1);
+              await nm.detach(t.id);
+            }
+          } finally {
+            await nm.teardown();
+          }
+        }
+      }
     }
+    const f = (x: number) => x.toFixed(1).padStart(6);
+    console.log(`  per container, median ms over ${rounds} rounds x ${n} (modes interleaved, a fresh NetworkManager each):`);
+    console.log(`  ${'case'.padEnd(30)} ${'gantry-net attach/detach'.padStart(26)} ${'ip/nsenter attach/detach'.padStart(26)}  attach ratio`);
+    for (const c of CASES) {
+      const h = setup.get(`${c.name}|gantry-net`);
+      const i = setup.get(`${c.name}|ip/nsenter`);
+      if (!h || !i) continue;
+      console.log(`  ${c.name.padEnd(30)} ${f(median(h.attach))} / ${f(median(h.detach))}            ${f(median(i.attach))} / ${f(median(i.detach))}          ${(median(h.attach) / median(i.attach)).toFixed(2)}`);
+    }
+    const none = median(start.get('none') ?? []);
+    console.log(`  container start (gantry-exec run \`true\`, bridge network), median ms over ${rounds} x ${n}, interleaved:`);
+    console.log(`    no network (own empty netns)   ${f(none)}`);
+    for (const mode of MODES) {
+      const m = median(start.get(mode.name) ?? []);
+      console.log(`    attach (${mode.name.padEnd(10)}) + run   ${f(m)}   network adds ${f(m - none)} ms${mode.helper ? ' (goal < 10)' : ''}`);
+    }
+    const notes = [...new Set(log.filter((l) => /not found|fail/.test(l)))];
+    if (notes.length) console.log(`  notes: ${notes.join(' | ')}`);
   } finally {
-    await nm.teardown();
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function setupCost(n: number): Promise<void> {
+async function setupCost(n: number, rounds: number): Promise<void> {
   const ns = `gantry-bench-${process.pid}`;
   await run('ip', ['netns', 'add', ns]);
   try {
     await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    console.log(`network setup per container start (NetworkManager in scratch netns ${ns}: netns + veths + addresses + iptables):`);
-    const r = await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, import.meta.filename, '--attach-probe', String(n)], { timeoutMs: 300_000 });
+    console.log(`network setup per container (NetworkManager.attach/detach in scratch netns ${ns}: netns + veths + addresses + route + VIP rules), load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}:`);
+    const r = await run('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, import.meta.filename, '--attach-probe', String(n), '--rounds', String(rounds)], { timeoutMs: 900_000 });
     process.stdout.write(r.stdout);
     if (r.code !== 0) console.log(`  probe failed: ${r.stderr.trim()}`);
   } finally {
@@ -122,9 +233,9 @@ async function setupCost(n: number): Promise<void> {
 }
 
 if (process.argv.includes('--attach-probe')) {
-  await attachProbe(arg('attach-probe', 20));
+  await attachProbe(arg('attach-probe', 10), arg('rounds', 3));
 } else {
   const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : '';
-  if (only !== 'mesh') await setupCost(arg('attaches', 20));
+  if (only !== 'mesh') await setupCost(arg('attaches', 10), arg('rounds', 3));
   if (only !== 'setup') await mesh(arg('seconds', 5), arg('connections', 16));
 }

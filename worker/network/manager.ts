@@ -21,7 +21,7 @@ import {
   resolveName,
   restoreText,
 } from './plan.ts';
-import { realSys, type Sys } from './sys.ts';
+import { type NetHelper, type NetLink, realSys, type Sys } from './sys.ts';
 
 export interface NetworkManagerOptions {
   nodeId: string;
@@ -32,6 +32,8 @@ export interface NetworkManagerOptions {
   /** Serve DNS for containers on the host bridge's gateway (default true). */
   dns?: boolean;
   stateWaitMs?: number;
+  /** Set containers up with the gantry-net helper (default true; false: ip/nsenter, as when it is missing). */
+  netHelper?: boolean;
 }
 
 const STATE_WAIT_MS = 15_000;
@@ -71,12 +73,16 @@ export class NetworkManager {
   private timer: NodeJS.Timeout | undefined;
   private dns: DnsServer | undefined;
   private closed = false;
+  private readonly net: NetHelper | undefined; // gantry-net; undefined: ip/nsenter
 
   constructor(opts: NetworkManagerOptions) {
     this.o = opts;
     this.sys = opts.sys ?? realSys;
     this.log = opts.log ?? (() => {});
     this.netnsDir = opts.netnsDir ?? '/run/netns';
+    const h = opts.netHelper === false ? undefined : this.sys.netHelper?.();
+    if (h && 'missing' in h) this.log(`network: ${h.missing}; setting containers up with ip/nsenter instead (slower)`);
+    else this.net = h;
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -110,6 +116,11 @@ export class NetworkManager {
 
   private async delNs(ns: string): Promise<void> {
     const p = this.nsPath(ns);
+    if (this.net) {
+      const r = await this.net.remove(p);
+      if (!r.ok) throw new Error(`removing the network namespace of a container: ${r.error}`);
+      return;
+    }
     await this.sys.run('umount', [p], { allowFail: true });
     await rm(p, { force: true });
   }
@@ -215,37 +226,43 @@ export class NetworkManager {
     const bridgeIp = this.freeBridgeIp(sub);
     const c: LocalContainer = { taskId: task.id, serviceId: task.serviceId, ns, bridgeIp, attachments: [] };
     try {
-      await this.addNs(ns);
-      const nsp = this.nsPath(ns);
-      const batch: string[] = [];
-      const nsBatch: string[] = [];
-      const inNs = (cmd: string) => nsBatch.push(cmd);
-      const host0 = vethName(task.id, 0);
-      batch.push(`link add ${host0} type veth peer name eth0 netns ${nsp}`);
-      batch.push(`link set ${host0} master ${HOST_BRIDGE} up`);
-      inNs('link set lo up');
-      inNs(`link set eth0 alias ${task.serviceId.replace(/[^a-z0-9]/g, '') || 'none'}`);
-      inNs(`addr add ${bridgeIp}/${prefixOf(sub)} dev eth0`);
-      inNs('link set eth0 up');
-      inNs(`route add default via ${gw}`);
-      let i = 1;
+      const links: NetLink[] = [
+        { host: vethName(task.id, 0), peer: 'eth0', master: HOST_BRIDGE, alias: task.serviceId.replace(/[^a-z0-9]/g, '') || 'none', addr: `${bridgeIp}/${prefixOf(sub)}` },
+      ];
       for (const a of task.networks) {
         const net = state.networks.find((n) => n.id === a.networkId);
-        if (!net || net.driver !== 'overlay' || !a.addresses[0]) continue;
-        await this.ensureOverlay(net.vni, net.ingress ? net.nodeAddr : '', state.nodeAddr);
+        if (net?.driver !== 'overlay' || !a.addresses[0]) continue;
+        // with gantry-net, an overlay this process already made is trusted (a missing bridge fails
+        // the create, and then it is made again); `ip link show` here was most of an attach
+        if (!this.net || !this.programmed.has(net.vni)) await this.ensureOverlay(net.vni, net.ingress ? net.nodeAddr : '', state.nodeAddr);
         const cidr = checkCidr(a.addresses[0]);
-        const host = vethName(task.id, i);
-        const inner = `eth${i}`;
-        batch.push(`link add ${host} mtu ${OVERLAY_MTU} type veth peer name ${inner} netns ${nsp}`);
-        batch.push(`link set ${host} master ${overlayBridge(net.vni)} up`);
-        inNs(`link set ${inner} address ${macOf(ipOf(cidr))} mtu ${OVERLAY_MTU} alias ${net.id.replace(/[^a-z0-9]/g, '')}`);
-        inNs(`addr add ${cidr} dev ${inner}`);
-        inNs(`link set ${inner} up`);
+        const i = links.length;
+        links.push({ host: vethName(task.id, i), peer: `eth${i}`, master: overlayBridge(net.vni), mtu: OVERLAY_MTU, mac: macOf(ipOf(cidr)), alias: net.id.replace(/[^a-z0-9]/g, ''), addr: cidr });
         c.attachments.push({ networkId: net.id, ip: ipOf(cidr), prefix: prefixOf(cidr) });
-        i++;
       }
-      await this.ip(['-batch', '-'], `${batch.join('\n')}\n`);
-      await this.ipIn(ns, ['-batch', '-'], `${nsBatch.join('\n')}\n`);
+      // the container's VIP rules go in with the namespace (a new netns has an empty nat table)
+      const rules = containerRules(this.state, c, ingressNetwork(this.state)?.id);
+      const withRules = rules.includes('GANTRY-V-');
+      if (this.net) {
+        await mkdir(this.netnsDir, { recursive: true, mode: 0o700 });
+        const spec = { netns: this.nsPath(ns), links, gateway: gw, rules: withRules ? rules : undefined };
+        let r = await this.net.create(spec);
+        if (!r.ok && /find link `g(br|vx)\d+`/.test(r.error)) {
+          this.log(`network: an overlay bridge is missing (${r.error}); making it again`);
+          for (const a of task.networks) {
+            const net = state.networks.find((n) => n.id === a.networkId && n.driver === 'overlay');
+            if (net) {
+              this.programmed.delete(net.vni);
+              await this.ensureOverlay(net.vni, net.ingress ? net.nodeAddr : '', state.nodeAddr);
+            }
+          }
+          r = await this.net.create(spec);
+        }
+        if (!r.ok) throw new Error(`setting up the network of task ${task.id}: ${r.error}`);
+        this.appliedRules.set(task.id, rules);
+      } else {
+        await this.createWithIp(ns, links, gw);
+      }
       this.containers.set(task.id, c);
       await this.applyContainerRules(c);
       await this.applyHostRules();
@@ -266,6 +283,24 @@ export class NetworkManager {
         { path: '/etc/hostname', content: `${hostname}\n`, mode: 0o644 },
       ],
     };
+  }
+
+  /** The fallback when gantry-net is missing: unshare(1), then `ip -batch` here and in the netns. */
+  private async createWithIp(ns: string, links: NetLink[], gw: string): Promise<void> {
+    await this.addNs(ns);
+    const nsp = this.nsPath(ns);
+    const batch: string[] = [];
+    const nsBatch = ['link set lo up'];
+    for (const l of links) {
+      batch.push(`link add ${l.host}${l.mtu ? ` mtu ${l.mtu}` : ''} type veth peer name ${l.peer} netns ${nsp}`);
+      batch.push(`link set ${l.host}${l.master ? ` master ${l.master}` : ''} up`);
+      nsBatch.push(`link set ${l.peer}${l.mac ? ` address ${l.mac}` : ''}${l.mtu ? ` mtu ${l.mtu}` : ''}${l.alias ? ` alias ${l.alias}` : ''}`);
+      if (l.addr) nsBatch.push(`addr add ${l.addr} dev ${l.peer}`);
+      nsBatch.push(`link set ${l.peer} up`);
+    }
+    nsBatch.push(`route add default via ${gw}`);
+    await this.ip(['-batch', '-'], `${batch.join('\n')}\n`);
+    await this.ipIn(ns, ['-batch', '-'], `${nsBatch.join('\n')}\n`);
   }
 
   private freeBridgeIp(sub: string): string {
@@ -480,6 +515,7 @@ export class NetworkManager {
     if (this.timer) clearTimeout(this.timer);
     this.dns?.close();
     await this.lock;
+    this.net?.close(); // asked again (teardown), it starts anew
   }
 
   /** Removes everything this host's network code made: namespaces, overlays, the bridge, rules. */
@@ -497,6 +533,7 @@ export class NetworkManager {
     this.hostRulesText = '';
     this.ourChains = undefined;
     this.hostBridge = undefined;
+    this.net?.close();
   }
 }
 

@@ -1,14 +1,146 @@
-// The one place worker/network runs commands (ip, bridge, iptables, nsenter): argv arrays, never a
-// shell, with stdin for batches. Errors name the command and what it said.
-import { spawn } from 'node:child_process';
+// The one place worker/network does I/O with other programs: `run` (ip, bridge, iptables, nsenter:
+// argv arrays, never a shell, stdin for batches) and the gantry-net helper (netlink, JSON lines).
+import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+
+/** One veth pair of a container: `host` stays here (on `master`), `peer` goes into the netns. */
+export interface NetLink {
+  host: string;
+  peer: string;
+  master?: string;
+  mtu?: number;
+  mac?: string;
+  alias?: string;
+  /** a.b.c.d/n on the peer */
+  addr?: string;
+}
+
+/** A container's netns at `netns` (absolute path), its links, default route, nat rules. */
+export interface NetnsSpec {
+  netns: string;
+  links: NetLink[];
+  gateway?: string;
+  /** iptables-restore input applied inside the new netns (only when it has rules). */
+  rules?: string;
+}
+
+export type NetResult = { ok: true; us: number } | { ok: false; error: string };
+
+/** gantry-net (native-exec/src/net): netns + veths + addresses + routes over rtnetlink. */
+export interface NetHelper {
+  /** Makes the netns and everything in it, or nothing (the helper undoes a half-made one). */
+  create(spec: NetnsSpec): Promise<NetResult>;
+  /** Unmounts and removes the netns; the kernel removes its veths. `wait`: delete them first. */
+  remove(netns: string, opts?: { wait?: boolean }): Promise<NetResult>;
+  /** iptables-restore -w inside the netns. */
+  restore(netns: string, input: string): Promise<NetResult>;
+  close(): void;
+}
 
 export interface Sys {
   /** Runs `bin args`; resolves stdout; rejects with stderr unless `allowFail`. */
   run(bin: string, args: string[], opts?: { input?: string; allowFail?: boolean }): Promise<{ ok: boolean; out: string; err: string }>;
+  /** A new gantry-net helper, or a reason it is not available (callers fall back to `run`). */
+  netHelper?(): NetHelper | { missing: string };
 }
 
 export class CommandError extends Error {
   override name = 'CommandError';
+}
+
+/** Where gantry-net is: $GANTRY_NET_HELPER, else native-exec/build/gantry-net in this checkout. */
+export function netHelperPath(): string {
+  return process.env.GANTRY_NET_HELPER || new URL('../../native-exec/build/gantry-net', import.meta.url).pathname;
+}
+
+/**
+ * Speaks to one long-lived gantry-net process (started at the first request, again after it dies):
+ *   → {"id":N,"op":"create"|"delete"|"restore",...}\n   ← {"id":N,"ok":true,"us":850}\n
+ * Answers come in request order. The process is unref'd while idle so it never holds node open.
+ */
+export class GantryNet implements NetHelper {
+  private readonly bin: string;
+  private p: ChildProcessWithoutNullStreams | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, (r: NetResult) => void>();
+  private stderr = '';
+
+  constructor(bin: string) {
+    this.bin = bin;
+  }
+
+  private proc(): ChildProcessWithoutNullStreams {
+    if (this.p) return this.p;
+    const p = spawn(this.bin, ['serve'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.p = p;
+    this.stderr = '';
+    createInterface({ input: p.stdout }).on('line', (line) => {
+      let m: { id?: number; ok?: boolean; us?: number; error?: string };
+      try {
+        m = JSON.parse(line);
+      } catch {
+        return;
+      }
+      const done = this.pending.get(m.id ?? 0);
+      if (!done) return;
+      this.pending.delete(m.id ?? 0);
+      done(m.ok ? { ok: true, us: m.us ?? 0 } : { ok: false, error: m.error ?? 'gantry-net failed without a message' });
+      this.idle();
+    });
+    p.stderr.on('data', (d) => {
+      this.stderr = (this.stderr + d).slice(-2000);
+    });
+    const gone = (why: string) => {
+      if (this.p !== p) return;
+      this.p = undefined;
+      const err = `gantry-net (${this.bin}) ${why}${this.stderr.trim() ? `: ${this.stderr.trim()}` : ''}`;
+      for (const done of this.pending.values()) done({ ok: false, error: err });
+      this.pending.clear();
+    };
+    p.on('error', (e) => gone(`could not run: ${e.message}`));
+    p.on('exit', (code, sig) => gone(`exited (${sig ?? code})`));
+    p.stdin.on('error', () => {});
+    return p;
+  }
+
+  /** Let node exit while nothing is asked of the helper. */
+  private idle(): void {
+    if (this.pending.size || !this.p) return;
+    this.p.unref();
+    for (const s of [this.p.stdin, this.p.stdout, this.p.stderr] as unknown as { unref?: () => void }[]) s.unref?.();
+  }
+
+  private ask(req: Record<string, unknown>): Promise<NetResult> {
+    const p = this.proc();
+    p.ref();
+    for (const s of [p.stdin, p.stdout, p.stderr] as unknown as { ref?: () => void }[]) s.ref?.();
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.pending.set(id, resolve);
+      p.stdin.write(`${JSON.stringify({ id, ...req })}\n`);
+    });
+  }
+
+  create(spec: NetnsSpec): Promise<NetResult> {
+    return this.ask({ op: 'create', ...spec });
+  }
+
+  remove(netns: string, opts: { wait?: boolean } = {}): Promise<NetResult> {
+    return this.ask({ op: 'delete', netns, wait: !!opts.wait });
+  }
+
+  restore(netns: string, input: string): Promise<NetResult> {
+    return this.ask({ op: 'restore', netns, input });
+  }
+
+  close(): void {
+    const p = this.p;
+    this.p = undefined;
+    for (const done of this.pending.values()) done({ ok: false, error: 'gantry-net closed' });
+    this.pending.clear();
+    p?.stdin.end(); // EOF: the helper finishes the request in hand and exits
+  }
 }
 
 export const realSys: Sys = {
@@ -32,5 +164,10 @@ export const realSys: Sys = {
       p.stdin.on('error', () => {});
       p.stdin.end(opts.input ?? '');
     });
+  },
+  netHelper() {
+    const bin = netHelperPath();
+    if (!existsSync(bin)) return { missing: `gantry-net not found at ${bin} (build it: make -C native-exec, or set GANTRY_NET_HELPER)` };
+    return new GantryNet(bin);
   },
 };
