@@ -1,0 +1,204 @@
+// Autolock as an operator meets it: `init --autolock` prints the unlock key; a manager whose gantryd
+// restarts comes up locked (no control calls, no secrets, no cluster key readable on disk), refuses a
+// wrong key, unlocks with the right one; rotation re-wraps every manager; autolock off unlocks restarts.
+// In-process daemons (sim runtime) for the keys; one lab host (real containers) for "not restarted".
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { Daemon } from '../../cli/daemon/node.ts';
+import { readLockedClusterKey } from '../../manager/ca/autolock-files.ts';
+import { clusterSkipReason, gantryOk, IMAGE, importImage, type Lab, live, ps, sleepers, summary, until as labUntil } from '../helpers/lab.ts';
+import { cleanupLabs, Lab as LabClass } from '../../deploy/lab/lab-hosts.ts';
+import { type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
+
+const KEY_RE = /GNTRYKEY-1-[A-Za-z0-9_-]{43}/;
+const LOCKED_RE = /this manager is locked: run `gantry cluster unlock`/i;
+
+function filesUnder(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.join(e.parentPath, e.name));
+}
+
+function clusterKeyOf(h: LocalHost): Buffer {
+  const key = (h.daemon as unknown as { tls: { clusterKey(): Buffer | undefined } }).tls.clusterKey();
+  assert.ok(key, `${h.name} holds a cluster key`);
+  return key;
+}
+
+/** Stops the host's gantryd and starts a new one on the same data dir and socket (containers stay). */
+async function restart(t: TestContext, h: LocalHost): Promise<void> {
+  await h.daemon.stop();
+  const line = (lvl: string) => (m: string) => h.logs.push(`${lvl} ${m}`);
+  const d = new Daemon({
+    dataDir: path.join(h.dir, 'data'),
+    socket: h.socket,
+    listenAddr: '127.0.0.1:0',
+    advertiseAddr: '127.0.0.1',
+    runtime: 'sim',
+    cgroupParent: 'gantry-sec-test',
+    hostname: h.name,
+    log: { debug: () => {}, info: line('info'), warn: line('warn'), error: line('error') },
+  });
+  t.after(() => d.stop().catch(() => {}));
+  h.daemon = d;
+  await d.start();
+}
+
+async function keyFile(h: LocalHost, key: string): Promise<string> {
+  const f = path.join(h.dir, `key-${Math.random().toString(36).slice(2)}`);
+  await writeFile(f, `${key}\n`, { mode: 0o600 });
+  return f;
+}
+
+test('autolock: a restarted manager is locked until unlocked; wrong keys change nothing; rotation and off work across managers', async (t) => {
+  const m1 = await startHost(t, 'm1');
+  const m2 = await startHost(t, 'm2');
+  const init = await m1.gantry(['init', '--autolock', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:0']);
+  assert.equal(init.code, 0, init.err);
+  const key1 = init.out.match(KEY_RE)?.[0] ?? '';
+  assert.ok(key1, `init --autolock prints the unlock key: ${init.out}`);
+  assert.match(init.out, /gantry cluster unlock/);
+  assert.equal((await m1.gantry(['cluster', 'unlock-key', '-q'])).out.trim(), key1);
+  const addr = init.out.match(/ (\d+\.\d+\.\d+\.\d+:\d+)\s*$/m)?.[1] ?? '';
+  const certs1 = path.join(m1.dir, 'data', 'certs');
+  assert.ok(existsSync(path.join(certs1, 'cluster.key.locked')) && !existsSync(path.join(certs1, 'cluster.key')), 'the cluster key is on disk only wrapped');
+
+  // a second manager joins: it writes the cluster key wrapped with the same unlock key
+  const managerToken = (await m1.gantry(['join-token', '-q', 'manager'])).out.trim();
+  const j = await m2.gantry(['join', '--token', managerToken, '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:0', addr]);
+  assert.equal(j.code, 0, j.err);
+  await waitReady(m1, 'm2');
+  const data2 = path.join(m2.dir, 'data');
+  await until(async () => ((await readLockedClusterKey(data2, key1)).ok ? true : 'm2 has not wrapped its key yet'));
+  assert.ok(!existsSync(path.join(data2, 'certs', 'cluster.key')));
+
+  const secretFile = path.join(m1.dir, 'pw');
+  await writeFile(secretFile, 'autolock-secret-value-41');
+  assert.equal((await m1.gantry(['secret', 'create', 'pw', secretFile])).code, 0);
+  const clusterKey = clusterKeyOf(m1);
+
+  // restart: locked
+  await restart(t, m1);
+  const info = await m1.gantry(['info']);
+  assert.match(info.out, /Cluster:\s+locked/);
+  assert.match(info.out, LOCKED_RE);
+  const ls = await m1.gantry(['node', 'ls']);
+  assert.notEqual(ls.code, 0);
+  assert.match(ls.err, LOCKED_RE);
+  const sec = await m1.gantry(['secret', 'ls']);
+  assert.notEqual(sec.code, 0);
+  assert.match(sec.err, LOCKED_RE);
+  assert.match((await m1.gantry(['cluster', 'unlock-key'])).err, LOCKED_RE);
+  const onDisk = filesUnder(path.join(m1.dir, 'data')).filter((f) => readFileSync(f).includes(clusterKey));
+  assert.deepEqual(onDisk, [], 'no file of the locked manager holds the cluster key in clear (the CA key and secrets stay sealed)');
+  // the other manager still answers (from its copy of the state: two etcd members, one down, have no quorum)
+  assert.equal((await m2.gantry(['node', 'ls'])).code, 0);
+
+  // a wrong key is refused and changes nothing
+  const wrong = await m1.gantry(['cluster', 'unlock', '--key-file', await keyFile(m1, 'GNTRYKEY-1-' + 'A'.repeat(43))]);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.err, /the unlock key is wrong/);
+  const garbage = await m1.gantry(['cluster', 'unlock', '--key-file', await keyFile(m1, 'not-a-key')]);
+  assert.match(garbage.err, /not a gantry unlock key/);
+  assert.match((await m1.gantry(['info'])).out, /Cluster:\s+locked/);
+  assert.ok(existsSync(path.join(certs1, 'cluster.key.locked')));
+
+  // the right key unlocks: control calls and secrets work again
+  const ok = await m1.gantry(['cluster', 'unlock', '--key-file', await keyFile(m1, key1)]);
+  assert.equal(ok.code, 0, ok.err);
+  assert.match(ok.out, /unlocked/);
+  assert.match((await m1.gantry(['cluster', 'unlock', '--key-file', await keyFile(m1, key1)])).err, /not locked/);
+  await until(async () => {
+    const r = await m1.gantry(['secret', 'ls']);
+    return r.code === 0 && /\bpw\b/.test(r.out) ? true : `secret ls: ${r.err || r.out}`;
+  });
+  const svc = await m1.gantry(['service', 'create', '-d', '--name', 'app', '--secret', 'pw', 'busybox', 'sleep', '1000']);
+  assert.equal(svc.code, 0, svc.err);
+  await until(async () => {
+    const r = (await m1.gantry(['service', 'ps', 'app'])).out;
+    return /Running/.test(r) ? true : `not running: ${r}`;
+  });
+
+  // rotation: both managers re-wrap; the old key no longer opens either
+  const rot = await m1.gantry(['cluster', 'unlock-key', '--rotate']);
+  assert.equal(rot.code, 0, rot.err);
+  const key2 = rot.out.match(KEY_RE)?.[0] ?? '';
+  assert.ok(key2 && key2 !== key1, rot.out);
+  assert.equal((await m2.gantry(['cluster', 'unlock-key', '-q'])).out.trim(), key2, 'every manager shows the new key');
+  await until(async () => ((await readLockedClusterKey(data2, key2)).ok ? true : 'm2 has not re-wrapped its key'));
+  assert.equal((await readLockedClusterKey(data2, key1)).ok, false);
+  await restart(t, m1);
+  assert.match((await m1.gantry(['cluster', 'unlock', '--key-file', await keyFile(m1, key1)])).err, /the unlock key is wrong/);
+  assert.equal((await m1.gantry(['cluster', 'unlock', '--key-file', await keyFile(m1, key2)])).code, 0);
+  await waitReady(m1, 'm1');
+
+  // autolock off: keys in clear again, a restart comes up unlocked
+  const off = await m1.gantry(['cluster', 'update', '--autolock=false']);
+  assert.equal(off.code, 0, off.err);
+  assert.match((await m1.gantry(['cluster', 'unlock-key'])).err, /autolock is off/);
+  await until(async () => (existsSync(path.join(data2, 'certs', 'cluster.key')) ? true : 'm2 still wrapped'));
+  await restart(t, m1);
+  assert.match((await m1.gantry(['info'])).out, /Cluster:\s+(active|pending)/);
+  await until(async () => ((await m1.gantry(['node', 'ls'])).code === 0 ? true : 'node ls not answering yet'));
+
+  // and on again on the running cluster: a new key, wrapped right away
+  const on = await m1.gantry(['cluster', 'update', '--autolock=true']);
+  assert.equal(on.code, 0, on.err);
+  const key3 = on.out.match(KEY_RE)?.[0] ?? '';
+  assert.ok(key3 && key3 !== key2);
+  assert.equal((await readLockedClusterKey(path.join(m1.dir, 'data'), key3)).ok, true);
+  for (const h of [m1, m2]) assert.ok(!h.logs.some((l) => l.includes(key1) || l.includes(key2) || l.includes(key3)), `${h.name}'s log never shows an unlock key`);
+});
+
+describe('autolock on a lab host', { skip: clusterSkipReason(), timeout: 600_000 }, () => {
+  let lab: Lab | undefined;
+  before(async () => {
+    await cleanupLabs();
+    lab = await LabClass.up({ hosts: 1 });
+  });
+  after(async () => {
+    await lab?.down();
+    await cleanupLabs();
+  });
+
+  test('autolock: a locked manager keeps its containers running (not restarted) and runs a service with a secret once unlocked', async () => {
+    const h = (lab as Lab).hosts[0];
+    await h.start();
+    const init = await gantryOk(h, ['init', '--autolock', '--advertise-addr', h.ip]);
+    const key = init.match(KEY_RE)?.[0] ?? '';
+    assert.ok(key, init);
+    await importImage(h);
+    await writeFile(path.join(h.dir, 'token.txt'), 'lab-autolock-token-value');
+    await gantryOk(h, ['secret', 'create', 'token', path.join(h.dir, 'token.txt')]);
+    await gantryOk(h, ['service', 'create', '-d', '--name', 'keep', IMAGE, 'sleep', '86471']);
+    await labUntil(() => (sleepers(h, '86471').length === 1 ? true : `sleepers: ${sleepers(h, '86471').length}`), 60_000);
+    const [pid] = sleepers(h, '86471');
+
+    await h.stop();
+    await h.start();
+    const info = await h.gantry(['info']);
+    assert.match(info.stdout, LOCKED_RE);
+    const ls = await h.gantry(['node', 'ls']);
+    assert.notEqual(ls.code, 0);
+    assert.match(ls.stderr, LOCKED_RE);
+    assert.deepEqual(sleepers(h, '86471'), [pid], 'the container keeps running while the manager is locked');
+
+    const wrong = await h.gantry(['cluster', 'unlock'], { input: `GNTRYKEY-1-${'B'.repeat(43)}\n` });
+    assert.match(wrong.stderr, /the unlock key is wrong/);
+    const ok = await h.gantry(['cluster', 'unlock'], { input: `${key}\n` });
+    assert.equal(ok.code, 0, ok.stderr);
+
+    await gantryOk(h, ['service', 'create', '-d', '--name', 'uses-secret', '--secret', 'token', IMAGE, 'sleep', '86472']);
+    await labUntil(async () => {
+      const tasks = await ps(h, 'uses-secret');
+      return live(tasks).length === 1 ? true : summary(tasks);
+    }, 90_000);
+    const keep = await ps(h, 'keep');
+    assert.equal(keep.length, 1, `the old container's task was neither replaced nor restarted: ${summary(keep)}`);
+    assert.deepEqual(sleepers(h, '86471'), [pid], 'the same container process after the unlock');
+  });
+});
