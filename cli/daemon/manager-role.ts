@@ -4,7 +4,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { CaService } from '../../proto/gen/gantry/v1/ca.ts';
+import { CaNodeService, CaService } from '../../proto/gen/gantry/v1/ca.ts';
 import { SecretsService } from '../../proto/gen/gantry/v1/secrets.ts';
 import { secretsService } from '../../manager/secrets/service.ts';
 import { ControlService } from '../../proto/gen/gantry/v1/control.ts';
@@ -13,6 +13,7 @@ import { type Node, NodeRole, NodeState as NodeHealth } from '../../proto/gen/ga
 import { type Access, guard } from '../../manager/ca/authz.ts';
 import { ClusterCa } from '../../manager/ca/ca.ts';
 import { caService } from '../../manager/ca/service.ts';
+import { RootRotator } from '../../manager/ca/rotation-loop.ts';
 import type { Log } from '../../manager/controller.ts';
 import { retryUpdate } from '../../manager/dispatcher/update-node.ts';
 import { Manager } from '../../manager/manager.ts';
@@ -78,15 +79,16 @@ export class ManagerRole {
   private demoting = false;
 
   private unwatchRemovals: (() => void) | undefined;
+  private stopRotation: (() => void) | undefined;
 
-  private constructor(opts: ManagerRoleOptions, etcd: EtcdMember, store: EtcdStore, manager: Manager, ca: ClusterCa) {
+  private constructor(opts: ManagerRoleOptions, etcd: EtcdMember, store: EtcdStore, manager: Manager, ca: ClusterCa, rotator: RootRotator) {
     this.opts = opts;
     this.etcd = etcd;
     this.store = store;
     this.manager = manager;
     this.ca = ca;
     this.control = manager.controlService();
-    this.caApi = caService({ ca, store, log: (m) => opts.log.info(m) });
+    this.caApi = caService({ ca, store, log: (m) => opts.log.info(m), rotator });
     this.secretsApi = secretsService({ store, clusterKey: () => opts.clusterKey, log: (m) => opts.log.info(`secrets: ${m}`) });
   }
 
@@ -130,14 +132,17 @@ export class ManagerRole {
           },
         },
       });
-      const role = new ManagerRole(opts, etcd, store, manager, ca);
       const st = store;
+      const rotator = new RootRotator({ ca, store, selfId: state.nodeId, tls: opts.etcdTls.material, isLeader: () => st.leadership(state.nodeId).isLeader(), log: (m) => log.info(m) });
+      const role = new ManagerRole(opts, etcd, store, manager, ca, rotator);
       const authz = { view: () => st.view(), now: Date.now, log: (m: string) => log.info(`authz: ${m}`) };
       const control = role.control as unknown as grpc.UntypedServiceImplementation;
       opts.server.addService(ControlService, guard(control, adminOnly(ControlService), authz));
       opts.server.addService(DispatcherService, guard(manager.dispatcherService() as unknown as grpc.UntypedServiceImplementation, DISPATCHER_ACCESS, authz));
       opts.server.addService(CaService, guard(role.caApi as unknown as grpc.UntypedServiceImplementation, adminOnly(CaService), authz));
+      opts.server.addService(CaNodeService, guard(rotator.nodeService() as unknown as grpc.UntypedServiceImplementation, { watchRoots: 'node' }, authz));
       opts.server.addService(SecretsService, guard(role.secretsApi as unknown as grpc.UntypedServiceImplementation, adminOnly(SecretsService), authz));
+      role.stopRotation = rotator.start();
       role.unwatchRemovals = ca.watchRemovals((m) => log.info(m), () => st.leadership(state.nodeId).isLeader());
       manager.start();
       await role.claimManagerRole();
@@ -256,6 +261,7 @@ export class ManagerRole {
   async stop(): Promise<void> {
     this.unwatch?.();
     this.unwatchRemovals?.();
+    this.stopRotation?.();
     await this.manager.stop();
     await this.store.close();
     await this.etcd.stop();

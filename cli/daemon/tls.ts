@@ -31,7 +31,7 @@ export class NodeTls {
   private onRenewed: ((id: Identity) => void) | undefined;
   private renewing: Promise<void> | undefined;
   private watching = 0;
-  private watchClient: InstanceType<typeof CaNodeClient> | undefined;
+  private watchCall: grpc.ClientUnaryCall | undefined;
 
   constructor(opts: NodeTlsOptions) {
     this.opts = opts;
@@ -102,7 +102,7 @@ export class NodeTls {
     this.timer = undefined;
     this.managers = () => [];
     this.watching++;
-    this.watchClient?.close();
+    this.watchCall?.cancel();
   }
 
   /**
@@ -123,13 +123,15 @@ export class NodeTls {
       try {
         const { credentials, options } = this.dial();
         const client = new CaNodeClient(addr, credentials, { ...options, 'grpc.use_local_subchannel_pool': 1 });
-        this.watchClient = client;
         let st: RootsState;
         try {
-          st = await new Promise<RootsState>((resolve, reject) =>
-            client.watchRoots({ knownDigest: known, waitMs: WATCH_WAIT_MS }, new grpc.Metadata(), { deadline: Date.now() + WATCH_WAIT_MS + 10_000 }, (err, r) => (err ? reject(err) : resolve(r))),
-          );
+          st = await new Promise<RootsState>((resolve, reject) => {
+            this.watchCall = client.watchRoots({ knownDigest: known, waitMs: WATCH_WAIT_MS }, new grpc.Metadata(), { deadline: Date.now() + WATCH_WAIT_MS + 10_000 }, (err, r) =>
+              err ? reject(err) : resolve(r),
+            );
+          });
         } finally {
+          this.watchCall = undefined;
           client.close();
         }
         if (this.watching !== gen) return;

@@ -61,7 +61,7 @@ function describeTlsError(code: string): string {
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
     case 'SELF_SIGNED_CERT_IN_CHAIN':
     case 'DEPTH_ZERO_SELF_SIGNED_CERT':
-      return 'its certificate is signed by another CA than this cluster\'s';
+      return 'its certificate is signed by another CA than this cluster\'s; if the cluster\'s root CA was rotated (`gantry cluster ca --rotate`), certificates from the old root no longer work: get a new one';
     default:
       return `its certificate was not accepted: ${code}`;
   }
@@ -96,6 +96,11 @@ export function peerOf(call: unknown): { identity?: Identity; tlsError?: string 
     identities.set(key, identityOf(new X509Certificate(raw)));
   }
   return { identity: identities.get(key) };
+}
+
+/** The verified peer certificate (DER) of a call, if TLS verified one. */
+export function peerCertOf(call: unknown): Buffer | undefined {
+  return (call as AnyCall).getAuthContext?.()?.sslPeerCertificate?.raw;
 }
 
 /** The node id a call's certificate names (for handlers behind a 'node' guard). */

@@ -83,18 +83,23 @@ export async function fetchPinnedRoot(addr: { host: string; port: number }, dige
     });
   });
   if (!chain?.raw) throw new CaPinError(`the manager at ${addr.host}:${addr.port} presented no certificate`);
-  const leaf = new X509Certificate(chain.raw);
+  // walk the chain as the server sent it: each link must sign the one below, up to the pinned root
+  // (during a root rotation: certificate -> new root cross-signed by the old root -> old root)
   const seen: string[] = [];
+  const links: X509Certificate[] = [];
   let c: PeerCertificate | undefined = chain;
-  for (let i = 0; c?.raw && i < 5; i++) {
+  for (let i = 0; c?.raw && i < 6; i++) {
+    const cert = new X509Certificate(c.raw);
+    const below = links[links.length - 1];
+    if (below && !(below.checkIssued(cert) && below.verify(cert.publicKey))) break;
+    links.push(cert);
     const d = certDigest(c.raw);
     seen.push(d);
     if (d === digest) {
-      const root = new X509Certificate(c.raw);
-      if (!root.ca || !(leaf.checkIssued(root) && leaf.verify(root.publicKey))) {
+      if (!cert.ca || links.length < 2) {
         throw new CaPinError(`the certificate with the token's digest at ${addr.host}:${addr.port} did not sign the manager's certificate`);
       }
-      return root.toString();
+      return cert.toString();
     }
     c = c.issuerCertificate && c.issuerCertificate !== c ? c.issuerCertificate : undefined;
   }

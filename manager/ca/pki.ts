@@ -44,11 +44,15 @@ async function newKeys(): Promise<CryptoKeyPair> {
   return (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as CryptoKeyPair;
 }
 
-export async function createRootCa(clusterId: string, now: number): Promise<RootCa> {
+/**
+ * A new self-signed root. `generation` > 0 (a rotated root) gets its own name, so the old and the
+ * new root (and the cross-signed copy of the new one) are never confused by name.
+ */
+export async function createRootCa(clusterId: string, now: number, generation = 0): Promise<RootCa> {
   const keys = await newKeys();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: `CN=gantry-root-ca, O=${clusterId}`,
+    name: `CN=gantry-root-ca${generation > 0 ? `-${generation}` : ''}, O=${clusterId}`,
     notBefore: new Date(now - BACKDATE_MS),
     notAfter: new Date(now + ROOT_CA_LIFETIME_MS),
     keys,
@@ -107,3 +111,60 @@ export async function issue(ca: RootCa, csrPem: string, who: { id: string; role:
   return `${cert.toString('pem')}\n`;
 }
 
+
+/**
+ * The new root certified by the old one (same subject, same key, issuer = the old root), valid no
+ * longer than the old root: a certificate from the new root, sent with this one, chains to the old
+ * root too, so nodes that trust only the old root accept it during a rotation.
+ */
+export async function crossSign(oldRoot: RootCa, newRootPem: string, now: number): Promise<string> {
+  const oldCert = new x509.X509Certificate(oldRoot.certPem);
+  const newCert = new x509.X509Certificate(newRootPem);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: serial(),
+    subject: newCert.subject,
+    issuer: oldCert.subject,
+    notBefore: new Date(now - BACKDATE_MS),
+    notAfter: new Date(Math.min(oldCert.notAfter.getTime(), newCert.notAfter.getTime())),
+    publicKey: newCert.publicKey,
+    signingKey: await importKey(oldRoot.keyPem),
+    signingAlgorithm: ALG,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(await newCert.publicKey.export(ALG, ['verify'])),
+      await x509.AuthorityKeyIdentifierExtension.create(oldCert),
+    ],
+  });
+  return `${cert.toString('pem')}\n`;
+}
+
+export class RootCaInputError extends Error {
+  override name = 'RootCaInputError';
+}
+
+/** An operator's own root (`--ca-cert/--ca-key`): a self-signed CA certificate, ECDSA P-256, whose key it is. */
+export async function importRootCa(certPem: string, keyPem: string, now: number): Promise<RootCa> {
+  let cert: x509.X509Certificate;
+  try {
+    cert = new x509.X509Certificate(certPem);
+  } catch (err) {
+    throw new RootCaInputError(`--ca-cert is not a PEM certificate: ${(err as Error).message}`);
+  }
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (!bc?.ca) throw new RootCaInputError('--ca-cert is not a CA certificate (basic constraints CA:TRUE missing)');
+  if (!(await cert.isSelfSigned())) throw new RootCaInputError('--ca-cert must be a self-signed root (intermediates are not supported)');
+  if (cert.notAfter.getTime() <= now) throw new RootCaInputError(`--ca-cert expired at ${cert.notAfter.toISOString()}`);
+  let key: CryptoKey;
+  try {
+    key = await importKey(keyPem);
+  } catch (err) {
+    throw new RootCaInputError(`--ca-key is not a PKCS#8 PEM ECDSA P-256 private key: ${(err as Error).message}`);
+  }
+  // the key must be the certificate's: sign and verify one message
+  const msg = randomBytes(32);
+  const sig = await webcrypto.subtle.sign(ALG, key, msg);
+  const pub = await cert.publicKey.export(ALG, ['verify']).catch(() => undefined);
+  if (!pub || !(await webcrypto.subtle.verify(ALG, pub as CryptoKey, sig, msg))) throw new RootCaInputError('--ca-key is not the key of --ca-cert');
+  return { certPem: `${cert.toString('pem')}\n`, keyPem: keyPem.endsWith('\n') ? keyPem : `${keyPem}\n` };
+}

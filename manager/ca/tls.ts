@@ -4,7 +4,8 @@
 // place (renewal, root rotation) without closing the listener or its connections.
 import { createSecureContext, type PeerCertificate, type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { type CertRole, identityOf } from './identity.ts';
+import { type CertRole, identityOf, splitPem } from './identity.ts';
+import { chainFor } from './rotation.ts';
 
 
 export interface TlsMaterial {
@@ -21,8 +22,9 @@ export const TLS_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_
 const nl = (pem: string) => (pem.endsWith('\n') ? pem : `${pem}\n`);
 
 function contextOptions(m: TlsMaterial): SecureContextOptions {
-  // the chain includes the root so a joiner can pin it by digest before trusting anything
-  return { ca: m.caPem, cert: nl(m.certPem) + nl(m.caPem), key: m.keyPem, minVersion: MIN_VERSION };
+  // the chain includes the root(s) so a joiner can pin one by digest before trusting anything; the
+  // cross-signed new root goes in only while the old root is trusted (rotation.ts chainFor)
+  return { ca: m.caPem, cert: nl(chainFor(m.certPem, splitPem(m.caPem))) + nl(m.caPem), key: m.keyPem, minVersion: MIN_VERSION };
 }
 
 /** Server credentials whose key/cert/roots can be swapped while serving. */

@@ -21,7 +21,8 @@ import {
 
 /**
  * The cluster CA's operator API (manager/ca/service.ts): served on every manager's TCP port (manager or
- * operator certificate required) and proxied on the local unix socket (root only).
+ * operator certificate required) and proxied on the local unix socket (root only). CaNode is what
+ * every node calls (its own certificate required): the trust state, waited on (root rotation).
  */
 
 export interface CaEmpty {
@@ -37,19 +38,83 @@ export interface IssueClientCertRequest {
 export interface IssueClientCertResponse {
   /** the certificate's CN (revoke with this id) */
   id: string;
-  /** PEM */
+  /** PEM (during a rotation: followed by the cross-signed new root) */
   certificate: Buffer;
   /** PEM */
   rootCaCert: Buffer;
 }
 
 export interface CaInfo {
-  /** sha256 of the root CA certificate (DER), hex */
+  /** sha256 of the root CA certificate (DER), hex: what join tokens carry */
   digest: string;
-  /** PEM */
+  /** PEM: every root trusted now */
   rootCaCert: Buffer;
   nodeCertLifetimeMs: number;
   revoked: string[];
+  /** during a root rotation: the new root's digest */
+  rotatingTo: string;
+}
+
+export interface RotateRootRequest {
+  /** > 0: also set the node certificate lifetime */
+  certExpiryMs: number;
+  /** optional: bring your own root (PEM, ECDSA P-256, self-signed CA) */
+  caCert: Buffer;
+  /** its PKCS#8 PEM key */
+  caKey: Buffer;
+}
+
+export interface NodeRotation {
+  nodeId: string;
+  hostname: string;
+  /** its certificate is signed by the new root */
+  rotated: boolean;
+  /** ready | down | disconnected | unknown */
+  state: string;
+  /** for pending nodes: what is awaited */
+  why: string;
+}
+
+export interface RootRotation {
+  rotating: boolean;
+  /** what join tokens carry until the rotation is done */
+  oldDigest: string;
+  /** the root that signs from now on */
+  newDigest: string;
+  rotated: number;
+  total: number;
+  nodes: NodeRotation[];
+  /** when done: the new join tokens */
+  workerToken: string;
+  managerToken: string;
+}
+
+export interface NodeCertReport {
+  nodeId: string;
+  /** the root that signed the certificate it presented ('' if none of ours) */
+  issuerDigest: string;
+  atMs: number;
+}
+
+export interface NodeCertReports {
+  reports: NodeCertReport[];
+}
+
+export interface WatchRootsRequest {
+  /** RootsState.digest the caller holds ('' at first) */
+  knownDigest: string;
+  waitMs: number;
+}
+
+export interface RootsState {
+  /** of roots + intermediates: compare with known_digest */
+  digest: string;
+  /** PEM: every root to trust now */
+  roots: Buffer;
+  /** the root new certificates come from: renew when ours is not from it */
+  signingDigest: string;
+  /** PEM: the new root cross-signed by the old one (during a rotation) */
+  intermediates: Buffer;
 }
 
 function createBaseCaEmpty(): CaEmpty {
@@ -242,7 +307,7 @@ export const IssueClientCertResponse: MessageFns<IssueClientCertResponse> = {
 };
 
 function createBaseCaInfo(): CaInfo {
-  return { digest: "", rootCaCert: Buffer.alloc(0), nodeCertLifetimeMs: 0, revoked: [] };
+  return { digest: "", rootCaCert: Buffer.alloc(0), nodeCertLifetimeMs: 0, revoked: [], rotatingTo: "" };
 }
 
 export const CaInfo: MessageFns<CaInfo> = {
@@ -258,6 +323,9 @@ export const CaInfo: MessageFns<CaInfo> = {
     }
     for (const v of message.revoked) {
       writer.uint32(34).string(v!);
+    }
+    if (message.rotatingTo !== "") {
+      writer.uint32(42).string(message.rotatingTo);
     }
     return writer;
   },
@@ -307,6 +375,14 @@ export const CaInfo: MessageFns<CaInfo> = {
             message.revoked.push(reader.string());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rotatingTo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -328,6 +404,629 @@ export const CaInfo: MessageFns<CaInfo> = {
     message.rootCaCert = object.rootCaCert ?? Buffer.alloc(0);
     message.nodeCertLifetimeMs = object.nodeCertLifetimeMs ?? 0;
     message.revoked = object.revoked?.map((e) => e) || [];
+    message.rotatingTo = object.rotatingTo ?? "";
+    return message;
+  },
+};
+
+function createBaseRotateRootRequest(): RotateRootRequest {
+  return { certExpiryMs: 0, caCert: Buffer.alloc(0), caKey: Buffer.alloc(0) };
+}
+
+export const RotateRootRequest: MessageFns<RotateRootRequest> = {
+  encode(message: RotateRootRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.certExpiryMs !== 0) {
+      writer.uint32(8).int64(message.certExpiryMs);
+    }
+    if (message.caCert.length !== 0) {
+      writer.uint32(18).bytes(message.caCert);
+    }
+    if (message.caKey.length !== 0) {
+      writer.uint32(26).bytes(message.caKey);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RotateRootRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRotateRootRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.certExpiryMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.caCert = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.caKey = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RotateRootRequest>): RotateRootRequest {
+    return RotateRootRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RotateRootRequest>): RotateRootRequest {
+    const message = createBaseRotateRootRequest();
+    message.certExpiryMs = object.certExpiryMs ?? 0;
+    message.caCert = object.caCert ?? Buffer.alloc(0);
+    message.caKey = object.caKey ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseNodeRotation(): NodeRotation {
+  return { nodeId: "", hostname: "", rotated: false, state: "", why: "" };
+}
+
+export const NodeRotation: MessageFns<NodeRotation> = {
+  encode(message: NodeRotation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.hostname !== "") {
+      writer.uint32(18).string(message.hostname);
+    }
+    if (message.rotated !== false) {
+      writer.uint32(24).bool(message.rotated);
+    }
+    if (message.state !== "") {
+      writer.uint32(34).string(message.state);
+    }
+    if (message.why !== "") {
+      writer.uint32(42).string(message.why);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeRotation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeRotation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hostname = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.rotated = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.state = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.why = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<NodeRotation>): NodeRotation {
+    return NodeRotation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeRotation>): NodeRotation {
+    const message = createBaseNodeRotation();
+    message.nodeId = object.nodeId ?? "";
+    message.hostname = object.hostname ?? "";
+    message.rotated = object.rotated ?? false;
+    message.state = object.state ?? "";
+    message.why = object.why ?? "";
+    return message;
+  },
+};
+
+function createBaseRootRotation(): RootRotation {
+  return {
+    rotating: false,
+    oldDigest: "",
+    newDigest: "",
+    rotated: 0,
+    total: 0,
+    nodes: [],
+    workerToken: "",
+    managerToken: "",
+  };
+}
+
+export const RootRotation: MessageFns<RootRotation> = {
+  encode(message: RootRotation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.rotating !== false) {
+      writer.uint32(8).bool(message.rotating);
+    }
+    if (message.oldDigest !== "") {
+      writer.uint32(18).string(message.oldDigest);
+    }
+    if (message.newDigest !== "") {
+      writer.uint32(26).string(message.newDigest);
+    }
+    if (message.rotated !== 0) {
+      writer.uint32(32).int32(message.rotated);
+    }
+    if (message.total !== 0) {
+      writer.uint32(40).int32(message.total);
+    }
+    for (const v of message.nodes) {
+      NodeRotation.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.workerToken !== "") {
+      writer.uint32(58).string(message.workerToken);
+    }
+    if (message.managerToken !== "") {
+      writer.uint32(66).string(message.managerToken);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootRotation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootRotation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.rotating = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.oldDigest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.newDigest = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rotated = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.total = reader.int32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.nodes.push(NodeRotation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.workerToken = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.managerToken = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RootRotation>): RootRotation {
+    return RootRotation.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RootRotation>): RootRotation {
+    const message = createBaseRootRotation();
+    message.rotating = object.rotating ?? false;
+    message.oldDigest = object.oldDigest ?? "";
+    message.newDigest = object.newDigest ?? "";
+    message.rotated = object.rotated ?? 0;
+    message.total = object.total ?? 0;
+    message.nodes = object.nodes?.map((e) => NodeRotation.fromPartial(e)) || [];
+    message.workerToken = object.workerToken ?? "";
+    message.managerToken = object.managerToken ?? "";
+    return message;
+  },
+};
+
+function createBaseNodeCertReport(): NodeCertReport {
+  return { nodeId: "", issuerDigest: "", atMs: 0 };
+}
+
+export const NodeCertReport: MessageFns<NodeCertReport> = {
+  encode(message: NodeCertReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.nodeId !== "") {
+      writer.uint32(10).string(message.nodeId);
+    }
+    if (message.issuerDigest !== "") {
+      writer.uint32(18).string(message.issuerDigest);
+    }
+    if (message.atMs !== 0) {
+      writer.uint32(24).int64(message.atMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeCertReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeCertReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.nodeId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.issuerDigest = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.atMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<NodeCertReport>): NodeCertReport {
+    return NodeCertReport.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeCertReport>): NodeCertReport {
+    const message = createBaseNodeCertReport();
+    message.nodeId = object.nodeId ?? "";
+    message.issuerDigest = object.issuerDigest ?? "";
+    message.atMs = object.atMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseNodeCertReports(): NodeCertReports {
+  return { reports: [] };
+}
+
+export const NodeCertReports: MessageFns<NodeCertReports> = {
+  encode(message: NodeCertReports, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.reports) {
+      NodeCertReport.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): NodeCertReports {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseNodeCertReports();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reports.push(NodeCertReport.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<NodeCertReports>): NodeCertReports {
+    return NodeCertReports.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<NodeCertReports>): NodeCertReports {
+    const message = createBaseNodeCertReports();
+    message.reports = object.reports?.map((e) => NodeCertReport.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseWatchRootsRequest(): WatchRootsRequest {
+  return { knownDigest: "", waitMs: 0 };
+}
+
+export const WatchRootsRequest: MessageFns<WatchRootsRequest> = {
+  encode(message: WatchRootsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.knownDigest !== "") {
+      writer.uint32(10).string(message.knownDigest);
+    }
+    if (message.waitMs !== 0) {
+      writer.uint32(16).int64(message.waitMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRootsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRootsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.knownDigest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.waitMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<WatchRootsRequest>): WatchRootsRequest {
+    return WatchRootsRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<WatchRootsRequest>): WatchRootsRequest {
+    const message = createBaseWatchRootsRequest();
+    message.knownDigest = object.knownDigest ?? "";
+    message.waitMs = object.waitMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseRootsState(): RootsState {
+  return { digest: "", roots: Buffer.alloc(0), signingDigest: "", intermediates: Buffer.alloc(0) };
+}
+
+export const RootsState: MessageFns<RootsState> = {
+  encode(message: RootsState, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.digest !== "") {
+      writer.uint32(10).string(message.digest);
+    }
+    if (message.roots.length !== 0) {
+      writer.uint32(18).bytes(message.roots);
+    }
+    if (message.signingDigest !== "") {
+      writer.uint32(26).string(message.signingDigest);
+    }
+    if (message.intermediates.length !== 0) {
+      writer.uint32(34).bytes(message.intermediates);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RootsState {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRootsState();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.digest = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.roots = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.signingDigest = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.intermediates = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  create(base?: DeepPartial<RootsState>): RootsState {
+    return RootsState.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<RootsState>): RootsState {
+    const message = createBaseRootsState();
+    message.digest = object.digest ?? "";
+    message.roots = object.roots ?? Buffer.alloc(0);
+    message.signingDigest = object.signingDigest ?? "";
+    message.intermediates = object.intermediates ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -356,6 +1055,36 @@ export const CaService = {
     responseSerialize: (value: CaInfo): Buffer => Buffer.from(CaInfo.encode(value).finish()),
     responseDeserialize: (value: Buffer): CaInfo => CaInfo.decode(value),
   },
+  /** Starts a root CA rotation (`gantry cluster ca --rotate`); refused while one is in progress. */
+  rotateRoot: {
+    path: "/gantry.v1.Ca/RotateRoot" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RotateRootRequest): Buffer => Buffer.from(RotateRootRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RotateRootRequest => RotateRootRequest.decode(value),
+    responseSerialize: (value: RootRotation): Buffer => Buffer.from(RootRotation.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RootRotation => RootRotation.decode(value),
+  },
+  /** Where the rotation stands (every node's certificate, gathered from every manager). */
+  getRotation: {
+    path: "/gantry.v1.Ca/GetRotation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CaEmpty): Buffer => Buffer.from(CaEmpty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CaEmpty => CaEmpty.decode(value),
+    responseSerialize: (value: RootRotation): Buffer => Buffer.from(RootRotation.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RootRotation => RootRotation.decode(value),
+  },
+  /** Manager to manager: the certificates this manager saw nodes present on CaNode.WatchRoots. */
+  listNodeCertReports: {
+    path: "/gantry.v1.Ca/ListNodeCertReports" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CaEmpty): Buffer => Buffer.from(CaEmpty.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CaEmpty => CaEmpty.decode(value),
+    responseSerialize: (value: NodeCertReports): Buffer => Buffer.from(NodeCertReports.encode(value).finish()),
+    responseDeserialize: (value: Buffer): NodeCertReports => NodeCertReports.decode(value),
+  },
 } as const;
 
 export interface CaServer extends UntypedServiceImplementation {
@@ -363,6 +1092,12 @@ export interface CaServer extends UntypedServiceImplementation {
   issueClientCert: handleUnaryCall<IssueClientCertRequest, IssueClientCertResponse>;
   /** The CA: its digest (what join tokens carry), lifetime, revoked identities. */
   getCa: handleUnaryCall<CaEmpty, CaInfo>;
+  /** Starts a root CA rotation (`gantry cluster ca --rotate`); refused while one is in progress. */
+  rotateRoot: handleUnaryCall<RotateRootRequest, RootRotation>;
+  /** Where the rotation stands (every node's certificate, gathered from every manager). */
+  getRotation: handleUnaryCall<CaEmpty, RootRotation>;
+  /** Manager to manager: the certificates this manager saw nodes present on CaNode.WatchRoots. */
+  listNodeCertReports: handleUnaryCall<CaEmpty, NodeCertReports>;
 }
 
 export interface CaClient extends Client {
@@ -395,11 +1130,112 @@ export interface CaClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CaInfo) => void,
   ): ClientUnaryCall;
+  /** Starts a root CA rotation (`gantry cluster ca --rotate`); refused while one is in progress. */
+  rotateRoot(
+    request: RotateRootRequest,
+    callback: (error: ServiceError | null, response: RootRotation) => void,
+  ): ClientUnaryCall;
+  rotateRoot(
+    request: RotateRootRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RootRotation) => void,
+  ): ClientUnaryCall;
+  rotateRoot(
+    request: RotateRootRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RootRotation) => void,
+  ): ClientUnaryCall;
+  /** Where the rotation stands (every node's certificate, gathered from every manager). */
+  getRotation(
+    request: CaEmpty,
+    callback: (error: ServiceError | null, response: RootRotation) => void,
+  ): ClientUnaryCall;
+  getRotation(
+    request: CaEmpty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RootRotation) => void,
+  ): ClientUnaryCall;
+  getRotation(
+    request: CaEmpty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RootRotation) => void,
+  ): ClientUnaryCall;
+  /** Manager to manager: the certificates this manager saw nodes present on CaNode.WatchRoots. */
+  listNodeCertReports(
+    request: CaEmpty,
+    callback: (error: ServiceError | null, response: NodeCertReports) => void,
+  ): ClientUnaryCall;
+  listNodeCertReports(
+    request: CaEmpty,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: NodeCertReports) => void,
+  ): ClientUnaryCall;
+  listNodeCertReports(
+    request: CaEmpty,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: NodeCertReports) => void,
+  ): ClientUnaryCall;
 }
 
 export const CaClient = makeGenericClientConstructor(CaService, "gantry.v1.Ca") as unknown as {
   new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): CaClient;
   service: typeof CaService;
+  serviceName: string;
+};
+
+export type CaNodeService = typeof CaNodeService;
+export const CaNodeService = {
+  /**
+   * Answers at once when the cluster's trust state differs from `known_digest`, else when it
+   * changes or after `wait_ms` (a long poll). The manager notes which root signed the caller's certificate.
+   */
+  watchRoots: {
+    path: "/gantry.v1.CaNode/WatchRoots" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: WatchRootsRequest): Buffer => Buffer.from(WatchRootsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRootsRequest => WatchRootsRequest.decode(value),
+    responseSerialize: (value: RootsState): Buffer => Buffer.from(RootsState.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RootsState => RootsState.decode(value),
+  },
+} as const;
+
+export interface CaNodeServer extends UntypedServiceImplementation {
+  /**
+   * Answers at once when the cluster's trust state differs from `known_digest`, else when it
+   * changes or after `wait_ms` (a long poll). The manager notes which root signed the caller's certificate.
+   */
+  watchRoots: handleUnaryCall<WatchRootsRequest, RootsState>;
+}
+
+export interface CaNodeClient extends Client {
+  /**
+   * Answers at once when the cluster's trust state differs from `known_digest`, else when it
+   * changes or after `wait_ms` (a long poll). The manager notes which root signed the caller's certificate.
+   */
+  watchRoots(
+    request: WatchRootsRequest,
+    callback: (error: ServiceError | null, response: RootsState) => void,
+  ): ClientUnaryCall;
+  watchRoots(
+    request: WatchRootsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RootsState) => void,
+  ): ClientUnaryCall;
+  watchRoots(
+    request: WatchRootsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RootsState) => void,
+  ): ClientUnaryCall;
+}
+
+export const CaNodeClient = makeGenericClientConstructor(CaNodeService, "gantry.v1.CaNode") as unknown as {
+  new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): CaNodeClient;
+  service: typeof CaNodeService;
   serviceName: string;
 };
 

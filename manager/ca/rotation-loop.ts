@@ -1,0 +1,173 @@
+// Root CA rotation as managers run it: CaNode.WatchRoots (nodes wait on the trust state and show
+// their certificate), gathering those reports from every manager, and the leader's loop that drops the old root once every node is rotated.
+import * as grpc from '@grpc/grpc-js';
+import { CaClient, type CaNodeServer, type NodeCertReports, type RootsState } from '../../proto/gen/gantry/v1/ca.ts';
+import { NodeRole, NodeState } from '../../proto/gen/gantry/v1/objects.ts';
+import type { Store } from '../store/types.ts';
+import { peerCertOf } from './authz.ts';
+import type { ClusterCa } from './ca.ts';
+import { derDigest, issuerDigest, mergeReports, type NodeCertReport, type RootBundle, type RotationProgress, rotationProgress } from './rotation.ts';
+import { createHash, X509Certificate } from 'node:crypto';
+import { clientCredentials, TLS_CHANNEL_OPTIONS, type TlsMaterial } from './tls.ts';
+
+export interface RotatorDeps {
+  ca: ClusterCa;
+  store: Store;
+  selfId: string;
+  /** This manager's own TLS material: it asks the other managers what they saw. */
+  tls: () => TlsMaterial;
+  isLeader: () => boolean;
+  log: (m: string) => void;
+  now?: () => number;
+  /** How often the leader checks a rotation's progress (default 1 s). */
+  intervalMs?: number;
+}
+
+export interface RotationView {
+  bundle: RootBundle;
+  oldDigest: string;
+  newDigest: string;
+  progress: RotationProgress;
+}
+
+const MAX_WAIT_MS = 60_000;
+
+function stateName(s: NodeState | undefined): string {
+  switch (s) {
+    case NodeState.NODE_STATE_READY:
+      return 'ready';
+    case NodeState.NODE_STATE_DOWN:
+      return 'down';
+    case NodeState.NODE_STATE_DISCONNECTED:
+      return 'disconnected';
+    default:
+      return 'unknown';
+  }
+}
+
+/** What a node compares to know the trust state changed. */
+export function rootsStateOf(b: RootBundle): RootsState {
+  const roots = b.roots.join('');
+  const intermediates = b.intermediates.join('');
+  return {
+    digest: createHash('sha256').update(roots).update('|').update(intermediates).digest('hex'),
+    roots: Buffer.from(roots),
+    signingDigest: b.signing ? derDigest(b.signing) : '',
+    intermediates: Buffer.from(intermediates),
+  };
+}
+
+export class RootRotator {
+  private readonly deps: RotatorDeps;
+  private readonly now: () => number;
+
+  constructor(deps: RotatorDeps) {
+    this.deps = deps;
+    this.now = deps.now ?? Date.now;
+  }
+
+  /** CaNode: served to every node (authz 'node'). */
+  nodeService(): CaNodeServer {
+    return {
+      watchRoots: (call, cb) => {
+        const b = this.deps.ca.bundle();
+        const raw = peerCertOf(call);
+        const id = raw ? new X509Certificate(raw) : undefined;
+        const nodeId = id?.subject.match(/^CN=(.*)$/m)?.[1];
+        if (raw && nodeId) this.deps.ca.noteCert(nodeId, issuerDigest(raw, b.roots));
+        const known = call.request.knownDigest;
+        const now = rootsStateOf(b);
+        if (now.digest !== known) return cb(null, now);
+        const wait = Math.max(0, Math.min(MAX_WAIT_MS, Number(call.request.waitMs) || 0));
+        let done = false;
+        const finish = () => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          unsubscribe();
+          cb(null, rootsStateOf(this.deps.ca.bundle()));
+        };
+        const timer = setTimeout(finish, wait);
+        const unsubscribe = this.deps.store.subscribe((events) => {
+          if (events.some((e) => e.kind === 'clusters') && rootsStateOf(this.deps.ca.bundle()).digest !== known) finish();
+        });
+        call.on('cancelled', () => {
+          done = true;
+          clearTimeout(timer);
+          unsubscribe();
+        });
+      },
+    };
+  }
+
+  /** Reports from every manager (this one's own, and the others' over mutual TLS; one that does not answer is skipped). */
+  private async gather(): Promise<NodeCertReport[][]> {
+    const others = this.deps.store
+      .view()
+      .list('nodes')
+      .filter((n) => n.id !== this.deps.selfId && n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.addr && n.status?.state !== NodeState.NODE_STATE_DOWN)
+      .map((n) => n.managerStatus?.addr as string);
+    const lists: NodeCertReport[][] = [this.deps.ca.certReports()];
+    if (others.length === 0) return lists;
+    let creds: grpc.ChannelCredentials;
+    try {
+      creds = clientCredentials(this.deps.tls());
+    } catch {
+      return lists;
+    }
+    const answers = await Promise.all(
+      others.map(async (addr) => {
+        const client = new CaClient(addr, creds, { ...TLS_CHANNEL_OPTIONS, 'grpc.use_local_subchannel_pool': 1 });
+        try {
+          const r = await new Promise<NodeCertReports>((resolve, reject) =>
+            client.listNodeCertReports({}, new grpc.Metadata(), { deadline: Date.now() + 3000 }, (err, res) => (err ? reject(err) : resolve(res))),
+          );
+          return r.reports.map((x) => ({ nodeId: x.nodeId, issuerDigest: x.issuerDigest, atMs: Number(x.atMs) }));
+        } catch {
+          return [];
+        } finally {
+          client.close();
+        }
+      }),
+    );
+    return [...lists, ...answers];
+  }
+
+  /** Where a rotation stands (also outside one: every node then counts as rotated to the only root). */
+  async view(): Promise<RotationView> {
+    const bundle = this.deps.ca.bundle();
+    const nodes = this.deps.store
+      .view()
+      .list('nodes')
+      .map((n) => ({ id: n.id, hostname: n.description?.hostname || n.spec?.name || '', state: stateName(n.status?.state) }));
+    const signingDigest = bundle.signing ? derDigest(bundle.signing) : '';
+    const sinceMs = bundle.intermediates[0] ? new X509Certificate(bundle.intermediates[0]).validFromDate.getTime() : 0;
+    const progress = bundle.rotating
+      ? rotationProgress(nodes, mergeReports(await this.gather()), signingDigest, sinceMs)
+      : { nodes: nodes.map((n) => ({ ...n, rotated: true, why: '' })), rotated: nodes.length, total: nodes.length, done: true };
+    return { bundle, oldDigest: bundle.token ? derDigest(bundle.token) : '', newDigest: signingDigest, progress };
+  }
+
+  /** The leader finishes a rotation once every node is rotated. Returns the stop function. */
+  start(): () => void {
+    const every = this.deps.intervalMs ?? 1000;
+    let busy = false;
+    const tick = async () => {
+      if (busy || !this.deps.isLeader() || !this.deps.ca.bundle().rotating) return;
+      busy = true;
+      try {
+        const v = await this.view();
+        if (v.progress.done && (await this.deps.ca.finishRotation())) {
+          this.deps.log(`ca: root CA rotation done: every node (${v.progress.total}) holds a certificate from sha256:${v.newDigest.slice(0, 16)}…; the old root is no longer trusted and the join tokens changed`);
+        }
+      } catch (err) {
+        this.deps.log(`ca: checking the root rotation: ${(err as Error).message}`);
+      } finally {
+        busy = false;
+      }
+    };
+    const timer = setInterval(() => void tick(), every);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}

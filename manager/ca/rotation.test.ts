@@ -1,0 +1,94 @@
+// Root rotation's pure decisions: reading the root bundle, which nodes still need a certificate from
+// the new root, when the old root goes; and that the cross-signed root links new certificates to the old root.
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { describe, test } from 'node:test';
+import { createRootCa, crossSign, importRootCa, issue, newKeyAndCsr } from './pki.ts';
+import { chainFor, derDigest, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
+
+const now = Date.now();
+
+async function rotated() {
+  const oldRoot = await createRootCa('c1', now);
+  const newRoot = await createRootCa('c1', now, 1);
+  const cross = await crossSign(oldRoot, newRoot.certPem, now);
+  return { oldRoot, newRoot, cross, bundle: rotatingBundle(oldRoot.certPem, newRoot.certPem, cross) };
+}
+
+describe('ca rotation', () => {
+  test('ca rotation: one root is not a rotation; tokens and signing use it', async () => {
+    const root = await createRootCa('c1', now);
+    const b = parseRootBundle(root.certPem);
+    assert.equal(b.rotating, false);
+    assert.equal(b.signing, b.token);
+    assert.deepEqual(b.intermediates, []);
+  });
+
+  test('ca rotation: during a rotation both roots are trusted, tokens keep the old root, the new root signs', async () => {
+    const { oldRoot, newRoot, cross, bundle } = await rotated();
+    const b = parseRootBundle(bundle);
+    assert.equal(b.rotating, true);
+    assert.equal(b.roots.length, 2);
+    assert.equal(derDigest(b.token), derDigest(oldRoot.certPem));
+    assert.equal(derDigest(b.signing), derDigest(newRoot.certPem));
+    assert.deepEqual(b.intermediates.map(derDigest), [derDigest(cross)]);
+    assert.equal(derDigest(finishedBundle(b)), derDigest(newRoot.certPem));
+    assert.notEqual(new X509Certificate(newRoot.certPem).subject, new X509Certificate(oldRoot.certPem).subject, 'the roots are told apart by name');
+  });
+
+  test('ca rotation: a certificate from the new root chains to the old root through the cross-signed root', async () => {
+    const { oldRoot, newRoot, cross } = await rotated();
+    const k = await newKeyAndCsr();
+    const leaf = await issue(newRoot, k.csrPem, { id: 'n1', role: 'worker', clusterId: 'c1' }, now, 3600_000);
+    const x = new X509Certificate(cross);
+    const old = new X509Certificate(oldRoot.certPem);
+    const l = new X509Certificate(leaf);
+    assert.ok(l.checkIssued(x) && l.verify(x.publicKey), 'the leaf is signed by the cross-signed root');
+    assert.ok(x.checkIssued(old) && x.verify(old.publicKey), 'which the old root signed');
+    assert.ok(x.ca);
+    assert.equal(issuerDigest(leaf, [oldRoot.certPem, newRoot.certPem]), derDigest(newRoot.certPem));
+    assert.equal(issuerDigest(leaf, [oldRoot.certPem]), '', 'not signed by the old root directly');
+    // the chain a node sends: the cross-signed root only while the old root is trusted
+    assert.equal(chainFor(leaf + cross, [oldRoot.certPem, newRoot.certPem]).length, (leaf + cross).length);
+    assert.equal(chainFor(leaf + cross, [newRoot.certPem]), leaf);
+  });
+
+  test('ca rotation: the old root goes only when every node presented a certificate from the new root', () => {
+    const nodes = [
+      { id: 'm1', hostname: 'm1', state: 'ready' },
+      { id: 'w1', hostname: 'w1', state: 'ready' },
+      { id: 'w2', hostname: 'w2', state: 'down' },
+    ];
+    const reports = mergeReports([
+      [{ nodeId: 'm1', issuerDigest: 'new', atMs: 20 }, { nodeId: 'w1', issuerDigest: 'new', atMs: 5 }],
+      // another manager saw w1 later, still with the old certificate
+      [{ nodeId: 'w1', issuerDigest: 'old', atMs: 15 }, { nodeId: 'w2', issuerDigest: 'old', atMs: 1 }],
+    ]);
+    const p = rotationProgress(nodes, reports, 'new', 10);
+    assert.equal(p.done, false);
+    assert.equal(p.rotated, 1);
+    assert.equal(p.total, 3);
+    const byId = Object.fromEntries(p.nodes.map((n) => [n.id, n]));
+    assert.match(byId.w1.why, /old root/);
+    assert.match(byId.w2.why, /down: .*when it comes back, or remove it with `gantry node rm w2`/);
+
+    const later = mergeReports([[...reports.values()], [{ nodeId: 'w1', issuerDigest: 'new', atMs: 30 }]]);
+    assert.equal(rotationProgress(nodes, later, 'new', 10).done, false, 'w2 is still pending');
+    // w2 removed (node rm): done
+    const done = rotationProgress(nodes.slice(0, 2), later, 'new', 10);
+    assert.equal(done.done, true);
+    assert.equal(done.rotated, 2);
+    assert.equal(rotationProgress([], later, 'new', 10).done, false, 'no nodes known: never done');
+  });
+
+  test('ca rotation: an operator root must be a self-signed P-256 CA with its own key', async () => {
+    const a = await createRootCa('c1', now);
+    const b = await createRootCa('c1', now);
+    assert.equal((await importRootCa(a.certPem, a.keyPem, now)).certPem.trim(), a.certPem.trim());
+    await assert.rejects(importRootCa(a.certPem, b.keyPem, now), /--ca-key is not the key of --ca-cert/);
+    await assert.rejects(importRootCa('nonsense', a.keyPem, now), /--ca-cert is not a PEM certificate/);
+    const k = await newKeyAndCsr();
+    const leaf = await issue(a, k.csrPem, { id: 'n', role: 'worker', clusterId: 'c1' }, now, 3600_000);
+    await assert.rejects(importRootCa(leaf, k.keyPem, now), /not a CA certificate/);
+  });
+});
