@@ -332,6 +332,11 @@ export class NetworkManager {
     const gw = numIp(ipNum(ipOf(checkCidr(sub))) + 1);
     const exists = await this.ip(['link', 'show', HOST_BRIDGE]).then(() => true, () => false);
     if (!exists) await this.ip(['link', 'add', HOST_BRIDGE, 'type', 'bridge']);
+    // Pin the bridge's MAC: unpinned, Linux gives a bridge its lowest port's MAC, so a container
+    // leaving or joining changes the gateway's MAC under every other container's ARP cache and
+    // their packets to it (DNS, egress) vanish until that entry expires (found as 10-30 s DNS
+    // outages during rolling updates). A bridge from before keeps its current MAC, pinned.
+    await this.ip(['link', 'set', HOST_BRIDGE, 'address', exists ? await this.linkMac(HOST_BRIDGE) : macOf(gw)]);
     const again = [...this.containers.values()].map((c) => `link set ${vethName(c.taskId, 0)} master ${HOST_BRIDGE} up`);
     if (!exists && again.length) await this.sys.run('ip', ['-force', '-batch', '-'], { input: `${again.join('\n')}\n`, allowFail: true });
     await this.ip(['addr', 'flush', 'dev', HOST_BRIDGE]);
@@ -348,6 +353,14 @@ export class NetworkManager {
         this.dns = undefined;
       });
     }
+  }
+
+  /** A link's current MAC address (validated before it goes back on a command line). */
+  private async linkMac(dev: string): Promise<string> {
+    const r = await this.ip(['-j', 'link', 'show', dev]);
+    const mac = (JSON.parse(r.out) as { address?: string }[])[0]?.address ?? '';
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac)) throw new Error(`cannot read the MAC address of ${dev} (ip -j link show said ${r.out.trim().slice(0, 200)})`);
+    return mac;
   }
 
   private async ensureOverlay(vni: number, nodeAddr: string, underlay: string): Promise<boolean> {
