@@ -1,0 +1,103 @@
+// Root CA rotation on in-process daemons (127.0.0.1, sim runtime): every node moves to the new root,
+// the old root and the old tokens stop working, joins work during and after, and a node that is
+// down holds the rotation until it is removed. The lab test (ca-rotate.test.ts) adds real containers.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { splitPem } from '../../manager/ca/identity.ts';
+import { derDigest, issuerDigest } from '../../manager/ca/rotation.ts';
+import { initCluster, type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
+
+const certs = (h: LocalHost) => path.join(h.dir, 'data', 'certs');
+async function caJson(h: LocalHost) {
+  const r = await h.gantry(['cluster', 'ca', '--format', 'json']);
+  assert.equal(r.code, 0, r.err);
+  return JSON.parse(r.out) as { digest: string; rootCaCert: string; rotation: null | { to: string; rotated: number; total: number } };
+}
+/** The root (digest) that signed the host's certificate, out of `roots`. */
+async function signedBy(h: LocalHost, roots: string[]): Promise<string> {
+  return issuerDigest(await readFile(path.join(certs(h), 'cert.pem'), 'utf8'), roots);
+}
+
+test('ca rotate: every node moves to a new root; old root, old tokens and old operator certificates stop working; a down node holds the rotation until removed', async (t) => {
+  const m1 = await startHost(t, 'm1');
+  const m2 = await startHost(t, 'm2');
+  const w1 = await startHost(t, 'w1');
+  const w2 = await startHost(t, 'w2');
+  const late = await startHost(t, 'late');
+  const { worker, manager, addr } = await initCluster(m1);
+  assert.equal((await m2.gantry(['join', '--token', manager, addr])).code, 0);
+  assert.equal((await w1.gantry(['join', '--token', worker, addr])).code, 0);
+  await waitReady(m1, 'm2');
+  await waitReady(m1, 'w1');
+  const before = await caJson(m1);
+  const opOld = path.join(m1.dir, 'op-old');
+  assert.equal((await m1.gantry(['cluster', 'client-cert', '--out', opOld])).code, 0);
+  assert.equal((await m1.gantry(['node', 'ls'], { GANTRY_HOST: addr, GANTRY_TLS_DIR: opOld })).code, 0, 'the old operator certificate works before');
+
+  const rot = await m1.gantry(['cluster', 'ca', '--rotate']);
+  assert.equal(rot.code, 0, rot.err + rot.out);
+  assert.match(rot.out, /Rotating the root CA: sha256:\S+ -> sha256:/);
+  assert.match(rot.out, /3 of 3 nodes rotated/);
+  assert.match(rot.out, /Operator certificates issued before the rotation .* stop working/);
+  const after = await caJson(m1);
+  assert.notEqual(after.digest, before.digest);
+  assert.equal(after.rotation, null);
+  const newRoots = splitPem(after.rootCaCert);
+  assert.deepEqual(newRoots.map(derDigest), [after.digest], 'only the new root is trusted');
+  const newWorker = rot.out.match(/worker: +(\S+)/)?.[1] ?? '';
+  assert.match(newWorker, new RegExp(`^GNTRY-1-${after.digest}-`));
+  assert.equal((await m1.gantry(['join-token', '-q', 'worker'])).out.trim(), newWorker);
+
+  // every node: a certificate from the new root, and only the new root trusted
+  for (const h of [m1, m2, w1]) {
+    await until(async () => ((await readFile(path.join(certs(h), 'ca.pem'), 'utf8')) === after.rootCaCert ? true : `${h.name} still trusts the old root`));
+    assert.equal(await signedBy(h, newRoots), after.digest, `${h.name} holds a certificate from the new root`);
+  }
+  await waitReady(m1, 'w1');
+  await waitReady(m2, 'm1');
+
+  // the old operator certificate is refused; a new one works
+  const oldOp = await m1.gantry(['node', 'ls'], { GANTRY_HOST: addr, GANTRY_TLS_DIR: opOld });
+  assert.notEqual(oldOp.code, 0);
+  t.diagnostic(`old operator certificate: ${oldOp.err.trim()}`);
+  const opNew = path.join(m1.dir, 'op-new');
+  assert.equal((await m1.gantry(['cluster', 'client-cert', '--out', opNew])).code, 0);
+  const newOp = await m1.gantry(['node', 'ls'], { GANTRY_HOST: addr, GANTRY_TLS_DIR: opNew });
+  assert.equal(newOp.code, 0, newOp.err);
+
+  // the old token names the old root: the joiner refuses the manager; the new token joins
+  const old = await w2.gantry(['join', '--token', worker, addr]);
+  assert.match(old.err, /belongs to another CA .*not sending the join token/);
+  const ok = await w2.gantry(['join', '--token', newWorker, addr]);
+  assert.equal(ok.code, 0, ok.err);
+  await waitReady(m1, 'w2');
+  assert.equal(await signedBy(w2, newRoots), after.digest);
+
+  // a second rotation while w1 is down: it cannot finish, says which node and what to do
+  await w1.daemon.stop();
+  await until(async () => (/\bw1\b.*\bDown\b/.test((await m1.gantry(['node', 'ls'])).out) ? true : 'w1 not down yet'));
+  const stuck = await m1.gantry(['cluster', 'ca', '--rotate']);
+  assert.equal(stuck.code, 1, stuck.out + stuck.err);
+  assert.match(stuck.err, /cannot finish now: 1 node\(s\) still hold a certificate from the old root/);
+  assert.match(stuck.err, /w1 \(\S+\): down: it gets a certificate from the new root when it comes back, or remove it with `gantry node rm w1`/);
+  const mid = await caJson(m1);
+  assert.ok(mid.rotation && mid.rotation.rotated === mid.rotation.total - 1, JSON.stringify(mid.rotation));
+  assert.equal(mid.digest, after.digest, 'tokens keep the current root until the rotation is done');
+  // joining during the rotation: the current token (still the previous root's digest) works
+  const joinMid = await late.gantry(['join', '--token', newWorker, addr]);
+  assert.equal(joinMid.code, 0, joinMid.err);
+  await waitReady(m1, 'late');
+  assert.equal((await m1.gantry(['node', 'rm', '--force', 'w1'])).code, 0);
+  const done = await until(async () => {
+    const c = await caJson(m1);
+    return c.rotation === null ? c : `rotation still under way: ${JSON.stringify(c.rotation)}`;
+  });
+  assert.equal(done.digest, mid.rotation?.to);
+  for (const h of [m1, m2, w2, late]) {
+    await until(async () => ((await signedBy(h, splitPem(done.rootCaCert))) === done.digest ? true : `${h.name} not on the newest root`));
+  }
+  await waitReady(m1, 'late');
+  await waitReady(m1, 'w2');
+});
