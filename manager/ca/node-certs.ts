@@ -6,7 +6,7 @@ import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { connect, type DetailedPeerCertificate as PeerCertificate } from 'node:tls';
 import { certDigest, type Identity, identityOf } from './identity.ts';
-import { TLS_SERVER_NAME, type TlsMaterial } from './tls.ts';
+import { TLS_JOIN_SERVER_NAME, type TlsMaterial } from './tls.ts';
 
 export function certsDir(dataDir: string): string {
   return path.join(dataDir, 'certs');
@@ -66,7 +66,7 @@ export class CaPinError extends Error {
  */
 export async function fetchPinnedRoot(addr: { host: string; port: number }, digest: string, timeoutMs = 10_000): Promise<string> {
   const chain = await new Promise<PeerCertificate>((resolve, reject) => {
-    const s = connect({ host: addr.host, port: addr.port, servername: TLS_SERVER_NAME, rejectUnauthorized: false, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' });
+    const s = connect({ host: addr.host, port: addr.port, servername: TLS_JOIN_SERVER_NAME, rejectUnauthorized: false, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3' });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new CaPinError(`no TLS answer from ${addr.host}:${addr.port} within ${timeoutMs} ms`));
