@@ -15,7 +15,7 @@ import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
 import { cleanupLabs, Lab, type LabHost, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { sleep } from '../deploy/lab/sys.ts';
 import { ControlClient } from '../proto/gen/gantry/v1/control.ts';
-import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
+import { type Task, TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
 
@@ -67,6 +67,9 @@ async function pollImage(count: () => Promise<number>, want: number, what: strin
 interface Result {
   update: number;
   rollback: number;
+  /** Of which the CLI took (spawn to exit): the rest is the system rolling the tasks. */
+  updateCli: number;
+  rollbackCli: number;
 }
 
 interface System {
@@ -79,6 +82,8 @@ interface System {
   /** Tasks desired and observed running `image`; -1 when a task of another image still runs. */
   running(name: string, image: string): Promise<number>;
   remove(name: string): Promise<void>;
+  /** Where the time of the last roll to `image` went, per slot (gantry: from the tasks' own times). */
+  breakdown?(name: string, image: string): Promise<string>;
 }
 
 async function measure(sys: System, o: Opts, order: string, p: number): Promise<Result> {
@@ -88,14 +93,18 @@ async function measure(sys: System, o: Opts, order: string, p: number): Promise<
   await pollImage(() => sys.running(name, A), o.replicas, `${sys.name} create ${name}`);
   let t0 = performance.now();
   await sys.update(name);
+  const updateCli = performance.now() - t0;
   await pollImage(() => sys.running(name, B), o.replicas, `${sys.name} update ${name}`);
   const update = performance.now() - t0;
+  if (sys.breakdown) console.error(`${sys.name} ${order}/${p} update: ${await sys.breakdown(name, B)}`);
   t0 = performance.now();
   await sys.rollback(name);
+  const rollbackCli = performance.now() - t0;
   await pollImage(() => sys.running(name, A), o.replicas, `${sys.name} rollback ${name}`);
   const rollback = performance.now() - t0;
+  if (sys.breakdown) console.error(`${sys.name} ${order}/${p} rollback: ${await sys.breakdown(name, A)}`);
   await sys.remove(name);
-  return { update, rollback };
+  return { update, rollback, updateCli, rollbackCli };
 }
 
 async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System & { close(): void }> {
@@ -136,8 +145,49 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
       const left = () => lab.hosts.reduce((k, x) => k + x.processes((a) => a[0] === 'sleep' && a[1] === '1d').length, 0);
       await until(() => left() === 0 || `${left()} containers left`, 120_000, 100);
     },
+    async breakdown(name, image) {
+      const res = await unary(conn, client.listTasks.bind(client), { service: name, node: '', desiredRunningOnly: false }, 5_000);
+      return breakdown(res.tasks ?? [], image);
+    },
     close: () => conn.close(),
   };
+}
+
+const median = (xs: number[]) => (xs.length === 0 ? 0 : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+
+/**
+ * Per slot, from the tasks' records (manager and worker share this host's clock): `react` = the
+ * new task created after the previous one in its slot order came up (the updater's reaction);
+ * `stop` = created → the old task of its slot reported stopped (stop-first); `start` = the later of
+ * created / old stopped → the new task reported RUNNING; `gap` = between consecutive RUNNING reports.
+ */
+function breakdown(tasks: readonly Task[], image: string): string {
+  const fresh = tasks.filter((t) => t.spec?.container?.image?.startsWith(image) && t.status?.state === TaskState.TASK_STATE_RUNNING && t.desiredState === TaskState.TASK_STATE_RUNNING);
+  const newest = new Map<number, Task>();
+  for (const t of fresh) if ((newest.get(t.slot)?.meta?.createdAt ?? 0) < (t.meta?.createdAt ?? 0)) newest.set(t.slot, t);
+  const rows = [...newest.values()].sort((a, b) => (a.status?.timestamp ?? 0) - (b.status?.timestamp ?? 0));
+  const react: number[] = [];
+  const stop: number[] = [];
+  const start: number[] = [];
+  const gap: number[] = [];
+  let prevUp = 0;
+  for (const t of rows) {
+    const created = t.meta?.createdAt ?? 0;
+    const up = t.status?.timestamp ?? 0;
+    const old = tasks
+      .filter((x) => x.slot === t.slot && x !== t && (x.meta?.createdAt ?? 0) < created && (x.status?.state ?? 0) >= TaskState.TASK_STATE_COMPLETE)
+      .sort((a, b) => (b.meta?.createdAt ?? 0) - (a.meta?.createdAt ?? 0))[0];
+    const stopped = old && (old.status?.timestamp ?? 0) >= created ? (old.status?.timestamp ?? 0) : 0;
+    if (prevUp > 0) {
+      gap.push(up - prevUp);
+      if (created >= prevUp) react.push(created - prevUp);
+    }
+    if (stopped) stop.push(stopped - created);
+    start.push(up - Math.max(created, stopped));
+    prevUp = up;
+  }
+  const f = (xs: number[]) => (xs.length ? `${median(xs)} ms (n=${xs.length})` : '-');
+  return `median per slot: react ${f(react)}, stop ${f(stop)}, start ${f(start)}, gap between RUNNING reports ${f(gap)}`;
 }
 
 function swarmSystem(s: Swarm): System {
@@ -224,6 +274,16 @@ async function main(): Promise<void> {
     const a = g.get(`${order}/${p}`);
     const b = d.get(`${order}/${p}`);
     console.log(`${order}\t${p}\t${f(a?.update)}\t${f(b?.update)}\t${ratio(a?.update, b?.update)}\t${f(a?.rollback)}\t${f(b?.rollback)}\t${ratio(a?.rollback, b?.rollback)}`);
+  }
+  // The same without the CLI's own time (gantry's is a Node process loading the generated protos).
+  const roll = (r: Result | undefined, k: 'update' | 'rollback') => (r ? r[k] - r[k === 'update' ? 'updateCli' : 'rollbackCli'] : undefined);
+  console.log('\nthe same from the CLI\'s exit (the CLI\'s own time: gantry update / swarm update / gantry rollback / swarm rollback)');
+  console.log('order\tparallelism\tgantry update\tswarm update\tratio\tgantry rollback\tswarm rollback\tratio\tCLI times');
+  for (const [order, p] of combos) {
+    const a = g.get(`${order}/${p}`);
+    const b = d.get(`${order}/${p}`);
+    const cli = [a?.updateCli, b?.updateCli, a?.rollbackCli, b?.rollbackCli].map(f).join(' / ');
+    console.log(`${order}\t${p}\t${f(roll(a, 'update'))}\t${f(roll(b, 'update'))}\t${ratio(roll(a, 'update'), roll(b, 'update'))}\t${f(roll(a, 'rollback'))}\t${f(roll(b, 'rollback'))}\t${ratio(roll(a, 'rollback'), roll(b, 'rollback'))}\t${cli}`);
   }
 }
 

@@ -30,7 +30,9 @@ export class Updater {
     this.newId = opts.newId ?? defaultNewId;
     const env = process.env.GANTRY_UPDATE_PREPARE_AHEAD;
     this.prepareAhead = opts.prepareAhead ?? (env === '1' ? true : env === '0' ? false : undefined);
-    this.loop = new ControllerLoop(opts, {
+    // No debounce by default: the store delivers a watch response's events together already, and
+    // each slot's next step waits on this reaction (a task came up, an old one stopped).
+    this.loop = new ControllerLoop({ ...opts, debounceMs: opts.debounceMs ?? 0 }, {
       name: 'updater',
       interested: (e) => {
         switch (e.kind) {
