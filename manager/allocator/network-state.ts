@@ -3,14 +3,19 @@
 import type { NetworkState, NodeNetwork, ServiceEndpoints } from '../../proto/gen/gantry/v1/network.ts';
 import { type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
 import type { ReadView } from '../store/types.ts';
+import { hasSpecHealthcheck } from '../update/decide.ts';
 import { holdsAddress } from './network-allocator.ts';
 
-/** In the endpoints (DNS, VIPs, ingress): running, desired running, healthy if it has a check. */
+/**
+ * In the endpoints (DNS, VIPs, ingress): running, desired running, healthy if it has a check. A
+ * task whose spec has a check but that reported no health yet (RUNNING comes before the first
+ * "starting") is not in them, as the updater's isUp.
+ */
 export function isReadyEndpoint(t: Task): boolean {
   return (
     t.status?.state === TaskState.TASK_STATE_RUNNING &&
     t.desiredState <= TaskState.TASK_STATE_RUNNING &&
-    (!t.status.health || t.status.health === 'healthy')
+    (t.status.health === 'healthy' || (!t.status.health && !hasSpecHealthcheck(t)))
   );
 }
 
