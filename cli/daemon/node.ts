@@ -37,7 +37,7 @@ import { NodeTls } from './tls.ts';
 import { AutolockService } from '../../proto/gen/gantry/v1/autolock.ts';
 import { AutolockKeeper } from '../../manager/ca/autolock-keeper.ts';
 import { newUnlockKey, sealUnlockKey } from '../../manager/ca/autolock.ts';
-import { keysLockedAtRest, readLockedClusterKey, removeLockedClusterKey } from '../../manager/ca/autolock-files.ts';
+import { keysLockedAtRest, readLockedClusterKey, readLockedTlsKey, removeLockedClusterKey } from '../../manager/ca/autolock-files.ts';
 import { AutolockError, autolockService, LOCKED_MESSAGE } from './autolock.ts';
 
 export { DEFAULT_PORT };
@@ -99,11 +99,11 @@ export class Daemon {
       cgroupParent: this.opts.cgroupParent,
       log: (m: string) => this.log.info(`runtime: ${m}`),
     });
-    this.tls = new NodeTls({ dataDir: this.opts.dataDir, log: (m) => this.log.info(m) });
+    this.tls = new NodeTls({ dataDir: this.opts.dataDir, log: (m) => this.log.info(m), runtimeKeyFile: this.runtimeKeyFile() });
     await this.tls.load();
     await this.serveLocal();
     this.state = await loadState(this.opts.dataDir);
-    if (this.state && !this.tls.current()) {
+    if (this.state && !this.tls.current() && !this.tls.keyLocked()) {
       this.log.error(`gantryd: this host is in cluster ${this.state.clusterId} but has no certificate in ${certsDir(this.opts.dataDir)}: run \`gantry leave --force\` and join again`);
     }
     if (this.state?.role === 'manager' && !this.tls.clusterKey() && (await keysLockedAtRest(this.opts.dataDir))) {
@@ -510,7 +510,8 @@ export class Daemon {
     this.managerRole = await ManagerRole.start({
       clusterKey,
       etcdTls: {
-        files: { ca: path.join(certs, 'ca.pem'), cert: path.join(certs, 'cert.pem'), key: path.join(certs, 'key.pem') },
+        // the key from a copy off the disk: autolock keeps key.pem only wrapped
+        files: { ca: path.join(certs, 'ca.pem'), cert: path.join(certs, 'cert.pem'), key: this.tls.etcdKeyFile() },
         material: () => {
           const m = this.tls.current();
           if (!m) throw new Error('this manager has no certificate for etcd');
@@ -539,8 +540,21 @@ export class Daemon {
       },
       onDemoted: (managers) => void this.serialize(() => this.becameWorker(managers)),
     });
-    this.keeper = new AutolockKeeper({ store: this.managerRole.store, clusterKey, dataDir: this.opts.dataDir, atRest, log: (m) => this.log.info(m) });
+    this.keeper = new AutolockKeeper({
+      store: this.managerRole.store,
+      clusterKey,
+      dataDir: this.opts.dataDir,
+      atRest,
+      log: (m) => this.log.info(m),
+      tlsKeyAtRest: (want) => this.tls.setKeyAtRest(want),
+    });
     await this.keeper.start();
+  }
+
+  /** Where etcd reads this host's TLS key in clear while gantryd runs: beside the socket (/run: memory), not in the data dir. */
+  private runtimeKeyFile(): string {
+    const id = createHash('sha256').update(path.resolve(this.opts.dataDir)).digest('hex').slice(0, 12);
+    return path.join(path.dirname(this.opts.socket), 'keys', id, 'key.pem');
   }
 
   /** `gantry cluster unlock`: a wrong key changes nothing; the right one starts the manager and worker. */
@@ -549,7 +563,11 @@ export class Daemon {
     if (!this.locked || !s) throw new AutolockError(grpc.status.FAILED_PRECONDITION, 'this host is not locked: there is nothing to unlock');
     const opened = await readLockedClusterKey(this.opts.dataDir, key);
     if (!opened.ok) throw new AutolockError(grpc.status.PERMISSION_DENIED, opened.reason);
+    const tlsKey = await readLockedTlsKey(this.opts.dataDir, key);
+    if (tlsKey && !tlsKey.ok) throw new AutolockError(grpc.status.PERMISSION_DENIED, `this manager's TLS key: ${tlsKey.reason}`);
+    // both open: from here on the manager starts
     this.tls.useClusterKey(opened.plain);
+    if (tlsKey?.ok) await this.tls.unlockKey(tlsKey.plain.toString(), key.trim());
     this.locked = false;
     try {
       await this.startManager(s, { clusterState: 'new' }, undefined, key.trim());
@@ -652,6 +670,7 @@ export class Daemon {
     this.keeper?.stop();
     this.keeper = undefined;
     await removeLockedClusterKey(this.opts.dataDir);
+    await this.tls.setKeyAtRest(undefined); // workers keep their key in clear (autolock is for managers)
     this.managerRole = undefined;
     this.worker?.agent.setManagers(managers);
     this.tcpServer?.forceShutdown();
@@ -680,7 +699,8 @@ export class Daemon {
 
   private async forgetCertificates(): Promise<void> {
     this.tls.stop();
-    this.tls = new NodeTls({ dataDir: this.opts.dataDir, log: (m) => this.log.info(m) });
+    await this.tls.dropRuntimeKey();
+    this.tls = new NodeTls({ dataDir: this.opts.dataDir, log: (m) => this.log.info(m), runtimeKeyFile: this.runtimeKeyFile() });
     await rm(certsDir(this.opts.dataDir), { recursive: true, force: true });
   }
 
@@ -691,6 +711,7 @@ export class Daemon {
     const local = this.localServer;
     this.localServer = undefined;
     local?.forceShutdown();
+    await this.tls?.dropRuntimeKey().catch(() => {});
     await this.images?.flush().catch((err: Error) => this.log.warn(`gantryd: syncing the image store: ${err.message}`));
     await unlink(this.opts.socket).catch(() => {});
   }

@@ -13,12 +13,15 @@ import { issuerDigest } from '../../manager/ca/rotation.ts';
 import { certsDir, loadClusterKey, loadNodeCerts, saveClusterKey, saveNodeCerts } from '../../manager/ca/node-certs.ts';
 import { identityOf, type Identity, newKeyAndCsr, renewalTime } from '../../manager/ca/pki.ts';
 import { ClusterServerCredentials, clientCredentials, TLS_CHANNEL_OPTIONS, type TlsMaterial } from '../../manager/ca/tls.ts';
+import { loadCertsOfLockedKey, writeCertsOnly, writeRuntimeKey, writeTlsKeyAtRest } from '../../manager/ca/autolock-files.ts';
 
 export interface NodeTlsOptions {
   dataDir: string;
   log: (m: string) => void;
   random?: () => number;
   now?: () => number;
+  /** Where etcd reads this host's key in clear while gantryd runs (off the disk, e.g. /run); default <certs>/key.pem. */
+  runtimeKeyFile?: string;
 }
 
 export class NodeTls {
@@ -29,6 +32,9 @@ export class NodeTls {
   private timer: NodeJS.Timeout | undefined;
   private managers: () => string[] = () => [];
   private onRenewed: ((id: Identity) => void) | undefined;
+  /** Autolock: the unlock key key.pem is wrapped with (undefined: in clear; null: wrapped, locked). */
+  private keyAtRest: string | undefined | null = undefined;
+  private lockedParts: { certPem: string; caPem: string } | undefined;
   private renewing: Promise<void> | undefined;
   private watching = 0;
   private watchCall: grpc.ClientUnaryCall | undefined;
@@ -41,14 +47,61 @@ export class NodeTls {
   async load(): Promise<boolean> {
     this.material = await loadNodeCerts(this.opts.dataDir);
     this.key = await loadClusterKey(this.opts.dataDir);
-    if (this.material) this.serverCredentials.update(this.material);
+    if (!this.material) {
+      this.lockedParts = await loadCertsOfLockedKey(this.opts.dataDir);
+      if (this.lockedParts) this.keyAtRest = null;
+    }
+    if (this.material) {
+      this.serverCredentials.update(this.material);
+      await this.writeRuntimeKey();
+    }
     return this.material !== undefined;
+  }
+
+  /** Autolock: this host's key is on disk only wrapped and not unlocked yet. */
+  keyLocked(): boolean {
+    return this.keyAtRest === null;
+  }
+
+  /** Autolock: the key read from key.pem.locked with the unlock key that wrapped it. */
+  async unlockKey(keyPem: string, unlockKey: string): Promise<void> {
+    if (!this.lockedParts) throw new Error('this host has no wrapped key to unlock');
+    this.material = { ...this.lockedParts, keyPem };
+    this.keyAtRest = unlockKey;
+    this.serverCredentials.update(this.material);
+    await this.writeRuntimeKey();
+  }
+
+  /** Autolock: key.pem wrapped with `unlockKey` from now on (undefined: in clear). */
+  async setKeyAtRest(unlockKey: string | undefined): Promise<void> {
+    if (!this.material || unlockKey === this.keyAtRest) return;
+    await writeTlsKeyAtRest(this.opts.dataDir, this.material.keyPem, unlockKey);
+    this.keyAtRest = unlockKey;
+  }
+
+  /** The key file etcd reads (peer and client TLS). */
+  etcdKeyFile(): string {
+    return this.opts.runtimeKeyFile ?? path.join(certsDir(this.opts.dataDir), 'key.pem');
+  }
+
+  private async writeRuntimeKey(): Promise<void> {
+    if (this.material && this.opts.runtimeKeyFile) await writeRuntimeKey(this.opts.runtimeKeyFile, this.material.keyPem);
+  }
+
+  /** gantryd stops: the clear copy etcd read goes (the data dir keeps the key as autolock wants it). */
+  async dropRuntimeKey(): Promise<void> {
+    if (this.opts.runtimeKeyFile) await rm(this.opts.runtimeKeyFile, { force: true });
   }
 
   async set(given: TlsMaterial): Promise<void> {
     const m = { ...given, certPem: keepIntermediates(given.certPem, this.material?.certPem) };
-    await saveNodeCerts(this.opts.dataDir, m);
+    if (typeof this.keyAtRest === 'string') {
+      // autolock: the key only wrapped on disk
+      await writeTlsKeyAtRest(this.opts.dataDir, m.keyPem, this.keyAtRest);
+      await writeCertsOnly(this.opts.dataDir, m.certPem, m.caPem);
+    } else await saveNodeCerts(this.opts.dataDir, m);
     this.material = m;
+    await this.writeRuntimeKey();
     this.serverCredentials.update(m);
     this.schedule();
   }

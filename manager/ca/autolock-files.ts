@@ -57,3 +57,64 @@ export async function readLockedClusterKey(dataDir: string, unlockKey: string): 
 export async function removeLockedClusterKey(dataDir: string): Promise<void> {
   await rm(lockedClusterKeyPath(dataDir), { force: true });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The manager's own TLS key (like Docker's): <data>/certs/key.pem.locked replaces key.pem while
+// autolock is on. etcd reads its key from a file, so a running manager keeps a clear copy off the
+// disk (runtimeKeyPath: under the socket's directory, /run: tmpfs), removed when gantryd stops.
+
+const TLS_KEY_CONTEXT = 'gantry/tls-key';
+
+export function lockedTlsKeyPath(dataDir: string): string {
+  return path.join(certsDir(dataDir), 'key.pem.locked');
+}
+
+function clearTlsKeyPath(dataDir: string): string {
+  return path.join(certsDir(dataDir), 'key.pem');
+}
+
+async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, data, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, file);
+}
+
+/** Writes the TLS key wrapped (`unlockKey`) or in clear (undefined), and removes the other form. */
+export async function writeTlsKeyAtRest(dataDir: string, keyPem: string, unlockKey: string | undefined): Promise<void> {
+  if (unlockKey === undefined) {
+    await writeAtomic(clearTlsKeyPath(dataDir), keyPem);
+    await rm(lockedTlsKeyPath(dataDir), { force: true });
+    return;
+  }
+  await writeAtomic(lockedTlsKeyPath(dataDir), wrapWithUnlockKey(unlockKey, Buffer.from(keyPem), TLS_KEY_CONTEXT));
+  await rm(clearTlsKeyPath(dataDir), { force: true });
+}
+
+/** The TLS key when it is on disk only wrapped: undefined when it is not (in clear, or none). */
+export async function readLockedTlsKey(dataDir: string, unlockKey: string): Promise<Unwrapped | undefined> {
+  if ((await exists(clearTlsKeyPath(dataDir))) || !(await exists(lockedTlsKeyPath(dataDir)))) return undefined;
+  return unwrapWithUnlockKey(unlockKey, await readFile(lockedTlsKeyPath(dataDir)), TLS_KEY_CONTEXT);
+}
+
+/** cert.pem and ca.pem of a host whose key is on disk only wrapped (undefined otherwise). */
+export async function loadCertsOfLockedKey(dataDir: string): Promise<{ certPem: string; caPem: string } | undefined> {
+  if ((await exists(clearTlsKeyPath(dataDir))) || !(await exists(lockedTlsKeyPath(dataDir)))) return undefined;
+  const dir = certsDir(dataDir);
+  const [certPem, caPem] = await Promise.all(['cert.pem', 'ca.pem'].map((f) => readFile(path.join(dir, f), 'utf8')));
+  return { certPem, caPem };
+}
+
+export async function writeRuntimeKey(file: string, keyPem: string): Promise<void> {
+  await writeAtomic(file, keyPem);
+}
+
+/** cert.pem and ca.pem alone (the key is written by writeTlsKeyAtRest). */
+export async function writeCertsOnly(dataDir: string, certPem: string, caPem: string): Promise<void> {
+  const dir = certsDir(dataDir);
+  for (const [f, data] of [['cert.pem', certPem], ['ca.pem', caPem]] as const) {
+    await writeAtomic(path.join(dir, f), data);
+    await chmod(path.join(dir, f), 0o644);
+  }
+}

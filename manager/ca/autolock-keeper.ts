@@ -12,6 +12,8 @@ export interface AutolockKeeperOptions {
   /** What this manager's files are wrapped with now: undefined = in clear, null = not known. */
   atRest: string | undefined | null;
   log: (m: string) => void;
+  /** Keeps this manager's TLS key at rest the same way (wrapped with the key, or in clear when undefined). */
+  tlsKeyAtRest?: (unlockKey: string | undefined) => Promise<void>;
 }
 
 export class AutolockKeeper {
@@ -84,13 +86,14 @@ export class AutolockKeeper {
     // no cluster object seen yet: keep the key (in clear, as without autolock) until it shows up
     const want = cluster ? this.unlockKey() : undefined;
     const action = keysAtRestAction(want, this.atRest);
+    await this.opts.tlsKeyAtRest?.(want);
     if (action === 'none') return;
     if (action === 'wrap') await writeClusterKeyLocked(this.opts.dataDir, want as string, this.opts.clusterKey);
     else await writeClusterKeyClear(this.opts.dataDir, this.opts.clusterKey);
     const before = this.atRest;
     this.atRest = want;
     if (before !== null || action === 'wrap') {
-      this.opts.log(action === 'wrap' ? 'autolock: this manager\'s keys at rest are wrapped with the current unlock key' : 'autolock: off; this manager\'s keys are kept in clear');
+      this.opts.log(action === 'wrap' ? 'autolock: this manager\'s keys at rest (cluster key, TLS key) are wrapped with the current unlock key' : 'autolock: off; this manager\'s keys are kept in clear');
     }
   }
 }

@@ -23,6 +23,12 @@ function filesUnder(dir: string): string[] {
     .map((e) => path.join(e.parentPath, e.name));
 }
 
+function tlsKeyOf(h: LocalHost): string {
+  const m = (h.daemon as unknown as { tls: { current(): { keyPem: string } | undefined } }).tls.current();
+  assert.ok(m, `${h.name} holds its TLS key`);
+  return m.keyPem.replace(/-----[A-Z ]+-----|\s/g, '').slice(0, 64);
+}
+
 function clusterKeyOf(h: LocalHost): Buffer {
   const key = (h.daemon as unknown as { tls: { clusterKey(): Buffer | undefined } }).tls.clusterKey();
   assert.ok(key, `${h.name} holds a cluster key`);
@@ -66,6 +72,7 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   const addr = init.out.match(/ (\d+\.\d+\.\d+\.\d+:\d+)\s*$/m)?.[1] ?? '';
   const certs1 = path.join(m1.dir, 'data', 'certs');
   assert.ok(existsSync(path.join(certs1, 'cluster.key.locked')) && !existsSync(path.join(certs1, 'cluster.key')), 'the cluster key is on disk only wrapped');
+  assert.ok(existsSync(path.join(certs1, 'key.pem.locked')) && !existsSync(path.join(certs1, 'key.pem')), 'so is the TLS key');
 
   // a second manager joins: it writes the cluster key wrapped with the same unlock key
   const managerToken = (await m1.gantry(['join-token', '-q', 'manager'])).out.trim();
@@ -75,11 +82,13 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   const data2 = path.join(m2.dir, 'data');
   await until(async () => ((await readLockedClusterKey(data2, key1)).ok ? true : 'm2 has not wrapped its key yet'));
   assert.ok(!existsSync(path.join(data2, 'certs', 'cluster.key')));
+  await until(async () => (existsSync(path.join(data2, 'certs', 'key.pem.locked')) && !existsSync(path.join(data2, 'certs', 'key.pem')) ? true : 'm2 has not wrapped its TLS key'));
 
   const secretFile = path.join(m1.dir, 'pw');
   await writeFile(secretFile, 'autolock-secret-value-41');
   assert.equal((await m1.gantry(['secret', 'create', 'pw', secretFile])).code, 0);
   const clusterKey = clusterKeyOf(m1);
+  const tlsKey = tlsKeyOf(m1);
 
   // restart: locked
   await restart(t, m1);
@@ -95,6 +104,8 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   assert.match((await m1.gantry(['cluster', 'unlock-key'])).err, LOCKED_RE);
   const onDisk = filesUnder(path.join(m1.dir, 'data')).filter((f) => readFileSync(f).includes(clusterKey));
   assert.deepEqual(onDisk, [], 'no file of the locked manager holds the cluster key in clear (the CA key and secrets stay sealed)');
+  const tlsOnDisk = filesUnder(m1.dir).filter((f) => readFileSync(f, 'latin1').includes(tlsKey));
+  assert.deepEqual(tlsOnDisk, [], 'nor its TLS key (the clear copy etcd read went with the old gantryd)');
   // the other manager still answers (from its copy of the state: two etcd members, one down, have no quorum)
   assert.equal((await m2.gantry(['node', 'ls'])).code, 0);
 
@@ -140,7 +151,8 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   const off = await m1.gantry(['cluster', 'update', '--autolock=false']);
   assert.equal(off.code, 0, off.err);
   assert.match((await m1.gantry(['cluster', 'unlock-key'])).err, /autolock is off/);
-  await until(async () => (existsSync(path.join(data2, 'certs', 'cluster.key')) ? true : 'm2 still wrapped'));
+  await until(async () => (existsSync(path.join(data2, 'certs', 'cluster.key')) && existsSync(path.join(data2, 'certs', 'key.pem')) ? true : 'm2 still wrapped'));
+  assert.ok(!existsSync(path.join(data2, 'certs', 'key.pem.locked')));
   await restart(t, m1);
   assert.match((await m1.gantry(['info'])).out, /Cluster:\s+(active|pending)/);
   await until(async () => ((await m1.gantry(['node', 'ls'])).code === 0 ? true : 'node ls not answering yet'));
