@@ -1,0 +1,121 @@
+// Root CA rotation on a lab cluster (netns hosts, real gantryd and etcd, real containers): 3 managers
+// and 1 worker move to a new root while a service runs (same task ids, same container pids), etcd
+// keeps its quorum through it and after a manager restarts, the old root and old tokens are refused,
+// and a new host joins with the new token.
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { cleanupLabs, Lab, REPO_ROOT } from '../../deploy/lab/lab-hosts.ts';
+import { splitPem } from '../../manager/ca/identity.ts';
+import { derDigest, issuerDigest } from '../../manager/ca/rotation.ts';
+import {
+  type ClusterLab,
+  clusterSkipReason,
+  createSleeper,
+  formCluster,
+  gantryOk,
+  importImage,
+  joinHost,
+  type LabHost,
+  live,
+  ps,
+  sleepers,
+  until,
+  waitConverged,
+  waitReady,
+} from '../helpers/lab.ts';
+
+const MARK = '86731';
+
+function certOf(h: LabHost): string {
+  return readFileSync(path.join(h.dataDir, 'certs', 'cert.pem'), 'utf8');
+}
+
+describe('ca rotate (lab)', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_000 }, () => {
+  let lab: Lab;
+  let c: ClusterLab;
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'gantry-ca-rotate-'));
+  before(async () => {
+    await cleanupLabs();
+    lab = await Lab.up({ hosts: 5 });
+    const first = await formCluster(lab, { hosts: [0] });
+    await joinHost(first, lab.host(1), { role: 'manager' });
+    await joinHost(first, lab.host(2), { role: 'manager' });
+    await joinHost(first, lab.host(3));
+    const members = lab.hosts.slice(0, 4);
+    await waitReady(first, members, 120_000);
+    await Promise.all(members.map((h) => importImage(h)));
+    c = { lab, manager: first, members };
+  });
+  after(async () => {
+    try {
+      await lab?.down();
+    } finally {
+      await cleanupLabs();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  test('ca rotate: a running cluster moves to a new root without a task restarting; old root and old token refused; new token joins', async () => {
+    const m = c.manager;
+    await createSleeper(m, 'rot', MARK, ['--replicas', '4', '--replicas-max-per-node', '1']);
+    const before = live(await waitConverged(c, 'rot', MARK, 4, 120_000));
+    const pidsBefore = new Map(c.members.map((h) => [h.name, sleepers(h, MARK).sort().join(',')]));
+    const oldWorkerToken = (await gantryOk(m, ['join-token', '-q', 'worker'])).trim();
+    const oldDigest = JSON.parse(await gantryOk(m, ['cluster', 'ca', '--format', 'json'])).digest as string;
+    const opOld = path.join(tmp, 'op-old');
+    await gantryOk(m, ['cluster', 'client-cert', '--out', opOld]);
+    const overTcp = (dir: string) =>
+      m.exec([process.execPath, path.join(REPO_ROOT, 'cli/gantry.ts'), 'node', 'ls'], { env: { ...process.env, GANTRY_HOST: `${m.ip}:4242`, GANTRY_TLS_DIR: dir } });
+    assert.equal((await overTcp(opOld)).code, 0, 'the operator certificate works before the rotation');
+
+    // the rotation, followed by the CLI to the end
+    const rot = await m.gantry(['cluster', 'ca', '--rotate'], { timeoutMs: 300_000 });
+    assert.equal(rot.code, 0, `${rot.stdout}\n${rot.stderr}\n--- log ---\n${m.logTail(20)}`);
+    assert.match(rot.stdout, /4 of 4 nodes rotated/);
+    const info = JSON.parse(await gantryOk(m, ['cluster', 'ca', '--format', 'json'])) as { digest: string; rootCaCert: string; rotation: unknown };
+    assert.notEqual(info.digest, oldDigest);
+    assert.equal(info.rotation, null);
+    const roots = splitPem(info.rootCaCert);
+    assert.deepEqual(roots.map(derDigest), [info.digest]);
+
+    // no task restarted: same task ids running, same container processes on every host
+    const afterTasks = live(await ps(m, 'rot'));
+    assert.deepEqual(afterTasks.map((t) => t.id).sort(), before.map((t) => t.id).sort());
+    for (const h of c.members) assert.equal(sleepers(h, MARK).sort().join(','), pidsBefore.get(h.name), `containers on ${h.name} kept their pids`);
+
+    // every node's certificate comes from the new root
+    for (const h of c.members) {
+      await until(() => (issuerDigest(certOf(h), roots) === info.digest ? true : `${h.name}'s certificate is not from the new root yet`), 30_000);
+    }
+
+    // etcd (3 members) still takes writes; after a manager restarts (its etcd now trusts only the new root) too
+    await gantryOk(m, ['service', 'scale', 'rot=3']);
+    await waitConverged(c, 'rot', MARK, 3, 120_000);
+    const m2 = lab.host(1);
+    await m2.stop();
+    await m2.start();
+    await waitReady(m, c.members, 120_000);
+    await gantryOk(m2, ['service', 'scale', 'rot=4']);
+    await waitConverged(c, 'rot', MARK, 4, 120_000);
+
+    // the old operator certificate is refused, saying why
+    const refused = await overTcp(opOld);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /its certificate is signed by another CA than this cluster's; if the cluster's root CA was rotated/);
+
+    // the old token names the old root: the joiner refuses the manager; the new token joins
+    const newcomer = lab.host(4);
+    await newcomer.start();
+    const old = await newcomer.gantry(['join', '--token', oldWorkerToken, `${m.ip}:4242`]);
+    assert.notEqual(old.code, 0);
+    assert.match(old.stderr, /belongs to another CA .*not sending the join token/);
+    const newToken = (await gantryOk(m, ['join-token', '-q', 'worker'])).trim();
+    assert.match(newToken, new RegExp(`^GNTRY-1-${info.digest}-`));
+    await gantryOk(newcomer, ['join', '--token', newToken, `${m.ip}:4242`]);
+    await waitReady(m, [newcomer], 60_000);
+    assert.equal(issuerDigest(certOf(newcomer), roots), info.digest);
+  });
+});
