@@ -28,11 +28,37 @@ export function unlockKeyInstructions(key: string): string {
   );
 }
 
-/** The key from --key-file, else stdin: a prompt on a terminal, the first line of a pipe. */
+/** A prompt on a terminal that does not echo what is typed (the key). */
+function promptHidden(ctx: CommandContext): Promise<string> {
+  const stdin = process.stdin;
+  ctx.err.write('Please enter unlock key: ');
+  stdin.setRawMode(true);
+  stdin.resume();
+  return new Promise((resolve) => {
+    let typed = '';
+    const done = (value: string) => {
+      stdin.setRawMode(false);
+      stdin.pause();
+      stdin.off('data', onData);
+      ctx.err.write('\n');
+      resolve(value);
+    };
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return done(typed.trim());
+        if (ch === '\u0003' || ch === '\u0004') return done(''); // Ctrl-C, Ctrl-D
+        typed = ch === '\u007f' || ch === '\b' ? typed.slice(0, -1) : typed + ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
+/** The key from --key-file, else stdin: a prompt on a terminal (no echo), the first line of a pipe. */
 async function readKey(file: string | undefined, ctx: CommandContext): Promise<string> {
   if (file) return (await readFile(file, 'utf8')).trim();
   const stdin = process.stdin;
-  if (stdin.isTTY) ctx.err.write('Enter unlock key: ');
+  if (stdin.isTTY) return promptHidden(ctx);
   const rl = createInterface({ input: stdin, terminal: false });
   try {
     for await (const line of rl) return line.trim();

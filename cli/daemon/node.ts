@@ -327,6 +327,7 @@ export class Daemon {
    */
   private async forceNewCluster(): Promise<InitResponse> {
     const s = this.state;
+    if (this.locked) throw new LocalError(grpc.status.FAILED_PRECONDITION, `${LOCKED_MESSAGE}; then run --force-new-cluster`);
     if (!s || s.role !== 'manager' || !this.managerRole) {
       throw new LocalError(grpc.status.FAILED_PRECONDITION, 'only a manager holds a copy of the cluster state: run --force-new-cluster on a surviving manager');
     }

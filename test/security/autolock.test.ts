@@ -163,6 +163,14 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   const key3 = on.out.match(KEY_RE)?.[0] ?? '';
   assert.ok(key3 && key3 !== key2);
   assert.equal((await readLockedClusterKey(path.join(m1.dir, 'data'), key3)).ok, true);
+  await until(async () => ((await readLockedClusterKey(data2, key3)).ok ? true : 'm2 has not wrapped its key with the new one'));
+
+  // a demoted manager keeps no cluster key, wrapped or not, and its (worker) TLS key in clear
+  assert.equal((await m1.gantry(['node', 'demote', 'm2'])).code, 0);
+  await until(async () => (/Role:\s+worker/.test((await m2.gantry(['info'])).out) ? true : 'm2 not a worker yet'));
+  const certs2 = path.join(data2, 'certs');
+  await until(async () => (existsSync(path.join(certs2, 'key.pem')) ? true : 'm2 key.pem not in clear yet'));
+  for (const f of ['cluster.key', 'cluster.key.locked', 'key.pem.locked']) assert.ok(!existsSync(path.join(certs2, f)), `a worker has no ${f}`);
   for (const h of [m1, m2]) assert.ok(!h.logs.some((l) => l.includes(key1) || l.includes(key2) || l.includes(key3)), `${h.name}'s log never shows an unlock key`);
 });
 
