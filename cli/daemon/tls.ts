@@ -38,6 +38,8 @@ export class NodeTls {
   private renewing: Promise<void> | undefined;
   private watching = 0;
   private watchCall: grpc.ClientUnaryCall | undefined;
+  /** The client of the long poll, kept while this host's certificate and the manager stay the same. */
+  private watcher: { client: InstanceType<typeof CaNodeClient>; material: TlsMaterial; addr: string } | undefined;
 
   constructor(opts: NodeTlsOptions) {
     this.opts = opts;
@@ -156,6 +158,23 @@ export class NodeTls {
     this.managers = () => [];
     this.watching++;
     this.watchCall?.cancel();
+    this.dropWatcher();
+  }
+
+  private dropWatcher(): void {
+    this.watcher?.client.close();
+    this.watcher = undefined;
+  }
+
+  /** A client for the long poll: a new connection only when our certificate or the manager changed (the manager sees the certificate at the handshake). */
+  private watchClientFor(addr: string): InstanceType<typeof CaNodeClient> {
+    const m = this.material;
+    if (this.watcher && this.watcher.material === m && this.watcher.addr === addr) return this.watcher.client;
+    this.dropWatcher();
+    const { credentials, options } = this.dial();
+    const client = new CaNodeClient(addr, credentials, { ...options, 'grpc.use_local_subchannel_pool': 1 });
+    this.watcher = { client, material: m as TlsMaterial, addr };
+    return client;
   }
 
   /**
@@ -174,8 +193,7 @@ export class NodeTls {
       }
       const addr = addrs[turn % addrs.length];
       try {
-        const { credentials, options } = this.dial();
-        const client = new CaNodeClient(addr, credentials, { ...options, 'grpc.use_local_subchannel_pool': 1 });
+        const client = this.watchClientFor(addr);
         let st: RootsState;
         try {
           st = await new Promise<RootsState>((resolve, reject) => {
@@ -185,7 +203,6 @@ export class NodeTls {
           });
         } finally {
           this.watchCall = undefined;
-          client.close();
         }
         if (this.watching !== gen) return;
         await this.applyRoots(st);
@@ -193,6 +210,7 @@ export class NodeTls {
         failures = 0;
       } catch (err) {
         if (this.watching !== gen) return;
+        this.dropWatcher();
         turn++;
         failures++;
         if (failures % 10 === 1) this.opts.log(`tls: watching the cluster's root CA at ${addr}: ${(err as grpc.ServiceError).details || (err as Error).message}; retrying`);

@@ -2,10 +2,11 @@
 // the old root and the old tokens stop working, joins work during and after, and a node that is
 // down holds the rotation until it is removed. The lab test (ca-rotate.test.ts) adds real containers.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { splitPem } from '../../manager/ca/identity.ts';
+import { identityOf, splitPem } from '../../manager/ca/identity.ts';
+import { createRootCa } from '../../manager/ca/pki.ts';
 import { derDigest, issuerDigest } from '../../manager/ca/rotation.ts';
 import { initCluster, type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
 
@@ -36,7 +37,9 @@ test('ca rotate: every node moves to a new root; old root, old tokens and old op
   assert.equal((await m1.gantry(['cluster', 'client-cert', '--out', opOld])).code, 0);
   assert.equal((await m1.gantry(['node', 'ls'], { GANTRY_HOST: addr, GANTRY_TLS_DIR: opOld })).code, 0, 'the old operator certificate works before');
 
+  const t0 = Date.now();
   const rot = await m1.gantry(['cluster', 'ca', '--rotate']);
+  t.diagnostic(`rotation of 3 nodes took ${Date.now() - t0} ms`);
   assert.equal(rot.code, 0, rot.err + rot.out);
   assert.match(rot.out, /Rotating the root CA: sha256:\S+ -> sha256:/);
   assert.match(rot.out, /3 of 3 nodes rotated/);
@@ -85,6 +88,9 @@ test('ca rotate: every node moves to a new root; old root, old tokens and old op
   const mid = await caJson(m1);
   assert.ok(mid.rotation && mid.rotation.rotated === mid.rotation.total - 1, JSON.stringify(mid.rotation));
   assert.equal(mid.digest, after.digest, 'tokens keep the current root until the rotation is done');
+  const again = await m1.gantry(['cluster', 'ca', '--rotate', '-d']);
+  assert.notEqual(again.code, 0);
+  assert.match(again.err, /a root CA rotation to sha256:\S+ is under way: wait for it/);
   // joining during the rotation: the current token (still the previous root's digest) works
   const joinMid = await late.gantry(['join', '--token', newWorker, addr]);
   assert.equal(joinMid.code, 0, joinMid.err);
@@ -100,4 +106,48 @@ test('ca rotate: every node moves to a new root; old root, old tokens and old op
   }
   await waitReady(m1, 'late');
   await waitReady(m1, 'w2');
+});
+
+test('ca rotate: -d returns at once and the rotation finishes by itself; an operator root (--ca-cert/--ca-key) and --cert-expiry', async (t) => {
+  const m1 = await startHost(t, 'm1');
+  const w1 = await startHost(t, 'w1');
+  const { worker, addr } = await initCluster(m1);
+  assert.equal((await w1.gantry(['join', '--token', worker, addr])).code, 0);
+  await waitReady(m1, 'w1');
+  const info = await caJson(m1);
+  const own = await createRootCa('mine', Date.now());
+  const certFile = path.join(m1.dir, 'own-ca.pem');
+  const keyFile = path.join(m1.dir, 'own-ca.key');
+  await writeFile(certFile, own.certPem);
+  await writeFile(keyFile, own.keyPem, { mode: 0o600 });
+
+  const half = await m1.gantry(['cluster', 'ca', '--rotate', '-d', '--ca-cert', certFile]);
+  assert.equal(half.code, 2, 'usage error');
+  assert.match(half.err, /--ca-cert and --ca-key go together/);
+  const wrongKey = path.join(m1.dir, 'other.key');
+  await writeFile(wrongKey, (await createRootCa('x', Date.now())).keyPem);
+  const bad = await m1.gantry(['cluster', 'ca', '--rotate', '--ca-cert', certFile, '--ca-key', wrongKey]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.err, /--ca-key is not the key of --ca-cert/);
+  assert.equal((await caJson(m1)).rotation, null, 'a refused rotation changes nothing');
+
+  const d = await m1.gantry(['cluster', 'ca', '--rotate', '-d', '--ca-cert', certFile, '--ca-key', keyFile, '--cert-expiry', '48h']);
+  assert.equal(d.code, 0, d.err);
+  assert.match(d.out, /Follow it with `gantry cluster ca`/);
+  const ownDigest = derDigest(own.certPem);
+  const done = await until(async () => {
+    const c = await caJson(m1);
+    return c.rotation === null ? c : `rotation still under way: ${JSON.stringify(c.rotation)}`;
+  });
+  assert.equal(done.digest, ownDigest, 'the operator root is the cluster root');
+  assert.notEqual(done.digest, info.digest);
+  for (const h of [m1, w1]) {
+    await until(async () => {
+      const cert = await readFile(path.join(certs(h), 'cert.pem'), 'utf8');
+      const id = identityOf(cert);
+      return issuerDigest(cert, [own.certPem]) === ownDigest && id && id.notAfter - id.notBefore > 47 * 3600_000 ? true : `${h.name} not on the operator root with 48 h certificates`;
+    });
+  }
+  const text = await m1.gantry(['cluster', 'ca']);
+  assert.match(text.out, /Node certificates: +48 h/);
 });
