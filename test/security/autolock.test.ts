@@ -174,6 +174,37 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   for (const h of [m1, m2]) assert.ok(!h.logs.some((l) => l.includes(key1) || l.includes(key2) || l.includes(key3)), `${h.name}'s log never shows an unlock key`);
 });
 
+test('autolock: with three managers one locked manager leaves the quorum to the other two; unlocked it serves again', async (t) => {
+  const hosts = [await startHost(t, 'a1'), await startHost(t, 'a2'), await startHost(t, 'a3')];
+  const [m1, m2, m3] = hosts;
+  const init = await m1.gantry(['init', '--autolock', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:0']);
+  assert.equal(init.code, 0, init.err);
+  const key = init.out.match(KEY_RE)?.[0] ?? '';
+  const addr = init.out.match(/ (\d+\.\d+\.\d+\.\d+:\d+)\s*$/m)?.[1] ?? '';
+  const token = (await m1.gantry(['join-token', '-q', 'manager'])).out.trim();
+  for (const h of [m2, m3]) {
+    const j = await h.gantry(['join', '--token', token, '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:0', addr]);
+    assert.equal(j.code, 0, j.err);
+    await waitReady(m1, h.name);
+  }
+  await until(async () => (existsSync(path.join(m3.dir, 'data', 'certs', 'cluster.key.locked')) ? true : 'a3 not wrapped yet'));
+  await restart(t, m3);
+  assert.match((await m3.gantry(['info'])).out, /Cluster:\s+locked/);
+  // the two others still commit: a service is created and runs
+  await until(async () => {
+    const r = await m1.gantry(['service', 'create', '-d', '--name', 'q', '--constraint', 'node.hostname!=a3', 'busybox', 'sleep', '1000']);
+    return r.code === 0 || /already exists/.test(r.err) ? true : `service create: ${r.err}`;
+  });
+  await until(async () => (/Running/.test((await m1.gantry(['service', 'ps', 'q'])).out) ? true : 'q not running'));
+  const ok = await m3.gantry(['cluster', 'unlock', '--key-file', await keyFile(m3, key)]);
+  assert.equal(ok.code, 0, ok.err);
+  await until(async () => {
+    const r = await m3.gantry(['service', 'ls']);
+    return r.code === 0 && /\bq\b/.test(r.out) ? true : `a3 service ls: ${r.err || r.out}`;
+  });
+  await waitReady(m1, 'a3');
+});
+
 describe('autolock on a lab host', { skip: clusterSkipReason(), timeout: 600_000 }, () => {
   let lab: Lab | undefined;
   before(async () => {
