@@ -35,6 +35,8 @@ export interface TaskImages<I extends { id: string } = any> {
 export interface TaskNetworks {
   attach(task: Task): Promise<NetworkAttachmentResult>;
   detach(taskId: string): Promise<void>;
+  /** Before a running container is stopped: until the task is out of its services' VIPs and names. */
+  drain?(taskId: string): Promise<void>;
 }
 
 /** An error that is worth retrying (the runner backs off) instead of rejecting/failing the task. */
@@ -126,6 +128,7 @@ export class ContainerController implements Controller {
   async shutdown(graceMs: number): Promise<ContainerState | undefined> {
     const st = await this.runtime.state(this.id);
     if (st.status === 'unknown') return undefined;
+    if (st.status === 'running') await this.networks?.drain?.(this.id);
     return this.runtime.stop(this.id, graceMs);
   }
 

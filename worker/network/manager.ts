@@ -34,9 +34,17 @@ export interface NetworkManagerOptions {
   stateWaitMs?: number;
   /** Set containers up with the gantry-net helper (default true; false: ip/nsenter, as when it is missing). */
   netHelper?: boolean;
+  /**
+   * How long a task stays up after the state without it arrived, so the other hosts apply that
+   * state too before it is stopped (default $GANTRY_NET_DRAIN_MS, else 1000; Docker waits 2 s).
+   */
+  drainMs?: number;
 }
 
 const STATE_WAIT_MS = 15_000;
+const DRAIN_MS = 1000;
+/** At most this long for the manager to drop a stopping task from the endpoints. */
+const DRAIN_STATE_WAIT_MS = 5000;
 
 function ipOf(cidr: string): string {
   return cidr.split('/')[0];
@@ -59,10 +67,13 @@ export class NetworkManager {
   private readonly sys: Sys;
   private readonly log: (m: string) => void;
   private readonly netnsDir: string;
+  private readonly drainMs: number;
   private state: NetworkState | undefined;
   private waiters: (() => void)[] = [];
   private readonly containers = new Map<string, LocalContainer>();
   private readonly attaching = new Set<string>();
+  /** Tasks of this node a state listed as a service endpoint: others may connect to them. */
+  private readonly endpoints = new Set<string>();
   private readonly appliedRules = new Map<string, string>();
   private readonly programmed = new Map<number, Map<string, OverlayPeer>>();
   private hostBridge: string | undefined; // the node subnet gantry0 serves
@@ -80,6 +91,8 @@ export class NetworkManager {
     this.sys = opts.sys ?? realSys;
     this.log = opts.log ?? (() => {});
     this.netnsDir = opts.netnsDir ?? '/run/netns';
+    const env = Number(process.env.GANTRY_NET_DRAIN_MS);
+    this.drainMs = opts.drainMs ?? (process.env.GANTRY_NET_DRAIN_MS && Number.isFinite(env) && env >= 0 ? env : DRAIN_MS);
     const h = opts.netHelper === false ? undefined : this.sys.netHelper?.();
     if (h && 'missing' in h) this.log(`network: ${h.missing}; setting containers up with ip/nsenter instead (slower)`);
     else this.net = h;
@@ -131,6 +144,9 @@ export class NetworkManager {
   /** The network state the dispatcher sent (complete); programs the host to match it. */
   setState(s: NetworkState): void {
     this.state = s;
+    for (const svc of s.services) for (const t of svc.tasks) if (t.nodeId === this.o.nodeId) this.endpoints.add(t.taskId);
+    const local = new Set(s.localTasks);
+    for (const id of this.endpoints) if (!local.has(id)) this.endpoints.delete(id);
     for (const w of this.waiters.splice(0)) w();
     this.schedule();
   }
@@ -143,11 +159,11 @@ export class NetworkManager {
     }, 5);
   }
 
-  private async waitState(pred: (s: NetworkState) => boolean, what: string): Promise<NetworkState> {
-    const until = Date.now() + (this.o.stateWaitMs ?? STATE_WAIT_MS);
+  private async waitState(pred: (s: NetworkState) => boolean, what: string, ms = this.o.stateWaitMs ?? STATE_WAIT_MS): Promise<NetworkState> {
+    const until = Date.now() + ms;
     while (!this.state || !pred(this.state)) {
       const left = until - Date.now();
-      if (left <= 0) throw new Error(`no network state from the manager with ${what} after ${this.o.stateWaitMs ?? STATE_WAIT_MS}ms`);
+      if (left <= 0) throw new Error(`no network state from the manager with ${what} after ${ms}ms`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 200));
         this.waiters.push(() => {
@@ -157,6 +173,27 @@ export class NetworkManager {
       });
     }
     return this.state;
+  }
+
+  /**
+   * Called before a task's container is stopped. A task that was a service endpoint leaves the
+   * VIPs, names and ports first: once the state without it arrived (the manager drops a task
+   * desired to stop), it stays up drainMs more so that the other hosts, which get the same state,
+   * have applied it too, and no new connection reaches a container that is going away. At once
+   * for a task that never was an endpoint.
+   */
+  async drain(taskId: string): Promise<void> {
+    if (!this.endpoints.has(taskId) || this.closed) return;
+    const listed = (s: NetworkState) => s.services.some((x) => x.tasks.some((t) => t.taskId === taskId));
+    const out = await this.waitState((s) => !listed(s), `task ${taskId} out of the service endpoints`, DRAIN_STATE_WAIT_MS).then(
+      () => true,
+      (err: Error) => {
+        this.log(`network: stopping task ${taskId} while it may still be an endpoint: ${err.message}`);
+        return false;
+      },
+    );
+    if (out) await new Promise((resolve) => setTimeout(resolve, this.drainMs));
+    this.endpoints.delete(taskId);
   }
 
   // ---------------------------------------------------------------------------------------------
