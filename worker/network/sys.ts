@@ -49,9 +49,11 @@ export class CommandError extends Error {
   override name = 'CommandError';
 }
 
-/** Where gantry-net is: $GANTRY_NET_HELPER, else native-exec/build/gantry-net in this checkout. */
+/** Where gantry-net is: $GANTRY_NET_HELPER (only there), else this checkout's build, else /usr/local/bin, /usr/bin. */
 export function netHelperPath(): string {
-  return process.env.GANTRY_NET_HELPER || new URL('../../native-exec/build/gantry-net', import.meta.url).pathname;
+  if (process.env.GANTRY_NET_HELPER) return process.env.GANTRY_NET_HELPER;
+  const built = new URL('../../native-exec/build/gantry-net', import.meta.url).pathname;
+  return [built, '/usr/local/bin/gantry-net', '/usr/bin/gantry-net'].find((p) => existsSync(p)) ?? built;
 }
 
 /**
