@@ -2,14 +2,13 @@
 // the client credentials every dial to a manager uses, the server credentials a manager's listener
 // uses (updated in place), and renewal at a random point between 50% and 80% of the lifetime; and
 // the cluster's trust state, waited on (CaNode.WatchRoots): a root rotation renews at once.
-import { X509Certificate } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CaNodeClient, type RootsState } from '../../proto/gen/gantry/v1/ca.ts';
 import { DispatcherClient, type RenewCertificateResponse } from '../../proto/gen/gantry/v1/dispatcher.ts';
 import { splitPem } from '../../manager/ca/identity.ts';
-import { issuerDigest } from '../../manager/ca/rotation.ts';
+import { extendChain, issuerDigest } from '../../manager/ca/rotation.ts';
 import { certsDir, loadClusterKey, loadNodeCerts, saveClusterKey, saveNodeCerts } from '../../manager/ca/node-certs.ts';
 import { identityOf, type Identity, newKeyAndCsr, renewalTime } from '../../manager/ca/pki.ts';
 import { ClusterServerCredentials, clientCredentials, TLS_CHANNEL_OPTIONS, type TlsMaterial } from '../../manager/ca/tls.ts';
@@ -32,8 +31,8 @@ export class NodeTls {
   private timer: NodeJS.Timeout | undefined;
   private managers: () => string[] = () => [];
   private onRenewed: ((id: Identity) => void) | undefined;
-  /** Autolock: the unlock key key.pem is wrapped with (undefined: in clear; null: wrapped, locked). */
-  private keyAtRest: string | undefined | null = undefined;
+  /** Autolock: the cluster key key.pem is sealed with (undefined: in clear; null: sealed, locked). */
+  private keyAtRest: Buffer | undefined | null = undefined;
   private lockedParts: { certPem: string; caPem: string } | undefined;
   private renewing: Promise<void> | undefined;
   private watching = 0;
@@ -65,20 +64,21 @@ export class NodeTls {
     return this.keyAtRest === null;
   }
 
-  /** Autolock: the key read from key.pem.locked with the unlock key that wrapped it. */
-  async unlockKey(keyPem: string, unlockKey: string): Promise<void> {
+  /** Autolock: the key read from key.pem.locked with the cluster key that sealed it. */
+  async unlockKey(keyPem: string, sealedWith: Buffer): Promise<void> {
     if (!this.lockedParts) throw new Error('this host has no wrapped key to unlock');
     this.material = { ...this.lockedParts, keyPem };
-    this.keyAtRest = unlockKey;
+    this.keyAtRest = sealedWith;
     this.serverCredentials.update(this.material);
     await this.writeRuntimeKey();
   }
 
-  /** Autolock: key.pem wrapped with `unlockKey` from now on (undefined: in clear). */
-  async setKeyAtRest(unlockKey: string | undefined): Promise<void> {
-    if (!this.material || unlockKey === this.keyAtRest) return;
-    await writeTlsKeyAtRest(this.opts.dataDir, this.material.keyPem, unlockKey);
-    this.keyAtRest = unlockKey;
+  /** Autolock: key.pem sealed with `clusterKey` from now on (undefined: in clear). */
+  async setKeyAtRest(clusterKey: Buffer | undefined): Promise<void> {
+    const same = clusterKey === undefined ? this.keyAtRest === undefined : this.keyAtRest instanceof Buffer && this.keyAtRest.equals(clusterKey);
+    if (!this.material || same) return;
+    await writeTlsKeyAtRest(this.opts.dataDir, this.material.keyPem, clusterKey);
+    this.keyAtRest = clusterKey;
   }
 
   /** The key file etcd reads (peer and client TLS). */
@@ -96,8 +96,8 @@ export class NodeTls {
   }
 
   async set(given: TlsMaterial): Promise<void> {
-    const m = { ...given, certPem: keepIntermediates(given.certPem, this.material?.certPem) };
-    if (typeof this.keyAtRest === 'string') {
+    const m = { ...given, certPem: extendChain(given.certPem, this.material?.certPem, (this.opts.now ?? Date.now)()) };
+    if (this.keyAtRest instanceof Buffer) {
       // autolock: the key only wrapped on disk
       await writeTlsKeyAtRest(this.opts.dataDir, m.keyPem, this.keyAtRest);
       await writeCertsOnly(this.opts.dataDir, m.certPem, m.caPem);
@@ -296,23 +296,4 @@ const WATCH_WAIT_MS = 25_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-/**
- * A certificate as saved: the one issued, plus the cross-signed root we held before when it links
- * the new certificate to the old root. etcd (3.4) loads its trusted CA file only when it starts,
- * so a member started before a root rotation still trusts only the old root: sending the
- * cross-signed new root keeps renewed certificates acceptable to it until it restarts.
- */
-export function keepIntermediates(certPem: string, previous: string | undefined): string {
-  const issued = splitPem(certPem);
-  if (issued.length !== 1 || !previous) return certPem;
-  const leaf = new X509Certificate(issued[0]);
-  const keep = splitPem(previous)
-    .slice(1)
-    .filter((p) => {
-      const c = new X509Certificate(p);
-      return c.ca && leaf.checkIssued(c) && leaf.verify(c.publicKey) && Date.parse(c.validTo) > Date.now();
-    });
-  return keep.length === 0 ? certPem : [issued[0], ...keep].map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
 }

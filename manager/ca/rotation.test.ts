@@ -2,9 +2,10 @@
 // the new root, when the old root goes; and that the cross-signed root links new certificates to the old root.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { splitPem } from './identity.ts';
 import { describe, test } from 'node:test';
 import { createRootCa, crossSign, importRootCa, issue, newKeyAndCsr } from './pki.ts';
-import { chainFor, derDigest, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
+import { chainFor, derDigest, extendChain, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
 
 const now = Date.now();
 
@@ -51,6 +52,29 @@ describe('ca rotation', () => {
     // the chain a node sends: the cross-signed root only while the old root is trusted
     assert.equal(chainFor(leaf + cross, [oldRoot.certPem, newRoot.certPem]).length, (leaf + cross).length);
     assert.equal(chainFor(leaf + cross, [newRoot.certPem]), leaf);
+  });
+
+  test('ca rotation: a renewed certificate keeps the chain of cross-signed roots back to the oldest root (etcd members started before)', async () => {
+    const r0 = await createRootCa('c1', now);
+    const r1 = await createRootCa('c1', now, 1);
+    const r2 = await createRootCa('c1', now, 2);
+    const x1 = await crossSign(r0, r1.certPem, now);
+    const x2 = await crossSign(r1, r2.certPem, now);
+    const leaf = async (root: typeof r0) => issue(root, (await newKeyAndCsr()).csrPem, { id: 'n1', role: 'worker', clusterId: 'c1' }, now, 3600_000);
+    const digests = (pem: string) => splitPem(pem).map(derDigest);
+    // first rotation: issued with x1; a later plain renewal from r1 keeps x1
+    const a = await leaf(r1);
+    const during1 = extendChain(a + x1, undefined, now);
+    assert.deepEqual(digests(during1).slice(1), [derDigest(x1)]);
+    const b = await leaf(r1);
+    assert.deepEqual(digests(extendChain(b, during1, now)).slice(1), [derDigest(x1)]);
+    // second rotation: issued with x2, and x1 still links x2 to r0
+    const c = await leaf(r2);
+    assert.deepEqual(digests(extendChain(c + x2, extendChain(b, during1, now), now)).slice(1), [derDigest(x2), derDigest(x1)]);
+    // nothing links a certificate of an unrelated root; expired links go
+    const other = await createRootCa('c2', now);
+    assert.deepEqual(digests(extendChain(await leaf(other), during1, now)).length, 1);
+    assert.deepEqual(digests(extendChain(b, during1, now + 30 * 365 * 24 * 3600_000)).length, 1);
   });
 
   test('ca rotation: the old root goes only when every node presented a certificate from the new root', () => {
