@@ -173,6 +173,14 @@ describe('gantry-net', () => {
     assert.equal(leftovers(ns), '');
   });
 
+  test('net: a create whose rules iptables-restore refuses fails with its message and leaves nothing', async () => {
+    const ns = join(nsDir, 'c7');
+    const [a] = ask({ op: 'create', netns: ns, gateway: '10.77.0.1', links: [bridgeLink('gvtest70', '10.77.0.7/24')], rules: '*nat\n-A NOPE -j ACCEPT\nCOMMIT\n' });
+    assert.equal(a.ok, false);
+    assert.match(a.error ?? '', /netns `.*\/c7`: iptables-restore exited \d+: .*line 2 failed/s);
+    await waitFor(() => leftovers(ns) || null, 15_000);
+  });
+
   test('net: bad requests are answered with an error naming what is wrong, and the helper keeps serving', () => {
     const answers = ask(
       'not json',

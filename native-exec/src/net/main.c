@@ -6,7 +6,8 @@
  *       "links":[...],"gateway":G,               lo up; per link: RTM_NEWLINK veth (peer in P,
  *       "rules":"*nat..."}                       named, MAC, MTU, up; host end on bridge, up),
  *                                                alias + RTM_NEWADDR in P; RTM_NEWROUTE default
- *                                                via G; rules → fork, setns(P), iptables-restore -w
+ *                                                via G; rules: fork, setns(P), iptables-restore -w
+ *                                                started first, waited for last
  *   ◀── {"id":1,"ok":true,"us":850}            (on failure: everything made is removed again,
  *                                               {"id":1,"ok":false,"error":"create veth `gv..`: EEXIST"})
  *   ── {"id":2,"op":"delete","netns":P} ──▶    P unmounted and removed; the kernel destroys the
@@ -100,7 +101,11 @@ static int op_create(const json *req, gx_err *err) {
   cleanup_close int nsfd = netns_create(path, &ns.fd, err);
   if (nsfd < 0) return -1;
   size_t made = 0;
-  int rc = nl_link_up(&ns, "lo", err);
+  /* the rules do not depend on the links: iptables-restore runs while we make them */
+  netns_child ipt = {.pid = -1, .out = -1};
+  char *argv[] = {"iptables-restore", "-w", NULL};
+  int rc = *rules ? netns_spawn(nsfd, argv, rules, &ipt, err) : 0;
+  if (rc == 0) rc = nl_link_up(&ns, "lo", err);
   for (size_t i = 0; rc == 0 && i < n; i++) {
     rc = nl_veth_add(&host_nl, &v[i], nsfd, err);
     if (rc < 0 && err->code == EEXIST) {
@@ -112,14 +117,12 @@ static int op_create(const json *req, gx_err *err) {
     if (rc == 0) rc = nl_veth_configure(&ns, &v[i], err);
   }
   if (rc == 0 && gw) rc = nl_route_default(&ns, gw, v[0].peer, err);
-  if (rc == 0 && *rules) {
-    char *argv[] = {"iptables-restore", "-w", NULL};
-    rc = netns_exec(nsfd, argv, rules, err);
-  }
+  gx_err ignore;
+  if (rc == 0) rc = netns_wait(&ipt, err);
+  else netns_wait(&ipt, &ignore);
   nl_close(&ns);
   if (rc == 0) return 0;
   /* undo: the host ends (their peers go with them), then the namespace */
-  gx_err ignore;
   for (size_t i = 0; i < made; i++) nl_link_del(&host_nl, v[i].host, &ignore);
   netns_remove(path, &ignore);
   return gx_wrap(err, "netns `%s`", path);

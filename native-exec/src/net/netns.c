@@ -95,7 +95,9 @@ int netns_remove(const char *path, gx_err *err) {
   return 0;
 }
 
-int netns_exec(int nsfd, char *const argv[], const char *input, gx_err *err) {
+int netns_spawn(int nsfd, char *const argv[], const char *input, netns_child *c, gx_err *err) {
+  c->pid = -1;
+  c->out = -1;
   cleanup_close int in = memfd_create("gantry-net-input", MFD_CLOEXEC);
   if (in < 0) return gx_fail(err, errno, "memfd for %s's input", argv[0]);
   size_t len = strlen(input);
@@ -122,27 +124,44 @@ int netns_exec(int nsfd, char *const argv[], const char *input, gx_err *err) {
     _exit(127);
   }
   close(p[1]);
+  c->pid = pid;
+  c->out = p[0];
+  c->name = argv[0];
+  return 0;
+}
+
+int netns_wait(netns_child *c, gx_err *err) {
+  if (c->pid < 0) return 0;
   char out[600];
   size_t n = 0;
   for (;;) {
-    ssize_t r = read(p[0], out + n, sizeof out - 1 - n);
+    ssize_t r = read(c->out, out + n, sizeof out - 1 - n);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) break;
     n += (size_t)r;
     if (n == sizeof out - 1) {
       char sink[4096]; /* keep draining so the child never blocks on a full pipe */
-      while (read(p[0], sink, sizeof sink) > 0) {}
+      while (read(c->out, sink, sizeof sink) > 0) {}
       break;
     }
   }
   out[n] = 0;
-  close(p[0]);
+  close(c->out);
+  c->out = -1;
   int st;
+  pid_t pid = c->pid;
+  c->pid = -1;
   while (waitpid(pid, &st, 0) < 0) {
-    if (errno != EINTR) return gx_fail(err, errno, "wait for %s", argv[0]);
+    if (errno != EINTR) return gx_fail(err, errno, "wait for %s", c->name);
   }
   if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
   while (n && (out[n - 1] == '\n' || out[n - 1] == ' ')) out[--n] = 0;
-  if (WIFEXITED(st)) return gx_fail(err, 0, "%s exited %d: %s", argv[0], WEXITSTATUS(st), out);
-  return gx_fail(err, 0, "%s killed by signal %d", argv[0], WTERMSIG(st));
+  if (WIFEXITED(st)) return gx_fail(err, 0, "%s exited %d: %s", c->name, WEXITSTATUS(st), out);
+  return gx_fail(err, 0, "%s killed by signal %d", c->name, WTERMSIG(st));
+}
+
+int netns_exec(int nsfd, char *const argv[], const char *input, gx_err *err) {
+  netns_child c;
+  if (netns_spawn(nsfd, argv, input, &c, err) < 0) return -1;
+  return netns_wait(&c, err);
 }

@@ -15,4 +15,12 @@ int netns_open(const char *path, int *nl_fd, gx_err *err);
 int netns_remove(const char *path, gx_err *err);
 /* Run argv inside nsfd with `input` on stdin; 0 when it exits 0, else -1 with its stderr. */
 int netns_exec(int nsfd, char *const argv[], const char *input, gx_err *err);
+/* The same in two halves, so the caller can work while the child runs. */
+typedef struct netns_child {
+  pid_t pid; /* -1: nothing to wait for */
+  int out;   /* its stdout+stderr */
+  const char *name;
+} netns_child;
+int netns_spawn(int nsfd, char *const argv[], const char *input, netns_child *c, gx_err *err);
+int netns_wait(netns_child *c, gx_err *err);
 #endif
