@@ -564,11 +564,11 @@ export class Daemon {
     if (!this.locked || !s) throw new AutolockError(grpc.status.FAILED_PRECONDITION, 'this host is not locked: there is nothing to unlock');
     const opened = await readLockedClusterKey(this.opts.dataDir, key);
     if (!opened.ok) throw new AutolockError(grpc.status.PERMISSION_DENIED, opened.reason);
-    const tlsKey = await readLockedTlsKey(this.opts.dataDir, key);
-    if (tlsKey && !tlsKey.ok) throw new AutolockError(grpc.status.PERMISSION_DENIED, `this manager's TLS key: ${tlsKey.reason}`);
+    const tlsKey = await readLockedTlsKey(this.opts.dataDir, opened.plain);
+    if (tlsKey && !tlsKey.ok) throw new AutolockError(grpc.status.INTERNAL, `the unlock key is right but this manager's TLS key: ${tlsKey.reason}`);
     // both open: from here on the manager starts
     this.tls.useClusterKey(opened.plain);
-    if (tlsKey?.ok) await this.tls.unlockKey(tlsKey.plain.toString(), key.trim());
+    if (tlsKey?.ok) await this.tls.unlockKey(tlsKey.plain.toString(), opened.plain);
     this.locked = false;
     try {
       await this.startManager(s, { clusterState: 'new' }, undefined, key.trim());

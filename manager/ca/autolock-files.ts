@@ -4,6 +4,7 @@ import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/pro
 import path from 'node:path';
 import { type Unwrapped, unwrapWithUnlockKey, wrapWithUnlockKey } from './autolock.ts';
 import { certsDir, saveClusterKey } from './node-certs.ts';
+import { SealError, seal, unseal } from './seal.ts';
 
 const CONTEXT = 'gantry/cluster-key';
 
@@ -60,8 +61,10 @@ export async function removeLockedClusterKey(dataDir: string): Promise<void> {
 
 // ---------------------------------------------------------------------------------------------
 // The manager's own TLS key (like Docker's): <data>/certs/key.pem.locked replaces key.pem while
-// autolock is on. etcd reads its key from a file, so a running manager keeps a clear copy off the
-// disk (runtimeKeyPath: under the socket's directory, /run: tmpfs), removed when gantryd stops.
+// autolock is on, sealed with the cluster key — which is itself on disk only wrapped with the unlock
+// key, so neither opens without the unlock key, and a rotation rewrites one file (cluster.key.locked):
+// no crash can leave the two keys wrapped with different unlock keys. etcd reads its key from a file,
+// so a running manager keeps a clear copy off the disk (beside the socket: /run), removed at stop.
 
 const TLS_KEY_CONTEXT = 'gantry/tls-key';
 
@@ -81,21 +84,26 @@ async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   await rename(tmp, file);
 }
 
-/** Writes the TLS key wrapped (`unlockKey`) or in clear (undefined), and removes the other form. */
-export async function writeTlsKeyAtRest(dataDir: string, keyPem: string, unlockKey: string | undefined): Promise<void> {
-  if (unlockKey === undefined) {
+/** Writes the TLS key sealed with `clusterKey` (autolock on) or in clear (undefined), and removes the other form. */
+export async function writeTlsKeyAtRest(dataDir: string, keyPem: string, clusterKey: Buffer | undefined): Promise<void> {
+  if (clusterKey === undefined) {
     await writeAtomic(clearTlsKeyPath(dataDir), keyPem);
     await rm(lockedTlsKeyPath(dataDir), { force: true });
     return;
   }
-  await writeAtomic(lockedTlsKeyPath(dataDir), wrapWithUnlockKey(unlockKey, Buffer.from(keyPem), TLS_KEY_CONTEXT));
+  await writeAtomic(lockedTlsKeyPath(dataDir), seal(clusterKey, Buffer.from(keyPem), TLS_KEY_CONTEXT));
   await rm(clearTlsKeyPath(dataDir), { force: true });
 }
 
-/** The TLS key when it is on disk only wrapped: undefined when it is not (in clear, or none). */
-export async function readLockedTlsKey(dataDir: string, unlockKey: string): Promise<Unwrapped | undefined> {
+/** The TLS key when it is on disk only sealed: undefined when it is not (in clear, or none). */
+export async function readLockedTlsKey(dataDir: string, clusterKey: Buffer): Promise<Unwrapped | undefined> {
   if ((await exists(clearTlsKeyPath(dataDir))) || !(await exists(lockedTlsKeyPath(dataDir)))) return undefined;
-  return unwrapWithUnlockKey(unlockKey, await readFile(lockedTlsKeyPath(dataDir)), TLS_KEY_CONTEXT);
+  try {
+    return { ok: true, plain: unseal(clusterKey, await readFile(lockedTlsKeyPath(dataDir)), TLS_KEY_CONTEXT) };
+  } catch (err) {
+    if (err instanceof SealError) return { ok: false, reason: `${lockedTlsKeyPath(dataDir)} does not open with this manager's cluster key (${err.message})` };
+    throw err;
+  }
 }
 
 /** cert.pem and ca.pem of a host whose key is on disk only wrapped (undefined otherwise). */

@@ -12,8 +12,8 @@ export interface AutolockKeeperOptions {
   /** What this manager's files are wrapped with now: undefined = in clear, null = not known. */
   atRest: string | undefined | null;
   log: (m: string) => void;
-  /** Keeps this manager's TLS key at rest the same way (wrapped with the key, or in clear when undefined). */
-  tlsKeyAtRest?: (unlockKey: string | undefined) => Promise<void>;
+  /** Keeps this manager's TLS key at rest sealed with the cluster key (autolock on) or in clear (undefined). */
+  tlsKeyAtRest?: (sealWith: Buffer | undefined) => Promise<void>;
 }
 
 export class AutolockKeeper {
@@ -86,10 +86,16 @@ export class AutolockKeeper {
     // no cluster object seen yet: keep the key (in clear, as without autolock) until it shows up
     const want = cluster ? this.unlockKey() : undefined;
     const action = keysAtRestAction(want, this.atRest);
-    await this.opts.tlsKeyAtRest?.(want);
+    const tls = () => this.opts.tlsKeyAtRest?.(want === undefined ? undefined : this.opts.clusterKey);
+    // a crash between the two writes leaves "cluster key wrapped, TLS key in clear": unlock handles it
+    if (action === 'wrap') {
+      await writeClusterKeyLocked(this.opts.dataDir, want as string, this.opts.clusterKey);
+      await tls();
+    } else if (action === 'clear') {
+      await tls();
+      await writeClusterKeyClear(this.opts.dataDir, this.opts.clusterKey);
+    } else await tls(); // e.g. a manager whose TLS key was still in clear
     if (action === 'none') return;
-    if (action === 'wrap') await writeClusterKeyLocked(this.opts.dataDir, want as string, this.opts.clusterKey);
-    else await writeClusterKeyClear(this.opts.dataDir, this.opts.clusterKey);
     const before = this.atRest;
     this.atRest = want;
     if (before !== null || action === 'wrap') {

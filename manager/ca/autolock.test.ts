@@ -134,22 +134,22 @@ test('autolock keeper: another manager rotating the key (a store event) re-wraps
   assert.equal((await readLockedClusterKey(dir, k1)).ok, false);
 });
 
-test('autolock files: the TLS key wrapped replaces key.pem (certificates stay readable), and back in clear', async (t) => {
+test('autolock files: the TLS key sealed with the cluster key replaces key.pem (certificates stay readable), and back in clear', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-autolock-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const keyPem = '-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n';
   await writeCertsOnly(dir, 'CERT', 'CA');
   await writeTlsKeyAtRest(dir, keyPem, undefined);
-  assert.equal(await readLockedTlsKey(dir, newUnlockKey()), undefined, 'in clear: nothing to unlock');
+  assert.equal(await readLockedTlsKey(dir, newClusterKey()), undefined, 'in clear: nothing to unlock');
   assert.equal(await loadCertsOfLockedKey(dir), undefined);
-  const k = newUnlockKey();
-  await writeTlsKeyAtRest(dir, keyPem, k);
+  const ck = newClusterKey();
+  await writeTlsKeyAtRest(dir, keyPem, ck);
   assert.equal(existsSync(path.join(dir, 'certs', 'key.pem')), false);
   assert.ok(!(await readFile(lockedTlsKeyPath(dir), 'latin1')).includes('MIGHAgEA'));
   assert.deepEqual(await loadCertsOfLockedKey(dir), { certPem: 'CERT', caPem: 'CA' });
-  const wrong = await readLockedTlsKey(dir, newUnlockKey());
-  assert.ok(wrong && !wrong.ok && /the unlock key is wrong/.test(wrong.reason));
-  const right = await readLockedTlsKey(dir, k);
+  const wrong = await readLockedTlsKey(dir, newClusterKey());
+  assert.ok(wrong && !wrong.ok && /does not open with this manager's cluster key/.test(wrong.reason));
+  const right = await readLockedTlsKey(dir, ck);
   assert.ok(right?.ok && right.plain.toString() === keyPem);
   await writeTlsKeyAtRest(dir, keyPem, undefined);
   assert.equal(await readFile(path.join(dir, 'certs', 'key.pem'), 'utf8'), keyPem);
