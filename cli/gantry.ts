@@ -1,28 +1,17 @@
 #!/usr/bin/env node
-// gantry: the CLI. Collects the commands of cli/commands/*.ts, picks the one argv names (longest
-// path first), parses its flags and runs it. Parse and print only: the work happens in gantryd.
+// gantry: the CLI. Loads the cli/commands/*.ts module argv's first word names (cli/command-index.ts),
+// picks the command (longest path first), parses its flags and runs it. The work happens in gantryd.
+import { enableCompileCache } from 'node:module';
 import { type ParsedArgs, parseArgs, UsageError } from './args.ts';
 import type { Command, CommandContext } from './command.ts';
-import { commands as backupCommands } from './commands/backup.ts';
-import { commands as clusterCommands } from './commands/cluster.ts';
-import { commands as configCommands } from './commands/config.ts';
-import { commands as secretCommands } from './commands/secret.ts';
-import { commands as imageCommands } from './commands/image.ts';
-import { commands as loginCommands } from './commands/login.ts';
-import { commands as nodeCommands } from './commands/node.ts';
-import { commands as networkCommands } from './commands/network.ts';
-import { commands as serviceCommands } from './commands/service.ts';
-import { commands as swarmCommands } from './commands/swarm.ts';
-import { commands as unlockCommands } from './commands/unlock.ts';
-import { CallError, type Connection, dial, grpcTarget } from './connection.ts';
-
-const ALL: Command[] = [...backupCommands, ...clusterCommands, ...secretCommands, ...configCommands, ...swarmCommands, ...nodeCommands, ...serviceCommands, ...imageCommands, ...loginCommands, ...networkCommands, ...unlockCommands];
+import { loadCommands } from './command-index.ts';
+import type { Connection } from './connection.ts';
 
 function paths(c: Command): string[][] {
   return [c.path, ...(c.aliases ?? [])];
 }
 
-export function findCommand(argv: string[], commands: Command[] = ALL): { command: Command; rest: string[] } | undefined {
+export function findCommand(argv: string[], commands: Command[]): { command: Command; rest: string[] } | undefined {
   let best: { command: Command; rest: string[]; len: number } | undefined;
   for (const c of commands) {
     for (const p of paths(c)) {
@@ -51,18 +40,19 @@ export async function run(argv: string[], ctxOverrides: Partial<CommandContext> 
   const out = ctxOverrides.out ?? process.stdout;
   const err = ctxOverrides.err ?? process.stderr;
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    out.write(help(ALL));
+    out.write(help(await loadCommands(undefined)));
     return argv.length === 0 ? 1 : 0;
   }
   if (argv[0] === 'version' || argv[0] === '--version') {
     out.write('gantry 0.1.0\n');
     return 0;
   }
-  const found = findCommand(argv);
+  const commands = await loadCommands(argv[0]);
+  const found = findCommand(argv, commands);
   if (!found) {
-    const group = ALL.filter((c) => c.path[0] === argv[0]);
+    const group = commands.filter((c) => c.path[0] === argv[0]);
     if (group.length > 0) {
-      err.write(`gantry: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${help(ALL, [argv[0]])}`);
+      err.write(`gantry: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${help(commands, [argv[0]])}`);
     } else {
       err.write(`gantry: unknown command "${argv[0]}"\nSee 'gantry --help'.\n`);
     }
@@ -87,6 +77,7 @@ export async function run(argv: string[], ctxOverrides: Partial<CommandContext> 
     }
     throw e;
   }
+  const { CallError, dial, grpcTarget } = await import('./connection.ts');
   let conn: Connection | undefined;
   const env = ctxOverrides.env ?? process.env;
   const ctx: CommandContext = {
@@ -118,6 +109,8 @@ export async function run(argv: string[], ctxOverrides: Partial<CommandContext> 
 }
 
 if (import.meta.main) {
+  // Compiled (and type-stripped) code is cached across calls: most of a call's start-up otherwise.
+  enableCompileCache();
   run(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (e) => {
