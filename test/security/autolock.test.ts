@@ -4,11 +4,11 @@
 // In-process daemons (sim runtime) for the keys; one lab host (real containers) for "not restarted".
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { Daemon } from '../../cli/daemon/node.ts';
-import { readLockedClusterKey } from '../../manager/ca/autolock-files.ts';
+import { readLockedClusterKey, readLockedTlsKey } from '../../manager/ca/autolock-files.ts';
 import { clusterSkipReason, gantryOk, IMAGE, importImage, type Lab, live, ps, sleepers, summary, until as labUntil } from '../helpers/lab.ts';
 import { cleanupLabs, Lab as LabClass } from '../../deploy/lab/lab-hosts.ts';
 import { type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
@@ -172,6 +172,27 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
   await until(async () => (existsSync(path.join(certs2, 'key.pem')) ? true : 'm2 key.pem not in clear yet'));
   for (const f of ['cluster.key', 'cluster.key.locked', 'key.pem.locked']) assert.ok(!existsSync(path.join(certs2, f)), `a worker has no ${f}`);
   for (const h of [m1, m2]) assert.ok(!h.logs.some((l) => l.includes(key1) || l.includes(key2) || l.includes(key3)), `${h.name}'s log never shows an unlock key`);
+});
+
+test('autolock: a manager stopped between wrapping its two keys (TLS key still in clear) starts locked and unlocks; the TLS key is then sealed', async (t) => {
+  const m = await startHost(t, 'c1');
+  const init = await m.gantry(['init', '--autolock', '--advertise-addr', '127.0.0.1', '--listen-addr', '127.0.0.1:0']);
+  assert.equal(init.code, 0, init.err);
+  const key = init.out.match(KEY_RE)?.[0] ?? '';
+  const clusterKey = clusterKeyOf(m);
+  const data = path.join(m.dir, 'data');
+  const certs = path.join(data, 'certs');
+  await m.daemon.stop();
+  const tlsKey = await readLockedTlsKey(data, clusterKey);
+  assert.ok(tlsKey?.ok, 'the TLS key is sealed with the cluster key');
+  await writeFile(path.join(certs, 'key.pem'), tlsKey.plain, { mode: 0o600 });
+  await rm(path.join(certs, 'key.pem.locked'));
+  await restart(t, m);
+  assert.match((await m.gantry(['info'])).out, /Cluster:\s+locked/);
+  const ok = await m.gantry(['cluster', 'unlock', '--key-file', await keyFile(m, key)]);
+  assert.equal(ok.code, 0, ok.err);
+  await until(async () => ((await m.gantry(['node', 'ls'])).code === 0 ? true : 'node ls not answering'));
+  await until(async () => (existsSync(path.join(certs, 'key.pem.locked')) && !existsSync(path.join(certs, 'key.pem')) ? true : 'TLS key not sealed again'));
 });
 
 test('autolock: with three managers one locked manager leaves the quorum to the other two; unlocked it serves again', async (t) => {
