@@ -118,6 +118,13 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
     return d ? `${ref}@${d}` : ref;
   };
   const conn = dial(`unix://${h.socket}`);
+  // When the polls first saw each task reach a state, or be desired running (25 ms resolution).
+  const seen = new Map<string, Map<string, number>>();
+  const see = (t: Task, what: string) => {
+    let m = seen.get(t.id);
+    if (!m) seen.set(t.id, (m = new Map()));
+    if (!m.has(what)) m.set(what, Date.now());
+  };
   const client = conn.client(ControlClient);
   const env = { ...process.env, GANTRY_HOST: `unix://${h.socket}` };
   const cli = path.join(REPO_ROOT, 'cli/gantry.ts');
@@ -133,21 +140,27 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
     async running(name, image) {
       const res = await unary(conn, client.listTasks.bind(client), { service: name, node: '', desiredRunningOnly: false }, 5_000);
       let n = 0;
+      let other = false;
       for (const t of res.tasks ?? []) {
-        if (t.status?.state !== TaskState.TASK_STATE_RUNNING) continue;
-        if (!t.spec?.container?.image?.startsWith(image)) return -1;
-        if (t.desiredState === TaskState.TASK_STATE_RUNNING) n++;
+        const st = t.status?.state ?? 0;
+        if (st >= TaskState.TASK_STATE_ASSIGNED) see(t, 'assigned');
+        if (st >= TaskState.TASK_STATE_READY) see(t, 'ready');
+        if (t.desiredState === TaskState.TASK_STATE_RUNNING) see(t, 'go');
+        if (st !== TaskState.TASK_STATE_RUNNING) continue;
+        if (!t.spec?.container?.image?.startsWith(image)) other = true;
+        else if (t.desiredState === TaskState.TASK_STATE_RUNNING) n++;
       }
-      return n;
+      return other ? -1 : n;
     },
     async remove(name) {
+      seen.clear();
       await run(['service', 'rm', name]);
       const left = () => lab.hosts.reduce((k, x) => k + x.processes((a) => a[0] === 'sleep' && a[1] === '1d').length, 0);
       await until(() => left() === 0 || `${left()} containers left`, 120_000, 100);
     },
     async breakdown(name, image) {
       const res = await unary(conn, client.listTasks.bind(client), { service: name, node: '', desiredRunningOnly: false }, 5_000);
-      return breakdown(res.tasks ?? [], image);
+      return breakdown(res.tasks ?? [], image, seen);
     },
     close: () => conn.close(),
   };
@@ -161,7 +174,7 @@ const median = (xs: number[]) => (xs.length === 0 ? 0 : [...xs].sort((a, b) => a
  * `stop` = created → the old task of its slot reported stopped (stop-first); `start` = the later of
  * created / old stopped → the new task reported RUNNING; `gap` = between consecutive RUNNING reports.
  */
-function breakdown(tasks: readonly Task[], image: string): string {
+function breakdown(tasks: readonly Task[], image: string, seen: Map<string, Map<string, number>>): string {
   const fresh = tasks.filter((t) => t.spec?.container?.image?.startsWith(image) && t.status?.state === TaskState.TASK_STATE_RUNNING && t.desiredState === TaskState.TASK_STATE_RUNNING);
   const newest = new Map<number, Task>();
   for (const t of fresh) if ((newest.get(t.slot)?.meta?.createdAt ?? 0) < (t.meta?.createdAt ?? 0)) newest.set(t.slot, t);
@@ -170,6 +183,9 @@ function breakdown(tasks: readonly Task[], image: string): string {
   const stop: number[] = [];
   const start: number[] = [];
   const gap: number[] = [];
+  const sched: number[] = [];
+  const prep: number[] = [];
+  const run: number[] = [];
   let prevUp = 0;
   for (const t of rows) {
     const created = t.meta?.createdAt ?? 0;
@@ -184,10 +200,19 @@ function breakdown(tasks: readonly Task[], image: string): string {
     }
     if (stopped) stop.push(stopped - created);
     start.push(up - Math.max(created, stopped));
+    // From the polls: created → assigned (allocator, scheduler), → prepared (READY), and from the
+    // later of prepared / desired running (its turn) → RUNNING (the worker's start and report).
+    const m = seen.get(t.id);
+    const assigned = m?.get('assigned');
+    const ready = m?.get('ready');
+    const go = m?.get('go');
+    if (assigned) sched.push(assigned - created);
+    if (assigned && ready) prep.push(ready - assigned);
+    if (ready && go && Math.max(ready, go) <= up) run.push(up - Math.max(ready, go));
     prevUp = up;
   }
   const f = (xs: number[]) => (xs.length ? `${median(xs)} ms (n=${xs.length})` : '-');
-  return `median per slot: react ${f(react)}, stop ${f(stop)}, start ${f(start)}, gap between RUNNING reports ${f(gap)}`;
+  return `median per slot: react ${f(react)}, stop ${f(stop)}, start ${f(start)}, gap between RUNNING reports ${f(gap)}; polled: created→assigned ${f(sched)}, assigned→prepared ${f(prep)}, prepared and its turn→RUNNING ${f(run)}`;
 }
 
 function swarmSystem(s: Swarm): System {
