@@ -478,6 +478,7 @@ export class Daemon {
     await rm(path.join(this.opts.dataDir, 'tasks'), { recursive: true, force: true });
     await this.forgetCertificates();
     this.state = undefined;
+    this.locked = false;
     this.log.info('gantryd: left the cluster');
   }
 
