@@ -376,8 +376,14 @@ export class NetworkManager {
     await this.ip(['link', 'set', HOST_BRIDGE, 'address', exists ? await this.linkMac(HOST_BRIDGE) : macOf(gw)]);
     const again = [...this.containers.values()].map((c) => `link set ${vethName(c.taskId, 0)} master ${HOST_BRIDGE} up`);
     if (!exists && again.length) await this.sys.run('ip', ['-force', '-batch', '-'], { input: `${again.join('\n')}\n`, allowFail: true });
-    await this.ip(['addr', 'flush', 'dev', HOST_BRIDGE]);
-    await this.ip(['addr', 'add', `${gw}/${prefixOf(sub)}`, 'dev', HOST_BRIDGE]);
+    // a restarted gantryd finds the gateway address in place: leave it (a flush would cut the
+    // containers' egress and DNS for a moment); anything else is replaced
+    const want = `${gw}/${prefixOf(sub)}`;
+    const have = exists ? await this.linkAddrs(HOST_BRIDGE) : [];
+    if (have.length !== 1 || have[0] !== want) {
+      await this.ip(['addr', 'flush', 'dev', HOST_BRIDGE]);
+      await this.ip(['addr', 'add', want, 'dev', HOST_BRIDGE]);
+    }
     await this.ip(['link', 'set', HOST_BRIDGE, 'up']);
     await writeFile('/proc/sys/net/ipv4/ip_forward', '1').catch((err) => this.log(`network: cannot turn on ip_forward: ${err.message}`));
     this.hostBridge = sub;
@@ -390,6 +396,13 @@ export class NetworkManager {
         this.dns = undefined;
       });
     }
+  }
+
+  /** A link's IPv4 addresses as CIDRs. */
+  private async linkAddrs(dev: string): Promise<string[]> {
+    const r = await this.ip(['-j', '-4', 'addr', 'show', 'dev', dev]);
+    const links = JSON.parse(r.out || '[]') as { addr_info?: { local: string; prefixlen: number }[] }[];
+    return links.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
   }
 
   /** A link's current MAC address (validated before it goes back on a command line). */
