@@ -175,19 +175,30 @@ async function attachProbe(n: number, rounds: number): Promise<void> {
               s.detach.push(performance.now() - t0);
             }
             if (c.overlay) continue;
-            // container start: without a network, then attach + run in the attached netns
+            // container start: without a network, and attach + run in the attached netns; which goes
+            // first alternates, so neither always follows the other's teardown
             for (let i = 0; i < n; i++) {
-              const t0 = performance.now();
-              await runTrue(runRoot, noNet, `none-${seq++}`);
-              push(start, 'none', performance.now() - t0);
+              const withoutNet = async () => {
+                const t0 = performance.now();
+                await runTrue(runRoot, noNet, `none-${seq++}`);
+                push(start, `none|${mode.name}`, performance.now() - t0);
+              };
+              if (i % 2 === 0) await withoutNet();
               const t = probeTask(`benchtask${String(seq++).padStart(16, '0')}`, i, false);
               nm.setState(probeState(c, [t.id]));
               const t1 = performance.now();
               const a = await nm.attach(t);
+              const attachMs = performance.now() - t1;
               if (a.network.mode !== 'path') throw new Error('attach gave no netns path');
-              await runTrue(runRoot, bundle(path.join(dir, `b-${t.id}`), rootfs, a.network.path), `net-${seq++}`);
-              push(start, mode.name, performance.now() - t1);
+              const b = bundle(path.join(dir, `b-${t.id}`), rootfs, a.network.path);
+              const t2 = performance.now();
+              await runTrue(runRoot, b, `net-${seq++}`);
+              const runMs = performance.now() - t2;
+              push(start, `${mode.name}|attach`, attachMs);
+              push(start, `${mode.name}|run`, runMs);
+              push(start, mode.name, attachMs + runMs); // the bundle write is not part of either
               await nm.detach(t.id);
+              if (i % 2 === 1) await withoutNet();
             }
           } finally {
             await nm.teardown();
@@ -204,12 +215,12 @@ async function attachProbe(n: number, rounds: number): Promise<void> {
       if (!h || !i) continue;
       console.log(`  ${c.name.padEnd(30)} ${f(median(h.attach))} / ${f(median(h.detach))}            ${f(median(i.attach))} / ${f(median(i.detach))}          ${(median(h.attach) / median(i.attach)).toFixed(2)}`);
     }
-    const none = median(start.get('none') ?? []);
-    console.log(`  container start (gantry-exec run \`true\`, bridge network), median ms over ${rounds} x ${n}, interleaved:`);
-    console.log(`    no network (own empty netns)   ${f(none)}`);
+    console.log(`  container start (gantry-exec run \`true\`, bridge network), median ms over ${rounds} x ${n}, interleaved with starts without a network:`);
     for (const mode of MODES) {
+      const none = median(start.get(`none|${mode.name}`) ?? []);
       const m = median(start.get(mode.name) ?? []);
-      console.log(`    attach (${mode.name.padEnd(10)}) + run   ${f(m)}   network adds ${f(m - none)} ms${mode.helper ? ' (goal < 10)' : ''}`);
+      const parts = `attach ${f(median(start.get(`${mode.name}|attach`) ?? []))} + run ${f(median(start.get(`${mode.name}|run`) ?? []))}`;
+      console.log(`    ${mode.name.padEnd(10)}  without network ${f(none)}   with (${parts}) ${f(m)}   network adds ${f(m - none)} ms${mode.helper ? ' (goal < 10)' : ''}`);
     }
     const notes = [...new Set(log.filter((l) => /not found|fail/.test(l)))];
     if (notes.length) console.log(`  notes: ${notes.join(' | ')}`);
