@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { run } from '../../deploy/lab/sys.ts';
+import { ensureBuilt } from '../../native-exec/tests/helpers.ts';
 import type { NetworkState } from '../../proto/gen/gantry/v1/network.ts';
 import { EndpointMode, type Task } from '../../proto/gen/gantry/v1/objects.ts';
 import { NetworkManager } from '../../worker/network/manager.ts';
@@ -82,6 +83,7 @@ if (process.argv.includes('--probe')) {
   await probe(process.argv[process.argv.indexOf('--probe') + 1] === 'helper');
 } else {
   test('network setup: gantry-net and the ip/nsenter fallback make the same container network, and detach leaves nothing', { timeout: 120_000 }, async (t) => {
+    ensureBuilt(); // gantry-net comes from the same make as gantry-exec
     const scratch = `gantry-setup-${process.pid}`;
     assert.equal((await run('ip', ['netns', 'add', scratch])).code, 0);
     t.after(() => run('ip', ['netns', 'del', scratch]));
