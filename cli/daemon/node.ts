@@ -261,8 +261,10 @@ export class Daemon {
       // the cluster key seals the CA key in etcd; this manager keeps it (0600) and hands it to managers that join
       // with autolock the key never lies on disk in clear: the keeper writes it wrapped once the store runs
       const unlockKey = req.autolock && !req.forceNewCluster ? newUnlockKey() : undefined;
-      if (unlockKey) this.tls.useClusterKey(newClusterKey());
-      else await this.tls.setClusterKey(newClusterKey());
+      if (unlockKey) {
+        this.tls.useClusterKey(newClusterKey());
+        await this.tls.setKeyAtRest(this.tls.clusterKey()); // this node's TLS key is written sealed too
+      } else await this.tls.setClusterKey(newClusterKey());
       // the CA and this node's certificate come first: etcd starts with them (peer and client TLS)
       const now = Date.now();
       const { root, fields } = await bootstrapCa(this.tls.clusterKey() as Buffer, clusterId, now);

@@ -76,7 +76,11 @@ export class NodeTls {
   /** Autolock: key.pem sealed with `clusterKey` from now on (undefined: in clear). */
   async setKeyAtRest(clusterKey: Buffer | undefined): Promise<void> {
     const same = clusterKey === undefined ? this.keyAtRest === undefined : this.keyAtRest instanceof Buffer && this.keyAtRest.equals(clusterKey);
-    if (!this.material || same) return;
+    if (same) return;
+    if (!this.material) {
+      this.keyAtRest = clusterKey; // no key yet: set() writes the first one this way
+      return;
+    }
     await writeTlsKeyAtRest(this.opts.dataDir, this.material.keyPem, clusterKey);
     this.keyAtRest = clusterKey;
   }
