@@ -120,6 +120,43 @@ describe('networking', { skip: clusterSkipReason(), concurrency: 1, timeout: 900
     await gantryOk(c.manager, ['service', 'rm', 'rr']);
   });
 
+  test('networking: --publish 80 takes a port from 30000-32767 that answers on every host', async () => {
+    await gantryOk(c.manager, ['service', 'create', '-d', '--name', 'dyn', '--publish', '80', IMAGE, ...HTTPD]);
+    try {
+      const svc = JSON.parse(await gantryOk(c.manager, ['service', 'inspect', 'dyn']))[0];
+      const ports = (svc.endpoint?.ports ?? svc.Endpoint?.Ports ?? []) as { publishedPort?: number; PublishedPort?: number }[];
+      const port = Number(ports[0]?.publishedPort ?? ports[0]?.PublishedPort);
+      assert.ok(port >= 30000 && port <= 32767, `published port ${port} in 30000-32767: ${JSON.stringify(ports)}`);
+      await waitRunning(c, 'dyn', 1);
+      await until(async () => {
+        for (const h of c.lab.hosts) if (!(await httpGet(h, `http://${h.ip}:${port}/`))) return `${h.name}:${port} does not answer`;
+        return true;
+      }, 60_000, 500);
+    } finally {
+      await gantryOk(c.manager, ['service', 'rm', 'dyn']);
+    }
+  });
+
+  test('networking: a container resolves only the services that share a network with it', async () => {
+    await gantryOk(c.manager, ['network', 'create', 'back']);
+    await gantryOk(c.manager, ['service', 'create', '-d', '--name', 'other', '--network', 'back', IMAGE, 'sleep', '86506']);
+    try {
+      await waitRunning(c, 'other', 1);
+      // the client (on front) resolves web; the container on back does not (the name goes to the host's resolvers)
+      const mine = await inContainer(c, '86501', ['nslookup', 'web']);
+      assert.equal(addresses(mine.out, 'web').length, 1, `the client on front resolves web: ${mine.out}`);
+      await until(async () => {
+        const r = await inContainer(c, '86506', ['nslookup', 'other']);
+        return addresses(r.out, 'other').length === 1 || `other resolves its own name: ${r.out}`;
+      }, 30_000, 500);
+      const r = await inContainer(c, '86506', ['nslookup', 'web']);
+      assert.deepEqual(addresses(r.out, 'web'), [], `a container on back must not resolve web (on front): ${r.out}`);
+    } finally {
+      await gantryOk(c.manager, ['service', 'rm', 'other']);
+      await until(async () => (await c.manager.gantry(['network', 'rm', 'back'])).code === 0 || 'back still in use', 60_000, 500);
+    }
+  });
+
   test('networking: --network host shares the host stack, --network none has only loopback', async () => {
     await gantryOk(c.manager, ['service', 'create', '-d', '--name', 'onhost', '--network', 'host', '--constraint', `node.hostname==${c.lab.hosts[1].name}`, IMAGE, 'sleep', '86504']);
     await gantryOk(c.manager, ['service', 'create', '-d', '--name', 'nonet', '--network', 'none', IMAGE, 'sleep', '86505']);
