@@ -41,6 +41,8 @@ const clientCert: Command = {
 
 const OPERATOR_NOTE =
   'Operator certificates issued before the rotation (`gantry cluster client-cert`) stop working once the old root is dropped: issue new ones.\n';
+const ETCD_NOTE =
+  "etcd members read their trusted roots when they start: restart gantryd on each manager, one at a time, before rotating again (until then they also still accept the old root).\n";
 
 const short = (d: string) => `sha256:${d.slice(0, 16)}…`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -85,7 +87,7 @@ async function rotate(args: Parameters<Command['run']>[0], ctx: Parameters<Comma
         return 1;
       }
       ctx.out.write(`${r.total} of ${r.total} nodes rotated\nRoot CA rotated: every node holds a certificate from ${short(r.newDigest)}; the old root is no longer trusted.\n`);
-      ctx.out.write(`Join tokens changed (they carry the new root's digest):\n  worker:  ${r.workerToken}\n  manager: ${r.managerToken}\n${OPERATOR_NOTE}`);
+      ctx.out.write(`Join tokens changed (they carry the new root's digest):\n  worker:  ${r.workerToken}\n  manager: ${r.managerToken}\n${OPERATOR_NOTE}${ETCD_NOTE}`);
       return 0;
     }
     if (r.rotated !== last) {

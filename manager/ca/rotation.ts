@@ -78,29 +78,23 @@ export function chainFor(certPem: string, roots: string[]): string {
 }
 
 /**
- * A certificate as a node saves it: the one issued, then the cross-signed roots that link it to
- * older roots (from this issue, or kept from the certificate held before). etcd 3.4 loads its
- * trusted CA file only when it starts, so a member started before one or more rotations trusts
- * only an old root: this chain keeps renewed certificates acceptable to it until it restarts.
- * Each link must sign the one below it and be valid at `now`.
+ * A certificate as a node saves it: the one issued, then the cross-signed root that links it to
+ * the previous root (from this issue, or kept from the certificate held before). etcd 3.4 loads
+ * its trusted CA file only when it starts, so a member started before the last rotation trusts
+ * only the previous root: this keeps renewed certificates acceptable to it until it restarts.
+ * One link only: roots allow one intermediate (path length 1), so a chain back over two
+ * rotations would not verify anyway (members must restart between rotations: README).
+ * The link must sign the certificate and be valid at `now`.
  */
 export function extendChain(certPem: string, previous: string | undefined, now: number): string {
   const issued = splitPem(certPem);
   if (issued.length === 0) return certPem;
-  const pool = [...issued.slice(1), ...splitPem(previous ?? '').slice(1)];
-  const chain = [issued[0]];
-  let top = new X509Certificate(issued[0]);
-  for (let i = 0; i < 8; i++) {
-    const next = pool.find((p) => {
-      if (chain.includes(p)) return false;
-      const c = new X509Certificate(p);
-      return c.ca && !c.checkIssued(c) && top.checkIssued(c) && top.verify(c.publicKey) && c.validToDate.getTime() > now;
-    });
-    if (!next) break;
-    chain.push(next);
-    top = new X509Certificate(next);
-  }
-  return chain.map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
+  const leaf = new X509Certificate(issued[0]);
+  const link = [...issued.slice(1), ...splitPem(previous ?? '').slice(1)].find((p) => {
+    const c = new X509Certificate(p);
+    return c.ca && !c.checkIssued(c) && leaf.checkIssued(c) && leaf.verify(c.publicKey) && c.validToDate.getTime() > now;
+  });
+  return [issued[0], ...(link ? [link] : [])].map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
 }
 
 // ---------------------------------------------------------------------------------------------
