@@ -1,7 +1,7 @@
 // Benchmark: a 20-replica service rolled to a new image (the same busybox rootfs imported under two
 // tags) and rolled back, parallelism 1 and 5, stop-first and start-first, monitor 0: gantry vs Docker Swarm.
 //
-//   node_modules/.bin/node bench/update.ts [--replicas 20] [--parallelism 1,5] [--order stop-first,start-first] [--only gantry|swarm]
+//   node_modules/.bin/node bench/update.ts [--replicas 20] [--parallelism 1,5] [--order stop-first,start-first] [--only gantry|swarm] [--poll-ms 25]
 //
 // Time = from spawning `service update -d --image B` (or `service rollback -d`) to every task that
 // should run running image B (A), none of the other left running. Both systems on one host (a
@@ -21,13 +21,14 @@ import { Swarm } from './swarm.ts';
 
 const A = 'gantry-bench/busybox:1';
 const B = 'gantry-bench/busybox:2';
-const POLL_MS = 25;
+let POLL_MS = 25;
 
 interface Opts {
   replicas: number;
   parallelism: number[];
   orders: string[];
   only?: 'gantry' | 'swarm';
+  pollMs: number;
 }
 
 function parse(argv: string[]): Opts {
@@ -40,6 +41,7 @@ function parse(argv: string[]): Opts {
     parallelism: (get('parallelism') ?? '1,5').split(',').map(Number),
     orders: (get('order') ?? 'stop-first,start-first').split(','),
     only: get('only') as Opts['only'],
+    pollMs: Number(get('poll-ms') ?? 25),
   };
 }
 
@@ -250,6 +252,7 @@ function swarmSystem(s: Swarm): System {
 
 async function main(): Promise<void> {
   const o = parse(process.argv.slice(2));
+  POLL_MS = o.pollMs;
   const tar = busyboxRootfsTar();
   const combos = o.orders.flatMap((order) => o.parallelism.map((p) => [order, p] as const));
   const g = new Map<string, Result>();
