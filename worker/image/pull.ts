@@ -2,7 +2,8 @@
 // layer streamed once through digest check, blob store and unpack at the same time, resuming cut downloads.
 import * as fs from 'node:fs';
 import type { BlobWriter } from './content.ts';
-import { unpackLayer } from './layer.ts';
+import { assignUnpackThreads, unpackLayer, unpackWorkerCount, warmUnpackWorkers } from './layer.ts';
+import * as os from 'node:os';
 import {
   chainIds, detectManifestType, formatPlatform, hostPlatform, isIndex, isManifest, layerCompression, MANIFEST_ACCEPT,
   parsePlatform, sha256, type ImageConfigFile, type Index, type Manifest,
@@ -144,13 +145,16 @@ async function fetchAll(
   const m = rm.manifest;
   // layers, bounded parallelism; each layer's own unpack waits for lower ones only if it needs them
   const limit = Math.max(1, store.options.maxConcurrentDownloads ?? 6);
+  const onWorker = assignUnpackThreads(layers.map((l) => l.size), unpackWorkerCount(process.env.GANTRY_UNPACK_WORKERS, os.availableParallelism()));
+  // start the thread(s) while the first bytes arrive (first big pull only: they are kept)
+  if (onWorker.includes(true)) void warmUnpackWorkers().catch(() => {});
   let next = 0;
   const errors: Error[] = [];
   const worker = async () => {
     while (next < layers.length && errors.length === 0) {
       const i = next++;
       try {
-        await fetchLayer(store, client, ref, layers, i, progress);
+        await fetchLayer(store, client, ref, layers, i, progress, onWorker[i]);
       } catch (e) {
         errors.push(new Error(`pull ${name}: layer ${layers[i].digest.slice(7, 19)}: ${(e as Error).message}`, { cause: e }));
       }
@@ -178,7 +182,9 @@ async function fetchAll(
   return info;
 }
 
-async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Reference, layers: LayerRecord[], i: number, progress: (p: PullProgress) => void): Promise<void> {
+async function fetchLayer(
+  store: ImageStore, client: RegistryClient, ref: Reference, layers: LayerRecord[], i: number, progress: (p: PullProgress) => void, onWorker: boolean,
+): Promise<void> {
   const l = layers[i];
   const lowerChains = layers.slice(0, i).map((x) => x.chainId);
   await store.content.exclusive(l.digest, async () => {
@@ -207,6 +213,7 @@ async function fetchLayer(store: ImageStore, client: RegistryClient, ref: Refere
             root: dir,
             lowers: () => store.lowerDirs(lowerChains),
             whiteoutTemplate: store.snapshots.whiteoutTemplate,
+            onWorker,
           });
           // the whole blob must be in (and verified) before the snapshot counts
           progress({ id: l.digest, status: 'verifying', current: l.size, total: l.size });

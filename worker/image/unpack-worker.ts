@@ -9,7 +9,6 @@
 //     lowers {dirs}                               -->
 //     end                                         -->
 //                                                 <--   done {diffId, tarSize, entries} | error {name, message}
-import * as os from 'node:os';
 import { Readable } from 'node:stream';
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import type { ApplyResult } from './layer.ts';
@@ -23,6 +22,7 @@ type ToWorker =
   | { type: 'lowers'; dirs?: string[]; error?: string };
 
 type FromWorker =
+  | { type: 'ready' }
   | { type: 'ack'; bytes: number }
   | { type: 'lowers?' }
   | { type: 'done'; result: ApplyResult }
@@ -37,6 +37,7 @@ if (!isMainThread && parentPort) {
   const port = parentPort;
   let src: Readable | undefined;
   let lowersWaiter: ((m: Extract<ToWorker, { type: 'lowers' }>) => void) | undefined;
+  port.postMessage({ type: 'ready' } satisfies FromWorker);
   port.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'start': {
@@ -81,27 +82,73 @@ if (!isMainThread && parentPort) {
 
 // ------------------------------------------------------------------ main side
 
+/**
+ * At most `size` threads, kept for the next layer and pull: starting one costs ~0.3 s of CPU (Node bootstraps
+ * and strips the TypeScript of layer.ts and what it imports), so gantryd pays it once, not per layer.
+ */
 class UnpackPool {
   private idle: Worker[] = [];
-  private readonly max = Math.max(2, Math.min(8, os.availableParallelism?.() ?? 2));
+  private all = new Set<Worker>();
+  private ready = new WeakMap<Worker, Promise<void>>();
+  private queue: Array<(w: Worker) => void> = [];
+  size = 1;
 
-  acquire(): Worker {
+  private spawn(): Worker {
+    const w = new Worker(new URL(import.meta.url));
+    w.unref();
+    this.all.add(w);
+    this.ready.set(w, new Promise<void>((resolve) => {
+      const onMsg = (m: FromWorker) => {
+        if (m.type !== 'ready') return;
+        w.off('message', onMsg);
+        resolve();
+      };
+      w.on('message', onMsg);
+      w.once('error', () => resolve());
+      w.once('exit', () => {
+        this.all.delete(w);
+        resolve();
+      });
+    }));
+    return w;
+  }
+
+  async acquire(): Promise<Worker> {
     const w = this.idle.pop();
     if (w) return w;
-    const nw = new Worker(new URL(import.meta.url));
-    nw.unref();
-    return nw;
+    if (this.all.size < this.size) return this.spawn();
+    return new Promise<Worker>((resolve) => this.queue.push(resolve));
   }
 
   release(w: Worker, healthy: boolean): void {
     w.removeAllListeners('message');
     w.removeAllListeners('error');
-    if (healthy && this.idle.length < this.max) this.idle.push(w);
-    else void w.terminate();
+    if (!healthy) {
+      this.all.delete(w);
+      void w.terminate();
+      const next = this.queue.shift();
+      if (next) next(this.spawn());
+      return;
+    }
+    const next = this.queue.shift();
+    if (next) next(w);
+    else this.idle.push(w);
+  }
+
+  /** Starts threads up to `size` and resolves when every one is ready for a layer. */
+  async warm(): Promise<void> {
+    while (this.all.size < this.size) this.idle.push(this.spawn());
+    await Promise.all([...this.all].map((w) => this.ready.get(w)));
   }
 }
 
 const pool = new UnpackPool();
+
+/** Sets how many unpack threads may run (and be kept); `warm` starts them now. */
+export async function setUnpackWorkers(n: number, warm = false): Promise<void> {
+  pool.size = Math.max(1, n);
+  if (warm) await pool.warm();
+}
 
 export class WorkerUnpackError extends Error {
   constructor(name: string, message: string) {
@@ -116,7 +163,7 @@ export async function applyLayerInWorker(
   compression: Compression,
   opts: { root: string; lowers: () => Promise<string[]>; whiteoutTemplate: string },
 ): Promise<ApplyResult> {
-  const w = pool.acquire();
+  const w = await pool.acquire();
   let inflight = 0;
   let wake: (() => void) | undefined;
   let settled = false;
