@@ -1,7 +1,7 @@
 // The manager role of a host: its supervised etcd member, the store on it, the gRPC server other
 // hosts reach (dispatcher + control API), and the Manager. Also how a manager stops being one
 // (demotion): record the new role while quorum still counts us, leave etcd, stop, forget the data.
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CaNodeService, CaService } from '../../proto/gen/gantry/v1/ca.ts';
@@ -94,6 +94,8 @@ export class ManagerRole {
 
   static async start(opts: ManagerRoleOptions): Promise<ManagerRole> {
     const { state, log } = opts;
+    // the roots etcd trusts: it reads them only when it starts (root rotation checks them)
+    const etcdRoots = await readFile(opts.etcdTls.files.ca, 'utf8').catch(() => '');
     const etcd = await startEtcdMember({
       tls: opts.etcdTls,
       dataDir: path.join(opts.dataDir, 'etcd'),
@@ -133,7 +135,7 @@ export class ManagerRole {
         },
       });
       const st = store;
-      const rotator = new RootRotator({ ca, store, selfId: state.nodeId, tls: opts.etcdTls.material, isLeader: () => st.leadership(state.nodeId).isLeader(), log: (m) => log.info(m) });
+      const rotator = new RootRotator({ ca, store, selfId: state.nodeId, tls: opts.etcdTls.material, isLeader: () => st.leadership(state.nodeId).isLeader(), log: (m) => log.info(m), etcdRoots });
       const role = new ManagerRole(opts, etcd, store, manager, ca, rotator);
       const authz = { view: () => st.view(), now: Date.now, log: (m: string) => log.info(`authz: ${m}`) };
       const control = role.control as unknown as grpc.UntypedServiceImplementation;

@@ -6,7 +6,8 @@ import { NodeRole, NodeState } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Store } from '../store/types.ts';
 import { peerCertOf } from './authz.ts';
 import type { ClusterCa } from './ca.ts';
-import { derDigest, issuerDigest, mergeReports, type NodeCertReport, type RootBundle, type RotationProgress, rotationProgress } from './rotation.ts';
+import { splitPem } from './identity.ts';
+import { derDigest, issuerDigest, mergeReports, type NodeCertReport, type RootBundle, type RotationProgress, rotationProgress, staleEtcdMembers } from './rotation.ts';
 import { createHash, X509Certificate } from 'node:crypto';
 import { clientCredentials, TLS_CHANNEL_OPTIONS, type TlsMaterial } from './tls.ts';
 
@@ -21,6 +22,15 @@ export interface RotatorDeps {
   now?: () => number;
   /** How often the leader checks a rotation's progress (default 1 s). */
   intervalMs?: number;
+  /** The roots (PEM) this manager's etcd member read when it started. */
+  etcdRoots?: string;
+}
+
+/** What one manager answered: what nodes showed it, and the roots its etcd member trusts. */
+interface ManagerNotes {
+  managerId: string;
+  reports: NodeCertReport[];
+  etcdRootDigests: string[];
 }
 
 export interface RotationView {
@@ -100,14 +110,28 @@ export class RootRotator {
     };
   }
 
-  /** Reports from every manager (this one's own, and the others' over mutual TLS; one that does not answer is skipped). */
-  private async gather(): Promise<NodeCertReport[][]> {
+  /** This manager's answer to Ca.ListNodeCertReports. */
+  notes(): NodeCertReports {
+    return {
+      reports: this.deps.ca.certReports().map((r) => ({ nodeId: r.nodeId, issuerDigest: r.issuerDigest, atMs: r.atMs })),
+      etcdRootDigests: splitPem(this.deps.etcdRoots ?? '').map(derDigest),
+      managerId: this.deps.selfId,
+    };
+  }
+
+  /** Notes from every manager (this one's own, and the others' over mutual TLS; one that does not answer is skipped). */
+  private async gather(): Promise<ManagerNotes[]> {
     const others = this.deps.store
       .view()
       .list('nodes')
       .filter((n) => n.id !== this.deps.selfId && n.role === NodeRole.NODE_ROLE_MANAGER && n.managerStatus?.addr && n.status?.state !== NodeState.NODE_STATE_DOWN)
       .map((n) => n.managerStatus?.addr as string);
-    const lists: NodeCertReport[][] = [this.deps.ca.certReports()];
+    const toNotes = (r: NodeCertReports): ManagerNotes => ({
+      managerId: r.managerId,
+      reports: r.reports.map((x) => ({ nodeId: x.nodeId, issuerDigest: x.issuerDigest, atMs: Number(x.atMs) })),
+      etcdRootDigests: r.etcdRootDigests,
+    });
+    const lists: ManagerNotes[] = [toNotes(this.notes())];
     if (others.length === 0) return lists;
     let creds: grpc.ChannelCredentials;
     try {
@@ -122,7 +146,7 @@ export class RootRotator {
           const r = await new Promise<NodeCertReports>((resolve, reject) =>
             client.listNodeCertReports({}, new grpc.Metadata(), { deadline: Date.now() + 3000 }, (err, res) => (err ? reject(err) : resolve(res))),
           );
-          return r.reports.map((x) => ({ nodeId: x.nodeId, issuerDigest: x.issuerDigest, atMs: Number(x.atMs) }));
+          return [toNotes(r)];
         } catch {
           return [];
         } finally {
@@ -130,7 +154,21 @@ export class RootRotator {
         }
       }),
     );
-    return [...lists, ...answers];
+    return [...lists, ...answers.flat()];
+  }
+
+  /**
+   * Why a new rotation must wait, if it must: a manager whose etcd member does not trust the
+   * current root (it started before the last rotation) could not verify certificates of the next root.
+   */
+  async refusal(): Promise<string | undefined> {
+    const b = this.deps.ca.bundle();
+    if (b.rotating || !b.signing) return undefined; // startRotation explains an ongoing rotation
+    const notes = await this.gather();
+    const name = (id: string) => this.deps.store.view().get('nodes', id)?.description?.hostname || id;
+    const stale = staleEtcdMembers(notes, derDigest(b.signing)).map(name);
+    if (stale.length === 0) return undefined;
+    return `the etcd member of manager(s) ${stale.join(', ')} started before the last root rotation and trusts only the previous root (etcd reads its roots when it starts): restart gantryd on each of them, one at a time, then rotate again`;
   }
 
   /** Where a rotation stands (also outside one: every node then counts as rotated to the only root). */
@@ -143,7 +181,7 @@ export class RootRotator {
     const signingDigest = bundle.signing ? derDigest(bundle.signing) : '';
     const sinceMs = bundle.intermediates[0] ? new X509Certificate(bundle.intermediates[0]).validFromDate.getTime() : 0;
     const progress = bundle.rotating
-      ? rotationProgress(nodes, mergeReports(await this.gather()), signingDigest, sinceMs)
+      ? rotationProgress(nodes, mergeReports((await this.gather()).map((n) => n.reports)), signingDigest, sinceMs)
       : { nodes: nodes.map((n) => ({ ...n, rotated: true, why: '' })), rotated: nodes.length, total: nodes.length, done: true };
     return { bundle, oldDigest: bundle.token ? derDigest(bundle.token) : '', newDigest: signingDigest, progress };
   }

@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { splitPem } from './identity.ts';
 import { describe, test } from 'node:test';
 import { createRootCa, crossSign, importRootCa, issue, newKeyAndCsr } from './pki.ts';
-import { chainFor, derDigest, extendChain, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
+import { chainFor, derDigest, extendChain, staleEtcdMembers, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
 
 const now = Date.now();
 
@@ -104,6 +104,17 @@ describe('ca rotation', () => {
     assert.equal(done.done, true);
     assert.equal(done.rotated, 2);
     assert.equal(rotationProgress([], later, 'new', 10).done, false, 'no nodes known: never done');
+  });
+
+  test('ca rotation: a new rotation waits for etcd members that do not trust the current root (started before the last rotation)', () => {
+    const members = [
+      { managerId: 'm1', etcdRootDigests: ['old'] },
+      { managerId: 'm2', etcdRootDigests: ['old', 'cur'] },
+      { managerId: 'm3', etcdRootDigests: ['cur'] },
+      { managerId: 'm4', etcdRootDigests: [] }, // said nothing: not counted
+    ];
+    assert.deepEqual(staleEtcdMembers(members, 'cur'), ['m1']);
+    assert.deepEqual(staleEtcdMembers(members.slice(1), 'cur'), []);
   });
 
   test('ca rotation: an operator root must be a self-signed P-256 CA with its own key', async () => {

@@ -169,3 +169,12 @@ export function rotationProgress(nodes: RotationNode[], reports: Map<string, Nod
 export function finishedBundle(b: RootBundle): string {
   return b.signing;
 }
+
+/**
+ * Managers whose etcd member does not trust `currentDigest` (it started before the last rotation):
+ * a new rotation would hand out certificates they cannot verify (a second cross-signed link is
+ * beyond the roots' path length). Managers that did not say (no digests) are not counted.
+ */
+export function staleEtcdMembers(members: { managerId: string; etcdRootDigests: string[] }[], currentDigest: string): string[] {
+  return members.filter((m) => m.etcdRootDigests.length > 0 && !m.etcdRootDigests.includes(currentDigest)).map((m) => m.managerId);
+}

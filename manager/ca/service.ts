@@ -3,7 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { CaServer, RootRotation } from '../../proto/gen/gantry/v1/ca.ts';
 import type { Store } from '../store/types.ts';
-import { type ClusterCa, nodeCertLifetime } from './ca.ts';
+import { type ClusterCa, nodeCertLifetime, RotationError } from './ca.ts';
 import { importRootCa } from './pki.ts';
 import { derDigest } from './rotation.ts';
 import type { RootRotator, RotationView } from './rotation-loop.ts';
@@ -64,7 +64,11 @@ export function caService(deps: { ca: ClusterCa; store: Store; log: (m: string) 
       if (Boolean(caCert?.length) !== Boolean(caKey?.length)) return cb(fail(grpc.status.INVALID_ARGUMENT, '--ca-cert and --ca-key go together'));
       const own = caCert?.length ? importRootCa(Buffer.from(caCert).toString(), Buffer.from(caKey).toString(), Date.now()) : Promise.resolve(undefined);
       own
-        .then((root) => deps.ca.startRotation({ certExpiryMs: expiry || undefined, own: root }))
+        .then(async (root) => {
+          const why = await deps.rotator?.refusal();
+          if (why) throw new RotationError(why);
+          return deps.ca.startRotation({ certExpiryMs: expiry || undefined, own: root });
+        })
         .then(
           (r) => {
             deps.log(`ca: root CA rotation started: sha256:${r.oldDigest.slice(0, 16)}… -> sha256:${r.newDigest.slice(0, 16)}…`);
@@ -78,7 +82,8 @@ export function caService(deps: { ca: ClusterCa; store: Store; log: (m: string) 
     },
     getRotation: (_call, cb) => viewRotation(cb),
     listNodeCertReports: (_call, cb) => {
-      cb(null, { reports: deps.ca.certReports().map((r) => ({ nodeId: r.nodeId, issuerDigest: r.issuerDigest, atMs: r.atMs })) });
+      if (!deps.rotator) return cb(fail(grpc.status.UNIMPLEMENTED, 'this manager does not run root rotation'));
+      cb(null, deps.rotator.notes());
     },
   };
 }

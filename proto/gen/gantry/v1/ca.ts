@@ -98,6 +98,9 @@ export interface NodeCertReport {
 
 export interface NodeCertReports {
   reports: NodeCertReport[];
+  /** The roots (digests) this manager's etcd member read when it started (etcd 3.4 reads them only then). */
+  etcdRootDigests: string[];
+  managerId: string;
 }
 
 export interface WatchRootsRequest {
@@ -819,13 +822,19 @@ export const NodeCertReport: MessageFns<NodeCertReport> = {
 };
 
 function createBaseNodeCertReports(): NodeCertReports {
-  return { reports: [] };
+  return { reports: [], etcdRootDigests: [], managerId: "" };
 }
 
 export const NodeCertReports: MessageFns<NodeCertReports> = {
   encode(message: NodeCertReports, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.reports) {
       NodeCertReport.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.etcdRootDigests) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.managerId !== "") {
+      writer.uint32(26).string(message.managerId);
     }
     return writer;
   },
@@ -851,6 +860,22 @@ export const NodeCertReports: MessageFns<NodeCertReports> = {
             message.reports.push(NodeCertReport.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.etcdRootDigests.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.managerId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -869,6 +894,8 @@ export const NodeCertReports: MessageFns<NodeCertReports> = {
   fromPartial(object: DeepPartial<NodeCertReports>): NodeCertReports {
     const message = createBaseNodeCertReports();
     message.reports = object.reports?.map((e) => NodeCertReport.fromPartial(e)) || [];
+    message.etcdRootDigests = object.etcdRootDigests?.map((e) => e) || [];
+    message.managerId = object.managerId ?? "";
     return message;
   },
 };
