@@ -94,11 +94,16 @@ export class ContainerController implements Controller {
     await this.images.markInUse?.(info.id, this.id);
   }
 
+  /** Starts at once (asking the runtime's state costs a process per task); a refusal is explained by the state. */
   async start(): Promise<void> {
-    const st = await this.runtime.state(this.id);
-    if (st.status === 'running' || (st.status === 'stopped' && st.startedAt)) return; // started before a restart
-    if (st.status === 'unknown') throw new Error(`container for task ${this.id} is gone (it was removed while gantryd was down)`);
-    await this.runtime.start(this.id);
+    try {
+      await this.runtime.start(this.id);
+    } catch (e) {
+      const st = await this.runtime.state(this.id);
+      if (st.status === 'running' || (st.status === 'stopped' && st.startedAt)) return; // started before a restart
+      if (st.status === 'unknown') throw new Error(`container for task ${this.id} is gone (it was removed while gantryd was down)`);
+      throw e;
+    }
   }
 
   /** The container's exit; with a health check, an unhealthy container is stopped and this throws. */

@@ -14,7 +14,7 @@
 //
 // A gantryd restart loses nothing: the monitor keeps running, and a new OciRuntime reads meta.json,
 // asks `BIN state`, and waits on exit.json again.
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { chmod, type FileHandle, lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -22,7 +22,8 @@ import { basename, join } from 'node:path';
 import { ALL_CAPS, buildOciSpec, cgroupsPathFor } from './bundle.ts';
 import { type Clock, systemClock } from './clock.ts';
 import { type Log, nullLog } from './log.ts';
-import { defaultMounter, mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
+import { mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
+import { runCommand, spawnerMounter, warmSpawner } from './spawner.ts';
 import {
   type ContainerConfig, type ContainerState, type ExecResult, type LogEntry, type LogOptions, type Runtime, RuntimeError,
 } from './types.ts';
@@ -282,6 +283,7 @@ export class OciRuntime implements Runtime {
     this.bin = opts.binary;
     const isCrun = basename(opts.binary) === 'crun' || opts.name === 'crun';
     this.wrapped = opts.privateCgroupMount ?? (isCrun && isHybridCgroupHost());
+    warmSpawner();
   }
 
   private dir(id: string): string {
@@ -313,13 +315,7 @@ export class OciRuntime implements Runtime {
 
   private async cmd(args: string[], meta?: ContainerMeta, timeoutMs = this.o.commandTimeoutMs!): Promise<CmdResult> {
     const { bin, root } = await this.target(meta);
-    const full = ['--root', root, ...args];
-    return new Promise((resolve) => {
-      execFile(bin, full, { timeout: timeoutMs, maxBuffer: 4 << 20 }, (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr || (err && code !== 0 && !stderr ? err.message : '')) });
-      });
-    });
+    return runCommand(bin, ['--root', root, ...args], { timeoutMs });
   }
 
   private static errLine(r: CmdResult): string {
@@ -346,8 +342,9 @@ export class OciRuntime implements Runtime {
     }
   }
 
+  /** The given mounter, else the default one run in the spawner helper (its mount(8) forks stay out of gantryd). */
   private async getMounter(): Promise<RootfsMounter> {
-    if (!this.mounter) this.mounter = await defaultMounter();
+    if (!this.mounter) this.mounter = spawnerMounter();
     return this.mounter;
   }
 
@@ -409,17 +406,13 @@ export class OciRuntime implements Runtime {
     if (config.logMaxFiles) args.push('--log-max-files', String(config.logMaxFiles));
     if (config.tty) args.push('--tty');
     args.push(config.id);
-    return new Promise((resolve) => {
-      execFile(this.o.monitorBinary, args, { timeout: this.o.commandTimeoutMs }, (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err ? err.message : '') });
-      });
-    });
+    return runCommand(this.o.monitorBinary, args, { timeoutMs: this.o.commandTimeoutMs });
   }
 
   async start(id: string): Promise<void> {
     const meta = await this.readMeta(id);
     if (!meta) throw new RuntimeError(`container ${id} not found (create it first)`);
+    if (meta.startedAt) return; // started before (a gantryd restart between start and RUNNING)
     const r = await this.cmd(['start', id], meta);
     if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
     meta.startedAt = this.clock.now();
