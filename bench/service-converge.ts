@@ -252,43 +252,57 @@ async function main(): Promise<void> {
   let failoverNote = '';
   let swarmFailoverMs: number | undefined;
 
-  if (o.only !== 'swarm') {
-    await cleanupLabs();
-    const lab = await Lab.up({ hosts: o.hosts, runtime: o.runtime });
-    try {
+  // Both systems are up at once and measured alternately (round r: gantry first when r is even), so
+  // a change in the host's load (2 shared cores here) falls on both rather than on one.
+  const teardown: (() => Promise<void>)[] = [];
+  try {
+    let gt: GantryTarget | undefined;
+    let st: SwarmTarget | undefined;
+    if (o.only !== 'swarm') {
+      await cleanupLabs();
+      const lab = await Lab.up({ hosts: o.hosts, runtime: o.runtime });
+      teardown.push(() => lab.down());
       const h = await formCluster(lab);
-      const t = await gantryTarget(lab, h, tar);
-      console.error(`gantry image: ${t.image} ${t.createFlags.join(' ')}`);
-      try {
-        for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (g[n] ??= []).push(await gantryConverge(t, n, `g${r}`));
-      } finally {
-        t.close();
-      }
-    } finally {
-      await lab.down();
+      gt = await gantryTarget(lab, h, tar);
+      const t = gt;
+      teardown.push(async () => t.close());
+      console.error(`gantry image: ${gt.image} ${gt.createFlags.join(' ')}`);
     }
-  }
-
-  if (o.only !== 'gantry') {
-    if (o.hosts > 1) {
-      const lab = await swarmLab(o.hosts, { tar, ref: IMAGE });
-      try {
-        const s = labSwarm(lab);
-        for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (d[n] ??= []).push(await swarmConverge(s, n, `s${r}`));
-      } finally {
-        await lab.down();
-      }
-    } else {
-      const sw = await Swarm.start();
-      try {
+    if (o.only !== 'gantry') {
+      if (o.hosts > 1) {
+        const lab = await swarmLab(o.hosts, { tar, ref: IMAGE });
+        teardown.push(() => lab.down());
+        st = labSwarm(lab);
+      } else {
+        const sw = await Swarm.start();
+        teardown.push(async () => {
+          const errs = await sw.stop();
+          if (errs.length) console.error(`swarm cleanup: ${errs.join('; ')}`);
+        });
         await sw.importImage(tar, IMAGE);
-        const s = singleSwarm(sw);
-        for (let r = 0; r < o.rounds; r++) for (const n of o.replicas) (d[n] ??= []).push(await swarmConverge(s, n, `s${r}`));
-      } finally {
-        const errs = await sw.stop();
-        if (errs.length) console.error(`swarm cleanup: ${errs.join('; ')}`);
+        st = singleSwarm(sw);
       }
     }
+    for (let r = 0; r < o.rounds; r++) {
+      for (const n of o.replicas) {
+        const runG = async () => {
+          if (gt) (g[n] ??= []).push(await gantryConverge(gt, n, `g${r}`));
+        };
+        const runS = async () => {
+          if (st) (d[n] ??= []).push(await swarmConverge(st, n, `s${r}`));
+        };
+        if (r % 2 === 0) {
+          await runG();
+          await runS();
+        } else {
+          await runS();
+          await runG();
+        }
+        console.error(`round ${r} N=${n}: gantry ${fmt(g[n]?.at(-1)?.total)} swarm ${fmt(d[n]?.at(-1)?.total)}`);
+      }
+    }
+  } finally {
+    for (const down of teardown.reverse()) await down().catch((e: Error) => console.error(`cleanup: ${e.message}`));
   }
 
   if (o.failover && o.only !== 'swarm') {
