@@ -84,9 +84,11 @@ export class GantryNet implements NetHelper {
       } catch {
         return;
       }
-      const done = this.pending.get(m.id ?? 0);
-      if (!done) return;
-      this.pending.delete(m.id ?? 0);
+      // answers come in request order: one without a known id (a request it could not read) is the oldest's
+      const id = this.pending.has(m.id ?? 0) ? (m.id ?? 0) : this.pending.keys().next().value;
+      const done = id === undefined ? undefined : this.pending.get(id);
+      if (!done || id === undefined) return;
+      this.pending.delete(id);
       done(m.ok ? { ok: true, us: m.us ?? 0 } : { ok: false, error: m.error ?? 'gantry-net failed without a message' });
       this.idle();
     });
