@@ -74,18 +74,18 @@ describe('decideUpdate', () => {
     { name: 'stop-first p=1 waits while a slot is busy', s: svc(), layout: ['new:starting', 'old', 'old', 'old'], want: [] },
     { name: 'stop-first p=1 waits while any slot is down, even for another reason', s: svc(), layout: ['new', 'old:stopping', 'old', 'old'], want: ['stage 3'] },
     { name: 'a slot on the old spec that is down is replaced first', s: svc(), layout: ['old', 'old', 'old:starting', 'old'], want: ['replace 3 stop-first', 'stage 1'] },
-    { name: 'start-first p=1', s: svc({ order: 'start-first' }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 start-first', 'stage 2'] },
-    { name: 'start-first: the old task is stopped once the new is up, and the next slot starts', s: svc({ order: 'start-first' }), layout: ['old+new', 'old', 'old', 'old'], want: ['stop old1', 'replace 2 start-first', 'stage 3'] },
+    { name: 'start-first p=1 (3 slots prepared ahead)', s: svc({ order: 'start-first' }), layout: ['old', 'old', 'old', 'old'], want: ['replace 1 start-first', 'stage 2', 'stage 3', 'stage 4'] },
+    { name: 'start-first: the old task is stopped once the new is up, and the next slot starts', s: svc({ order: 'start-first' }), layout: ['old+new', 'old', 'old', 'old'], want: ['stop old1', 'replace 2 start-first', 'stage 3', 'stage 4'] },
     { name: 'stop-first: the READY replacement is promoted once the old one stopped', s: svc(), layout: ['new:ready', 'old', 'old', 'old'], want: [] },
     { name: 'stop-first: a staged slot\'s turn stops its old task (the prepared one starts once it stopped)', s: svc(), layout: ['new', 'old+new:ready', 'old', 'old'], want: ['stop old2', 'stage 3'] },
-    { name: 'start-first: a staged slot\'s turn starts the prepared task', s: svc({ order: 'start-first' }), layout: ['new', 'old+new:ready', 'old', 'old'], want: ['promote 2', 'stage 3'] },
+    { name: 'start-first: a staged slot\'s turn starts the prepared task', s: svc({ order: 'start-first' }), layout: ['new', 'old+new:ready', 'old', 'old'], want: ['promote 2', 'stage 3', 'stage 4'] },
     { name: 'staging stays within parallelism', s: svc(), layout: ['new:starting', 'old+new:ready', 'old', 'old'], want: [] },
     { name: 'all slots up on the new spec, monitor 0: completed', s: svc(), layout: ['new', 'new', 'new', 'new'], want: ['status completed: update completed'] },
     { name: 'a failure with action pause pauses and names the task', s: svc(), layout: ['new:failed', 'old', 'old', 'old'], want: ['status paused: update paused: task web.1 on node-1 failed: exit 1 after 4s'] },
     { name: 'a failure with action rollback rolls back', s: svc({ action: 'rollback' }), layout: ['new:failed', 'old', 'old', 'old'], want: ['rollback: update rolled back: task web.1 on node-1 failed: exit 1 after 4s'] },
     { name: 'a failure during a rollback pauses the rollback', s: svc({ action: 'rollback', state: UpdateState.UPDATE_STATE_ROLLBACK_STARTED }), layout: ['new:failed', 'old', 'old', 'old'], want: ['status rollback_paused: rollback paused: task web.1 on node-1 failed: exit 1 after 4s'] },
     { name: 'continue goes on past a failed slot', s: svc({ action: 'continue' }), layout: ['new:failed', 'old', 'old', 'old'], want: ['replace 2 stop-first', 'stage 3'] },
-    { name: 'a failure within the ratio (1/4 ≤ 0.25) does not pause', s: svc({ ratio: 0.25, order: 'start-first' }), layout: ['old+new:failed', 'old', 'old', 'old'], want: ['replace 2 start-first', 'stage 3'] },
+    { name: 'a failure within the ratio (1/4 ≤ 0.25) does not pause', s: svc({ ratio: 0.25, order: 'start-first' }), layout: ['old+new:failed', 'old', 'old', 'old'], want: ['replace 2 start-first', 'stage 3', 'stage 4'] },
     { name: 'a failure from before the update (re)started does not count', s: svc({ startedAt: NOW - 500 }), layout: ['new:failed', 'old', 'old', 'old'], want: [] },
     { name: 'paused: nothing new starts', s: svc({ state: UpdateState.UPDATE_STATE_PAUSED }), layout: ['new', 'old', 'old', 'old'], want: [] },
     { name: 'paused: a slot in flight is still finished', s: svc({ state: UpdateState.UPDATE_STATE_PAUSED, order: 'start-first' }), layout: ['old+new', 'old', 'old', 'old'], want: ['stop old1'] },
@@ -122,6 +122,13 @@ describe('decideUpdate', () => {
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: same, node: (id) => nodes.get(id), now: NOW, prepareAhead: true }).actions), ['replace 1 stop-first', 'stage 2']);
   });
 
+  it('decideUpdate: prepareDepth keeps that many slots prepared ahead, whatever the parallelism', () => {
+    const s = svc({ order: 'start-first' });
+    const d = (layout: string[]) => brief(decideUpdate({ service: s, tasks: tasks(s, layout), node: (id) => nodes.get(id), now: NOW, prepareAhead: true, prepareDepth: 2 }).actions);
+    assert.deepEqual(d(['old', 'old', 'old', 'old']), ['replace 1 start-first', 'stage 2', 'stage 3']);
+    assert.deepEqual(d(['old+new', 'old+new:ready', 'old+new:ready', 'old']), ['stop old1', 'promote 2', 'stage 4']);
+  });
+
   it('decideUpdate: without prepareAhead no slot is prepared ahead', () => {
     const s = svc();
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: tasks(s, ['old', 'old', 'old', 'old']), node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
@@ -155,7 +162,7 @@ describe('decideUpdate: health still "starting" when the monitor period ends', (
       layout: ['old+new:unhealthy-yet', 'old', 'old', 'old'],
       want: ['rollback: update rolled back: task web.1 on node-1 failed: not healthy within the update monitor period (health check "false" still starting) after 5s'],
     },
-    { name: 'past the monitor period, within the failure ratio, start-first goes on', s: hc(svc({ monitorMs: 500, ratio: 0.25, order: 'start-first' })), layout: ['old+new:unhealthy-yet', 'old', 'old', 'old'], want: ['replace 2 start-first', 'stage 3'] },
+    { name: 'past the monitor period, within the failure ratio, start-first goes on', s: hc(svc({ monitorMs: 500, ratio: 0.25, order: 'start-first' })), layout: ['old+new:unhealthy-yet', 'old', 'old', 'old'], want: ['replace 2 start-first', 'stage 3', 'stage 4'] },
     { name: 'monitor 0: no deadline, the update waits for the check (as Swarm)', s: hc(svc({ monitorMs: 0 })), layout: ['new:unhealthy-yet', 'old', 'old', 'old'], want: [] },
   ];
   for (const c of cases) {
@@ -206,7 +213,7 @@ describe('decideUpdate: global services (one slot per node)', () => {
     { name: 'stop-first p=1: an eligible node without a task counts as down', s: gsvc(), layout: ['new', 'old', 'old'], nodes: ['n1', 'n2', 'n3', 'n4'], want: [] },
     { name: 'start-first p=1: a new task beside the old one on the first node', s: gsvc({ order: 'start-first' }), layout: ['old', 'old', 'old'], want: ['replace n1 start-first'] },
     { name: 'start-first: the old task is stopped once the new one is up, and the next node starts', s: gsvc({ order: 'start-first' }), layout: ['old+new', 'old', 'old'], want: ['stop old1', 'replace n2 start-first'] },
-    { name: 'start-first prepared ahead: the next node\'s task is staged', s: gsvc({ order: 'start-first' }), layout: ['old', 'old', 'old'], prepareAhead: true, want: ['replace n1 start-first', 'stage n2'] },
+    { name: 'start-first prepared ahead: the next node\'s task is staged', s: gsvc({ order: 'start-first' }), layout: ['old', 'old', 'old'], prepareAhead: true, want: ['replace n1 start-first', 'stage n2', 'stage n3'] },
     { name: 'start-first: a staged node\'s turn starts the prepared task', s: gsvc({ order: 'start-first' }), layout: ['new', 'old+new:ready', 'old'], want: ['promote n2'] },
     { name: 'every node runs an up new task, monitor 0: completed', s: gsvc(), layout: ['new', 'new', 'new'], want: ['status completed: update completed'] },
     { name: 'monitor: not completed before it passed', s: gsvc({ monitorMs: 5000 }), layout: ['new', 'new', 'new'], want: [] },

@@ -11,6 +11,8 @@ export interface UpdaterOptions extends ControllerDeps {
   newId?: () => string;
   /** Prepare the next slots ahead: true/false, or by order when undefined (GANTRY_UPDATE_PREPARE_AHEAD=1|0 sets it). */
   prepareAhead?: boolean;
+  /** Slots kept prepared ahead (default: parallelism; GANTRY_UPDATE_PREPARE_DEPTH=N sets it). */
+  prepareDepth?: number;
 }
 
 export class Updater {
@@ -19,6 +21,7 @@ export class Updater {
   private readonly log: Log;
   private readonly newId: () => string;
   private readonly prepareAhead: boolean | undefined;
+  private readonly prepareDepth: number | undefined;
   private readonly loop: ControllerLoop;
   private dirty = new Set<string>();
   private all = true;
@@ -30,6 +33,8 @@ export class Updater {
     this.newId = opts.newId ?? defaultNewId;
     const env = process.env.GANTRY_UPDATE_PREPARE_AHEAD;
     this.prepareAhead = opts.prepareAhead ?? (env === '1' ? true : env === '0' ? false : undefined);
+    const depth = Number(process.env.GANTRY_UPDATE_PREPARE_DEPTH);
+    this.prepareDepth = opts.prepareDepth ?? (Number.isInteger(depth) && depth > 0 ? depth : undefined);
     // No debounce by default: the store delivers a watch response's events together already, and
     // each slot's next step waits on this reaction (a task came up, an old one stopped).
     this.loop = new ControllerLoop({ ...opts, debounceMs: opts.debounceMs ?? 0 }, {
@@ -92,7 +97,7 @@ export class Updater {
       const service = view.get('services', id);
       const mode = service?.spec?.mode?.$case;
       if (!service || (mode !== 'replicated' && mode !== 'global')) continue;
-      const d = decideUpdate({ service, tasks: view.tasksByService(id), node, nodes: mode === 'global' ? (nodeList ??= view.list('nodes')) : undefined, now, prepareAhead: this.prepareAhead });
+      const d = decideUpdate({ service, tasks: view.tasksByService(id), node, nodes: mode === 'global' ? (nodeList ??= view.list('nodes')) : undefined, now, prepareAhead: this.prepareAhead, prepareDepth: this.prepareDepth });
       actions.push(...d.actions);
       if (d.wakeAt !== undefined) wakeAt = Math.min(wakeAt ?? d.wakeAt, d.wakeAt);
       for (const a of d.actions) if (a.kind === 'status' || a.kind === 'rollback') this.log.info(`updater: service ${service.spec?.name}: ${a.status.message}`);
