@@ -108,7 +108,7 @@ export class ManagerRole {
     });
     let store: EtcdStore | undefined;
     try {
-      store = await EtcdStore.open({ endpoints: [etcd.clientUrl], tls: opts.etcdTls.material(), managerId: state.nodeId, log: (m: string) => log.info(`store: ${m}`) });
+      store = await EtcdStore.open({ endpoints: [etcd.clientUrl], tls: opts.etcdTls.material, managerId: state.nodeId, log: (m: string) => log.info(`store: ${m}`) });
       if (opts.bootstrap) await opts.bootstrap(store);
       const endpoints = [etcd.clientUrl];
       const ca = new ClusterCa({ store, clusterKey: opts.clusterKey });

@@ -125,8 +125,12 @@ export interface RpcOptions {
   callTimeoutMs?: number;
   /** Give up retrying after this long and throw StoreUnavailableError (default 5000 ms). */
   unavailableAfterMs?: number;
-  /** Mutual TLS with etcd (certificates from the cluster CA); plain when absent. */
-  tls?: EtcdTls;
+  /**
+   * Mutual TLS with etcd (certificates from the cluster CA); plain when absent. A function is
+   * asked again after a transient failure: a renewed or re-rooted certificate is what the next
+   * connection presents (an etcd member restarted under a new root refuses the old one).
+   */
+  tls?: EtcdTls | (() => EtcdTls);
 }
 
 /** PEM material a manager presents to etcd and the roots it trusts etcd's certificate by. */
@@ -150,7 +154,10 @@ export class EtcdRpc {
   readonly callTimeoutMs: number;
   readonly unavailableAfterMs: number;
   private channel: grpc.Channel;
-  private readonly creds: grpc.ChannelCredentials;
+  private creds: grpc.ChannelCredentials;
+  private readonly target: string;
+  private readonly tlsSource: (() => EtcdTls) | undefined;
+  private tlsInUse: EtcdTls | undefined;
   // biome-ignore lint/suspicious/noExplicitAny: proto-loader clients are untyped
   private clients = new Map<Service, any>();
   private closed = false;
@@ -163,10 +170,18 @@ export class EtcdRpc {
     const addrs = endpoints.map(hostPort);
     // Several IPv4 endpoints: one channel that fails over between them (pick_first).
     const target = addrs.every((a) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(a)) ? `ipv4:${addrs.join(',')}` : addrs[0];
-    this.creds = credentials(opts.tls);
-    this.channel = new grpc.Channel(target, this.creds, {
+    this.target = target;
+    const tls = opts.tls;
+    this.tlsSource = typeof tls === 'function' ? tls : tls ? () => tls : undefined;
+    this.tlsInUse = this.tlsSource?.();
+    this.creds = credentials(this.tlsInUse);
+    this.channel = this.newChannel();
+  }
+
+  private newChannel(): grpc.Channel {
+    return new grpc.Channel(this.target, this.creds, {
       // TLS: a server name that is not an IP (the name itself is not checked: see credentials())
-      ...(opts.tls ? { 'grpc.ssl_target_name_override': 'etcd' } : {}),
+      ...(this.tlsInUse ? { 'grpc.ssl_target_name_override': 'etcd' } : {}),
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.min_reconnect_backoff_ms': 100,
@@ -176,6 +191,24 @@ export class EtcdRpc {
       'grpc.max_receive_message_length': -1,
       'grpc.max_send_message_length': -1,
     });
+  }
+
+  /**
+   * After a transient failure: when this host's certificate changed since the channel was made,
+   * a new channel presents the new one (streams on the old one end and are reopened by callers).
+   */
+  refreshTls(): void {
+    if (!this.tlsSource || this.closed) return;
+    const now = this.tlsSource();
+    const was = this.tlsInUse;
+    if (was && now.certPem === was.certPem && now.keyPem === was.keyPem && now.caPem === was.caPem) return;
+    const old = { channel: this.channel, clients: [...this.clients.values()] };
+    this.tlsInUse = now;
+    this.creds = credentials(now);
+    this.channel = this.newChannel();
+    this.clients.clear();
+    for (const c of old.clients) c.close();
+    old.channel.close();
   }
 
   // biome-ignore lint/suspicious/noExplicitAny: proto-loader clients are untyped
@@ -213,6 +246,7 @@ export class EtcdRpc {
         if (!isTransient(err) || this.closed) throw this.closed ? new StoreUnavailableError('etcd client is closed') : err;
         const elapsed = Date.now() - start;
         if (elapsed >= this.unavailableAfterMs) throw this.unavailable(err, elapsed);
+        this.refreshTls();
         onRetry?.();
         await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, this.unavailableAfterMs - elapsed))));
         delay = Math.min(delay * 2, 1000);

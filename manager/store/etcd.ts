@@ -33,7 +33,7 @@ const BATCH_PARALLEL = 4;
 export interface EtcdStoreOptions {
   endpoints: string[];
   /** Mutual TLS with etcd (manager/store/etcd-rpc.ts). */
-  tls?: import('./etcd-rpc.ts').EtcdTls;
+  tls?: import('./etcd-rpc.ts').RpcOptions['tls'];
   /** Key prefix of every object (default "/gantry/v1/"). */
   prefix?: string;
   /** This manager's node id (logged; the election value is the candidate id). */

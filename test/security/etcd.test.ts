@@ -32,4 +32,15 @@ test('security: etcd peers and clients use TLS from the cluster CA; other client
   const k = await newKeyAndCsr();
   const foreign = await issue(other, k.csrPem, { id: 'x', role: 'manager', clusterId: 'other' }, Date.now(), 3600_000);
   await assert.rejects(range(new EtcdRpc([clientUrl], { tls: { caPem, certPem: foreign, keyPem: k.keyPem } })), 'a certificate of another CA is refused');
+
+  // A client given its material as a function presents what it returns now when a connection
+  // fails (a renewed or re-rooted certificate), without being reopened.
+  let material = { caPem, certPem: foreign, keyPem: k.keyPem };
+  const live = new EtcdRpc([clientUrl], { tls: () => material, unavailableAfterMs: 20_000 });
+  t.after(() => live.close());
+  const ranged = live.call('KV', 'range', { key: Buffer.from('/gantry/v1/') });
+  setTimeout(() => {
+    material = { caPem, certPem, keyPem };
+  }, 300);
+  await ranged;
 });
