@@ -2,6 +2,7 @@
 // (the manager's own certificates) that timestamps every stored task revision. Diagnostics, not a benchmark.
 //
 //   node_modules/.bin/node bench/converge-trace.ts [--replicas 1,50] [--runtime native|runc] [--network none] [--keep-log FILE]
+//        [--cpu-prof DIR]   (gantryd and its helpers write V8 CPU profiles there when the lab goes down)
 //
 // Prints, per N, milestones in ms from spawning `gantry service create -d` (median / max over the N
 // tasks): service stored, task created (NEW), PENDING, ASSIGNED, and per worker state the worker's
@@ -59,7 +60,8 @@ async function main(): Promise<void> {
   const network = arg('network');
   const tar = busyboxRootfsTar();
   await cleanupLabs();
-  const lab = await Lab.up({ hosts: 1, runtime: arg('runtime') });
+  const prof = arg('cpu-prof');
+  const lab = await Lab.up({ hosts: 1, runtime: arg('runtime'), env: prof ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${prof}` } : undefined });
   try {
     const h = await formCluster(lab);
     await gantryOk(h, ['image', 'import', tar, IMAGE]);

@@ -1,18 +1,10 @@
 // The spawner's helper process (see spawner.ts): runs each command it is sent with execFile, and
 // rootfs mounts with the default mounter (whose mount(8) runs fork from here); exits with gantryd.
-import { execFile } from 'node:child_process';
 import { defaultMounter } from './rootfs-mount.ts';
-import type { HelperReply, HelperRequest } from './spawner.ts';
+import { execCommand, type HelperReply, type HelperRequest } from './spawner.ts';
 
 async function handle(m: HelperRequest): Promise<HelperReply> {
-  if (m.op === 'exec') {
-    return new Promise((resolve) => {
-      execFile(m.file, m.args, { cwd: m.cwd, timeout: m.timeoutMs, maxBuffer: m.maxBuffer }, (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ id: m.id, op: 'exec', code, stdout: String(stdout), stderr: String(stderr), error: err && code !== 0 ? err.message : undefined });
-      });
-    });
-  }
+  if (m.op === 'exec') return { id: m.id, op: 'exec', ...(await execCommand(m.file, m.args, m)) };
   try {
     const mounter = await defaultMounter();
     if (m.op === 'mount') return { id: m.id, op: 'mount', rootfs: (await mounter.mountRootfs(m.opts)).rootfs };

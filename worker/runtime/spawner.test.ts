@@ -14,6 +14,7 @@ test('spawner: runs a command in the helper and returns its exit code, stdout an
   assert.deepEqual(many.map((r) => r.stdout), Array.from({ length: 20 }, (_, i) => `${i}\n`));
   const cwd = await sp.run('/bin/pwd', [], { cwd: '/tmp' });
   assert.equal(cwd.stdout, '/tmp\n');
+  assert.equal((await sp.run('/bin/cat', [], { input: 'fed on stdin\n' })).stdout, 'fed on stdin\n');
 });
 
 test('spawner: a missing binary or a timeout is a failed result with the reason, not a throw', async (t) => {

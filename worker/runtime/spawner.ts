@@ -14,7 +14,7 @@ import { defaultMounter, type RootfsMounter } from './rootfs-mount.ts';
 export type MountOptions = Parameters<RootfsMounter['mountRootfs']>[0];
 
 export type HelperRequest =
-  | { id: number; op: 'exec'; file: string; args: string[]; cwd?: string; timeoutMs?: number; maxBuffer?: number }
+  | { id: number; op: 'exec'; file: string; args: string[]; cwd?: string; timeoutMs?: number; maxBuffer?: number; input?: string }
   | { id: number; op: 'mount'; opts: MountOptions }
   | { id: number; op: 'unmount'; containerDir: string };
 
@@ -29,6 +29,8 @@ export interface RunOptions {
   cwd?: string;
   timeoutMs?: number;
   maxBuffer?: number;
+  /** Written to the command's stdin (then closed); without it stdin is empty. */
+  input?: string;
 }
 
 type Req = HelperRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
@@ -44,7 +46,7 @@ export class Spawner {
 
   /** Runs file with args (never a shell); stderr carries the failure reason when it did not run. */
   async run(file: string, args: string[], opts: RunOptions = {}): Promise<CommandResult> {
-    const r = await this.call({ op: 'exec', file, args, cwd: opts.cwd, timeoutMs: opts.timeoutMs, maxBuffer: opts.maxBuffer ?? 4 << 20 });
+    const r = await this.call({ op: 'exec', file, args, cwd: opts.cwd, timeoutMs: opts.timeoutMs, maxBuffer: opts.maxBuffer ?? 4 << 20, input: opts.input });
     if (r === undefined) return direct(file, args, opts);
     if (r.op !== 'exec') return { code: 1, stdout: '', stderr: r.error ?? 'the spawner helper answered another call' };
     return { code: r.code, stdout: r.stdout, stderr: r.stderr || (r.code !== 0 ? (r.error ?? '') : '') };
@@ -131,13 +133,21 @@ function failure(id: number, op: HelperRequest['op'], why: string): HelperReply 
   return op === 'exec' ? { id, op, code: 1, stdout: '', stderr: why } : { id, op, error: why };
 }
 
-function direct(file: string, args: string[], opts: RunOptions): Promise<CommandResult> {
+/** execFile with optional stdin input; never rejects (a failure to run is code 1 and the reason). */
+export function execCommand(file: string, args: string[], opts: RunOptions): Promise<CommandResult & { error?: string }> {
   return new Promise((resolve) => {
-    execFile(file, args, { cwd: opts.cwd, timeout: opts.timeoutMs, maxBuffer: opts.maxBuffer ?? 4 << 20 }, (err, stdout, stderr) => {
+    const cp = execFile(file, args, { cwd: opts.cwd, timeout: opts.timeoutMs, maxBuffer: opts.maxBuffer ?? 4 << 20 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) || (err && code !== 0 ? err.message : '') });
+      resolve({ code, stdout: String(stdout), stderr: String(stderr), error: err && code !== 0 ? err.message : undefined });
     });
+    cp.stdin?.on('error', () => {}); // a command that exits without reading its input
+    cp.stdin?.end(opts.input ?? '');
   });
+}
+
+async function direct(file: string, args: string[], opts: RunOptions): Promise<CommandResult> {
+  const r = await execCommand(file, args, opts);
+  return { code: r.code, stdout: r.stdout, stderr: r.stderr || (r.error ?? '') };
 }
 
 let shared: Spawner | undefined;
