@@ -129,15 +129,22 @@ describe('decideUpdate', () => {
     assert.deepEqual(d(['old+new', 'old+new:ready', 'old+new:ready', 'old']), ['stop old1', 'promote 2', 'stage 4']);
   });
 
-  it('decideUpdate: without prepareAhead no slot is prepared ahead', () => {
+  it('decideUpdate: prepareAhead false prepares no slot ahead', () => {
     const s = svc();
-    assert.deepEqual(brief(decideUpdate({ service: s, tasks: tasks(s, ['old', 'old', 'old', 'old']), node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: tasks(s, ['old', 'old', 'old', 'old']), node: (id) => nodes.get(id), now: NOW, prepareAhead: false }).actions), ['replace 1 stop-first']);
+  });
+
+  it('decideUpdate: by default stop-first prepares ahead with parallelism 1 only; start-first always', () => {
+    const d = (s: Service) => brief(decideUpdate({ service: s, tasks: tasks(s, ['old', 'old', 'old', 'old', 'old']), node: (id) => nodes.get(id), now: NOW }).actions);
+    assert.deepEqual(d(svc({ replicas: 5 })), ['replace 1 stop-first', 'stage 2']);
+    assert.deepEqual(d(svc({ replicas: 5, parallelism: 2 })), ['replace 1 stop-first', 'replace 2 stop-first']);
+    assert.deepEqual(d(svc({ replicas: 5, parallelism: 2, order: 'start-first' })), ['replace 1 start-first', 'replace 2 start-first', 'stage 3', 'stage 4', 'stage 5']);
   });
 
   it('decideUpdate: slots need not be 1..replicas (a scale-down keeps the best-placed ones)', () => {
     const s = svc();
     const ts = tasks(s, ['old', 'old', 'old', 'old', 'old']).filter((t) => t.slot !== 2);
-    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first']);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 1 stop-first', 'stage 3']);
     const done = tasks(s, ['new', 'new', 'new', 'new', 'new']).filter((t) => t.slot !== 2);
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: done, node: (id) => nodes.get(id), now: NOW }).actions), ['status completed: update completed']);
   });
@@ -182,7 +189,7 @@ describe('decideUpdate: health still "starting" when the monitor period ends', (
     ts[0].status!.health = '';
     assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), []);
     ts[0].status!.health = 'healthy';
-    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW }).actions), ['replace 2 stop-first']);
+    assert.deepEqual(brief(decideUpdate({ service: s, tasks: ts, node: (id) => nodes.get(id), now: NOW, prepareAhead: false }).actions), ['replace 2 stop-first']);
   });
 });
 

@@ -26,11 +26,11 @@ export interface UpdateInput {
   nodes?: readonly Node[];
   now: number;
   /**
-   * Prepare the next `parallelism` slots' tasks ahead (READY beside the running old ones). Default:
-   * start-first only (measured faster there; slower for stop-first on this host, see README).
+   * Prepare the next slots' tasks ahead (READY beside the running old ones). Default: start-first,
+   * and stop-first with parallelism 1 (measured faster there; see README).
    */
   prepareAhead?: boolean;
-  /** How many slots to keep prepared ahead (default: `parallelism`). */
+  /** How many slots to keep prepared ahead (default: `parallelism`; start-first at least 3). */
   prepareDepth?: number;
 }
 
@@ -392,7 +392,9 @@ function decideSteps(input: UpdateInput): UpdateDecision {
   }
   // Prepare the next `parallelism` slots ahead (scheduled, image pulled, container created), so
   // that their turn costs only a start. Not with parallelism 0 (everything goes at once anyway).
-  if ((input.prepareAhead ?? !stopFirst) && Number.isFinite(window)) {
+  // Default: start-first, and stop-first with parallelism 1 (one more preparation at a time; at
+  // parallelism 5 stop-first doubled the preparations in flight and measured slower under load).
+  if ((input.prepareAhead ?? (!stopFirst || cfg.parallelism === 1)) && Number.isFinite(window)) {
     // start-first keeps at least 3 prepared: a container's preparation (≈ 350-450 ms on the bench
     // host) outlasts a slot's turn (≈ 150-300 ms), so one slot ahead left each start waiting on it
     // (20 replicas p=1: 3.4-3.7 s at depth 3 vs 6.3-8.3 s at depth 1, bench/update.ts).
