@@ -76,11 +76,11 @@ export function hostResolvers(file = '/etc/resolv.conf'): string[] {
 
 export class DnsServer {
   private sock: dgram.Socket | undefined;
-  private readonly lookup: (src: string, name: string) => DnsAnswer;
+  private readonly lookup: (src: string, name: string) => DnsAnswer | Promise<DnsAnswer>;
   private readonly upstream: string[];
   private readonly log: (m: string) => void;
 
-  constructor(opts: { lookup: (src: string, name: string) => DnsAnswer; upstream?: string[]; log?: (m: string) => void }) {
+  constructor(opts: { lookup: (src: string, name: string) => DnsAnswer | Promise<DnsAnswer>; upstream?: string[]; log?: (m: string) => void }) {
     this.lookup = opts.lookup;
     this.upstream = opts.upstream ?? hostResolvers();
     this.log = opts.log ?? (() => {});
@@ -96,14 +96,14 @@ export class DnsServer {
       });
     });
     sock.on('error', (err) => this.log(`dns: ${err.message}`));
-    sock.on('message', (msg, rinfo) => void this.handle(msg, rinfo));
+    sock.on('message', (msg, rinfo) => void this.handle(msg, rinfo).catch((err: Error) => this.log(`dns: ${err.message}`)));
     this.sock = sock;
   }
 
   private async handle(msg: Buffer, rinfo: dgram.RemoteInfo): Promise<void> {
     const q = parseQuery(msg);
     if (!q) return;
-    const a = this.lookup(rinfo.address, q.name);
+    const a = await this.lookup(rinfo.address, q.name);
     let out: Buffer;
     if (a.kind === 'a') out = buildResponse(msg, q, a.ips);
     else if (a.kind === 'nxdomain') out = buildResponse(msg, q, [], q.qtype === TYPE_A ? RCODE_NXDOMAIN : 0);

@@ -10,6 +10,7 @@ import { DnsServer } from './dns.ts';
 import { checkCidr, checkIp, checkNsName, HOST_BRIDGE, macOf, netnsName, netnsPrefix, OVERLAY_MTU, overlayBridge, VXLAN_PORT, vethName, vxlanName } from './names.ts';
 import {
   type Attachment,
+  type DnsAnswer,
   bridgeNetwork,
   containerRules,
   HOST_JUMPS,
@@ -45,6 +46,8 @@ const STATE_WAIT_MS = 15_000;
 const DRAIN_MS = 1000;
 /** At most this long for the manager to drop a stopping task from the endpoints. */
 const DRAIN_STATE_WAIT_MS = 5000;
+/** A name asked before the first state waits this long for it (glibc gives up after 5 s; a forward takes up to 1.5 s more). */
+const DNS_STATE_WAIT_MS = 3000;
 
 function ipOf(cidr: string): string {
   return cidr.split('/')[0];
@@ -83,6 +86,7 @@ export class NetworkManager {
   private lock: Promise<unknown> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private dns: DnsServer | undefined;
+  private dnsAddr: string | undefined; // where `dns` listens
   private closed = false;
   private readonly net: NetHelper | undefined; // gantry-net; undefined: ip/nsenter
 
@@ -212,7 +216,12 @@ export class NetworkManager {
       }
       else await this.delNs(ns).catch(() => {});
     }
-    if (this.containers.size) this.log(`network: found ${this.containers.size} container namespaces from before the restart`);
+    if (this.containers.size) {
+      this.log(`network: found ${this.containers.size} container namespaces from before the restart`);
+      // their resolver answers again now, not once the manager's state arrives (names wait for it)
+      const addrs = await this.linkAddrs(HOST_BRIDGE).catch(() => [] as string[]);
+      if (addrs.length === 1) await this.serveDns(checkIp(ipOf(addrs[0])));
+    }
   }
 
   private async readContainer(ns: string, taskId: string): Promise<LocalContainer | undefined> {
@@ -388,14 +397,33 @@ export class NetworkManager {
     await writeFile('/proc/sys/net/ipv4/ip_forward', '1').catch((err) => this.log(`network: cannot turn on ip_forward: ${err.message}`));
     this.hostBridge = sub;
     await this.applyHostRules();
-    if (this.o.dns !== false) {
-      this.dns?.close();
-      this.dns = new DnsServer({ lookup: (src, name) => resolveName(this.state, [...this.containers.values()], src, name), log: this.log });
-      await this.dns.listen(gw).catch((err) => {
+    await this.serveDns(gw);
+  }
+
+  /** The containers' resolver on the gateway `gw` (kept when it already listens there). */
+  private async serveDns(gw: string): Promise<void> {
+    if (this.o.dns === false || (this.dns && this.dnsAddr === gw)) return;
+    this.dns?.close();
+    this.dnsAddr = undefined;
+    this.dns = new DnsServer({ lookup: (src, name) => this.lookupName(src, name), log: this.log });
+    await this.dns.listen(gw).then(
+      () => {
+        this.dnsAddr = gw;
+      },
+      (err) => {
         this.log(`network: DNS cannot listen on ${gw}:53: ${(err as Error).message}`);
         this.dns = undefined;
-      });
-    }
+      },
+    );
+  }
+
+  /**
+   * A name asked by the container at `src`. Before the first state from the manager (a restarted
+   * gantryd), the answer waits for it a few seconds rather than going to the host's resolvers.
+   */
+  private async lookupName(src: string, name: string): Promise<DnsAnswer> {
+    if (!this.state && !this.closed) await this.waitState(() => true, 'any network state', DNS_STATE_WAIT_MS).catch(() => {});
+    return resolveName(this.state, [...this.containers.values()], src, name);
   }
 
   /** A link's IPv4 addresses as CIDRs. */
@@ -577,6 +605,8 @@ export class NetworkManager {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.dns?.close();
+    this.dns = undefined;
+    this.dnsAddr = undefined;
     await this.lock;
     this.net?.close(); // asked again (teardown), it starts anew
   }
