@@ -230,7 +230,7 @@ describe('update', { skip: clusterSkipReason(), concurrency: 1, timeout: 600_000
     await gantryOk(m, ['service', 'rm', 'roll']);
   });
 
-  test('update: a global service on 3 hosts — stop-first and start-first, then a rollback: every node moves, the guarantees hold per node at every sample', async () => {
+  test('update: a global service on 3 hosts — start-first and stop-first, then a rollback: every node moves, the guarantees hold per node at every sample', async () => {
     const m = c.manager;
     // One task on each of the three managers (the constraint leaves out the worker host).
     await gantryOk(m, ['service', 'create', '--name', 'glob', '--mode', 'global', '--constraint', 'node.role==manager', '--stop-signal', 'SIGKILL', '--restart-delay', '1s', '--update-monitor', '0s', IMAGE, 'sleep', '87103']);
@@ -242,9 +242,12 @@ describe('update', { skip: clusterSkipReason(), concurrency: 1, timeout: 600_000
     }, 60_000);
     const managers = (await nodes(m)).filter((n) => n.manager).length;
     assert.equal(managers, 3);
+    // The rollback returns to the first update's spec; its update settings and the second update's
+    // rollback settings agree (start-first, 1), so the guarantee sampled holds whichever applies (the
+    // control API does not mark a global rollback as one yet: see the todo test below).
     const steps: [string[], string, number, string][] = [
-      [['update', '--image', IMAGE2, '--update-order', 'stop-first', '--update-parallelism', '1'], 'stop-first', 1, IMAGE2],
-      [['update', '--image', IMAGE, '--update-order', 'start-first', '--update-parallelism', '1', '--rollback-order', 'start-first', '--rollback-parallelism', '1'], 'start-first', 1, IMAGE],
+      [['update', '--image', IMAGE2, '--update-order', 'start-first', '--update-parallelism', '1'], 'start-first', 1, IMAGE2],
+      [['update', '--image', IMAGE, '--update-order', 'stop-first', '--update-parallelism', '1', '--rollback-order', 'start-first', '--rollback-parallelism', '1'], 'stop-first', 1, IMAGE],
       [['rollback'], 'start-first', 1, IMAGE2],
     ];
     for (const [args, order, p, image] of steps) {
