@@ -9,9 +9,9 @@ import { decideUpdate, type UpdateAction } from './decide.ts';
 
 export interface UpdaterOptions extends ControllerDeps {
   newId?: () => string;
-  /** Prepare the next slots ahead: true/false, or by order when undefined (GANTRY_UPDATE_PREPARE_AHEAD=1|0 sets it). */
+  /** Prepare the next slots ahead: true/false, or when undefined start-first and stop-first with parallelism 1 (GANTRY_UPDATE_PREPARE_AHEAD=1|0 sets it). */
   prepareAhead?: boolean;
-  /** Slots kept prepared ahead (default: parallelism; GANTRY_UPDATE_PREPARE_DEPTH=N sets it). */
+  /** Slots kept prepared ahead (default: parallelism, start-first at least 3; GANTRY_UPDATE_PREPARE_DEPTH=N sets it). */
   prepareDepth?: number;
 }
 
