@@ -196,7 +196,10 @@ export class NetworkManager {
         return false;
       },
     );
-    if (out) await new Promise((resolve) => setTimeout(resolve, this.drainMs));
+    if (out) {
+      this.log(`network: task ${taskId} left its services' endpoints; stopping it in ${this.drainMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, this.drainMs));
+    }
     this.endpoints.delete(taskId);
   }
 
