@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import { mountsUnder } from './rootfs-mount.ts';
 import { Spawner } from './spawner.ts';
 
-test('spawner: runs a command in the helper and returns its exit code, stdout and stderr', async (t) => {
-  const sp = new Spawner();
+test('spawner: runs a command in a helper and returns its exit code, stdout and stderr', async (t) => {
+  const sp = new Spawner(2);
   t.after(() => sp.close());
   assert.deepEqual(await sp.run('/bin/sh', ['-c', 'echo out; echo err >&2; exit 3']), { code: 3, stdout: 'out\n', stderr: 'err\n' });
   const many = await Promise.all(Array.from({ length: 20 }, (_, i) => sp.run('/bin/sh', ['-c', `echo ${i}`])));
