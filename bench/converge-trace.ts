@@ -131,6 +131,7 @@ async function main(): Promise<void> {
       await new Promise((r) => w.once('exit', r));
     }
   } finally {
+    if (prof) await lab.host(0).stop(); // a graceful exit writes the profiles (down() kills)
     const keep = arg('keep-log');
     if (keep) copyFileSync(lab.host(0).logFile, keep);
     await lab.down();
