@@ -29,7 +29,7 @@ const create: Command = {
   flags: [
     { name: 'driver', short: 'd', kind: 'string', help: 'overlay (the default and only cluster driver)' },
     { name: 'subnet', kind: 'string', help: 'the subnet in CIDR form (default: a /24 from 10.0.0.0/8)' },
-    { name: 'attachable', kind: 'bool', help: 'single containers may attach too' },
+    { name: 'attachable', kind: 'bool', help: 'recorded for Docker compatibility; gantry runs no standalone containers yet, so only services attach' },
     { name: 'label', kind: 'list', help: 'a label KEY=VALUE' },
   ],
   async run(args, ctx) {

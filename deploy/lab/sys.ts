@@ -1,5 +1,6 @@
 // Host-side primitives for the lab: running commands, finding processes by netns or cgroup,
 // killing them, unmounting trees and removing cgroups. Linux only, needs root; no lab policy here.
+import os from 'node:os';
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 
@@ -25,7 +26,10 @@ export function run(
         if (err) {
           const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean; signal?: string };
           code = typeof e.code === 'number' ? e.code : 127;
-          if (e.killed || e.signal) code = 124;
+          // 124 only for our own timeout (as timeout(1)); a death by a signal is 128 + its number,
+          // as a shell reports it (a crash must not read as a hang)
+          if (e.killed) code = 124;
+          else if (e.signal) code = 128 + (os.constants.signals[e.signal as NodeJS.Signals] ?? 0);
           if (typeof e.code === 'string' && !stderr) stderr = `${cmd}: ${e.message}`;
         }
         resolve({ code, stdout: String(stdout), stderr: String(stderr) });

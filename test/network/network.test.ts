@@ -234,7 +234,7 @@ describe('networking', { skip: clusterSkipReason(), concurrency: 1, timeout: 900
   });
 
   // The client container runs on the restarted host. busybox wget here has no -T (it dies of SIGSEGV
-  // on it, which run() reports as exit 124, like a timeout): bound requests with `timeout` only.
+  // on it, which run() once reported as exit 124, like a timeout): bound requests with `timeout` only.
   test('networking: a restarted gantryd keeps its containers reachable and removes namespaces and rules it does not own', async () => {
     const h = c.lab.hosts[0];
     assert.ok(sleepers(h, '86501').length === 1, `the client container runs on ${h.name}, the host that restarts`);
