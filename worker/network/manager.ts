@@ -591,7 +591,12 @@ export class NetworkManager {
       this.appliedRules.set(c.taskId, text);
       return;
     }
-    await this.sys.run('nsenter', [`--net=${this.nsPath(c.ns)}`, 'iptables-restore', '-w'], { input: text });
+    if (this.net) {
+      const r = await this.net.restore(this.nsPath(c.ns), text);
+      if (!r.ok) throw new Error(`the VIP rules of task ${c.taskId}: ${r.error}`);
+    } else {
+      await this.sys.run('nsenter', [`--net=${this.nsPath(c.ns)}`, 'iptables-restore', '-w'], { input: text });
+    }
     this.appliedRules.set(c.taskId, text);
   }
 
