@@ -351,7 +351,7 @@ export function controlApi(deps: ControlDeps): ControlApi {
       const rolling = req.rollback === 'previous';
       const now = clock.now();
       let updateStatus = current.updateStatus;
-      if (spec.mode?.$case === 'replicated' && taskChanged) {
+      if ((spec.mode?.$case === 'replicated' || spec.mode?.$case === 'global') && taskChanged) {
         updateStatus = { state: rolling ? UpdateState.UPDATE_STATE_ROLLBACK_STARTED : UpdateState.UPDATE_STATE_UPDATING, startedAt: now, completedAt: 0, message: rolling ? 'rollback started' : 'update started' };
       } else if (sameSpec && paused) {
         const back = st === UpdateState.UPDATE_STATE_ROLLBACK_PAUSED;

@@ -243,8 +243,7 @@ describe('update', { skip: clusterSkipReason(), concurrency: 1, timeout: 600_000
     const managers = (await nodes(m)).filter((n) => n.manager).length;
     assert.equal(managers, 3);
     // The rollback returns to the first update's spec; its update settings and the second update's
-    // rollback settings agree (start-first, 1), so the guarantee sampled holds whichever applies (the
-    // control API does not mark a global rollback as one yet: see the todo test below).
+    // rollback settings agree (start-first, 1), so the guarantee sampled holds whichever applies.
     const steps: [string[], string, number, string][] = [
       [['update', '--image', IMAGE2, '--update-order', 'start-first', '--update-parallelism', '1'], 'start-first', 1, IMAGE2],
       [['update', '--image', IMAGE, '--update-order', 'stop-first', '--update-parallelism', '1', '--rollback-order', 'start-first', '--rollback-parallelism', '1'], 'stop-first', 1, IMAGE],
@@ -263,7 +262,7 @@ describe('update', { skip: clusterSkipReason(), concurrency: 1, timeout: 600_000
     }
   });
 
-  test('update: a global service rollback is recorded as a rollback', { todo: 'manager/controlapi/server.ts starts ROLLBACK_STARTED/UPDATING for replicated services only; global rollbacks run as updates (state completed, update settings)' }, async () => {
+  test('update: a global service rollback is recorded as a rollback', async () => {
     const st = await inspect(c.manager, 'glob');
     await gantryOk(c.manager, ['service', 'rm', 'glob']);
     assert.equal(st.state, 6, `rollback completed: ${st.message}`);
