@@ -37,6 +37,8 @@ if [ -f native-exec/Makefile ]; then make -s -C native-exec; fi
 for cmd in gantry gantryd; do
   cat > "/usr/local/bin/$cmd" <<WRAP
 #!/bin/sh
+# Node keeps compiled (type-stripped) code here: most of a CLI call's start-up otherwise
+export NODE_COMPILE_CACHE="\${NODE_COMPILE_CACHE:-/var/cache/gantry/node-compile}"
 exec "$top/node_modules/.bin/node" "$top/cli/$cmd.ts" "\$@"
 WRAP
   chmod 755 "/usr/local/bin/$cmd"
