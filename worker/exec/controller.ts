@@ -15,6 +15,8 @@ export interface Controller {
   shutdown(graceMs: number): Promise<ContainerState | undefined>;
   /** Deletes the container and everything it held. */
   remove(): Promise<void>;
+  /** A health check applies (the task's, else the image's): RUNNING is reported with health "starting". */
+  hasHealthcheck?(): boolean;
 }
 
 /**
@@ -104,6 +106,10 @@ export class ContainerController implements Controller {
       if (st.status === 'unknown') throw new Error(`container for task ${this.id} is gone (it was removed while gantryd was down)`);
       throw e;
     }
+  }
+
+  hasHealthcheck(): boolean {
+    return this.health !== undefined && healthSpecFor(this.task(), this.imageHealth) !== undefined;
   }
 
   /** The container's exit; with a health check, an unhealthy container is stopped and this throws. */

@@ -53,6 +53,17 @@ test('step: each call makes exactly one transition with the right controller cal
   }
 });
 
+test('step: RUNNING goes out with health "starting" when a health check applies, and with none otherwise', async () => {
+  const checked = { ...fakeController(), hasHealthcheck: () => true };
+  const withCheck = await step(task('t'), status(S.TASK_STATE_STARTING), checked, { now });
+  assert.ok(typeof withCheck === 'object');
+  assert.equal(withCheck.state, S.TASK_STATE_RUNNING);
+  assert.equal(withCheck.health, 'starting');
+  const plain = await step(task('t'), status(S.TASK_STATE_STARTING), { ...fakeController(), hasHealthcheck: () => false }, { now });
+  assert.ok(typeof plain === 'object');
+  assert.equal(plain.health, '');
+});
+
 test('step: errors before STARTING reject, from STARTING on fail, with the error text', async () => {
   const boom = (m: string) => async () => {
     throw new Error(m);

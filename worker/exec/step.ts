@@ -74,7 +74,12 @@ export async function step(task: Task, status: TaskStatus, ctl: Controller, opts
         return next(status, TaskState.TASK_STATE_STARTING, 'starting', opts.now());
       case s === TaskState.TASK_STATE_STARTING:
         await ctl.start();
-        return next(status, TaskState.TASK_STATE_RUNNING, 'started', opts.now(), { container: { containerId: task.id, pid: 0, exitCode: 0 } });
+        // with a health check, "starting" goes out with RUNNING: the manager must not count the task
+        // as up (VIP backend, update slot done) before its first probe says healthy
+        return next(status, TaskState.TASK_STATE_RUNNING, 'started', opts.now(), {
+          container: { containerId: task.id, pid: 0, exitCode: 0 },
+          ...(ctl.hasHealthcheck?.() ? { health: 'starting' } : {}),
+        });
       case s === TaskState.TASK_STATE_RUNNING: {
         const st = await ctl.wait(opts.signal);
         return exitStatus(status, task.id, st, opts.now());

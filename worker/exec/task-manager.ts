@@ -146,8 +146,9 @@ class Runner {
       const ac = new AbortController();
       this.ac = ac;
       let r: Awaited<ReturnType<typeof step>>;
+      const base = this.status;
       try {
-        r = await step(this.task, this.status, this.ctl, { now: () => this.m.now(), signal: ac.signal });
+        r = await step(this.task, base, this.ctl, { now: () => this.m.now(), signal: ac.signal });
       } catch (e) {
         this.m.log.warn('task step threw', { task: this.task.id, err: String(e) });
         r = 'retry';
@@ -160,7 +161,7 @@ class Runner {
         await this.sleep(this.dirty ? 0 : this.m.backoff(++failures));
       } else {
         failures = 0;
-        await this.m.setStatus(this, r);
+        await this.m.setStatus(this, r, base);
       }
     }
   }
@@ -304,11 +305,13 @@ export class TaskManager {
   }
 
   /** Forward-only, deduplicated; persisted before it is reported. */
-  async setStatus(r: Runner, next: TaskStatus): Promise<void> {
+  async setStatus(r: Runner, next: TaskStatus, base?: TaskStatus): Promise<void> {
     const cur = r.status;
     if (next.state < cur.state) return;
-    // step() works from the status its call began with: keep health reported meanwhile.
-    if (!next.health && cur.health) next = { ...next, health: cur.health };
+    // step() works from the status its call began with (`base`): health reported meanwhile wins
+    // unless the step itself set a new one (RUNNING with "starting").
+    const stepKeptHealth = base ? next.health === base.health : !next.health;
+    if (stepKeptHealth && cur.health) next = { ...next, health: cur.health };
     if (next.state === cur.state && next.message === cur.message && next.err === cur.err && next.health === cur.health) return;
     r.status = next;
     await this.persist(r);
