@@ -9,7 +9,9 @@ import { test } from 'node:test';
 import * as zlib from 'node:zlib';
 import { applyLayer, unpackLayer } from '../../worker/image/layer.ts';
 import { Snapshots } from '../../worker/image/snapshots.ts';
-import { makeTar } from '../helpers/busybox.ts';
+import { ImageStore } from '../../worker/image/store.ts';
+import { makeTar, skopeoPush, writeOciLayout } from '../helpers/busybox.ts';
+import { startRegistry } from '../helpers/registry.ts';
 
 async function setup(t: { after(fn: () => void | Promise<void>): void }): Promise<{ dir: string; wt: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-unpack-worker-'));
@@ -95,4 +97,42 @@ test('unpack worker: a malicious layer is refused on the worker by entry name an
   const r = await unpackLayer(Readable.from([zlib.gzipSync(layer)]), 'gzip', { root: ok, lowers: async () => [], whiteoutTemplate: wt, onWorker: true });
   assert.notEqual(r.threadId, 0);
   assert.equal(fs.statSync(path.join(ok, 'a', 'big')).size, big.length);
+});
+
+test('unpack worker: a pull whose big layers all go to one worker, the upper ones needing the lower ones, completes', async (t) => {
+  const { dir } = await setup(t);
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  const noise = (seed: number) => {
+    const b = Buffer.alloc(3 << 20);
+    for (let i = 0; i < b.length; i += 4) b.writeUInt32LE(((i + seed) * 2654435761) >>> 0, i);
+    return b;
+  };
+  // layers 2 and 3 only name files under usr/lib: their usr/ and usr/lib/ are implied and take their owner,
+  // mode and mtime from below at finish(), so they wait for layer 1, which must not wait for them in turn
+  const layers = [
+    makeTar([{ name: 'usr/', type: 'dir', mode: 0o711, uid: 3, gid: 4 }, { name: 'usr/lib/', type: 'dir', mode: 0o750 }, { name: 'usr/lib/one', type: 'file', data: noise(1) }]),
+    makeTar([{ name: 'usr/lib/two', type: 'file', data: noise(2) }]),
+    makeTar([{ name: 'usr/lib/three', type: 'file', data: noise(3) }, { name: 'usr/lib/link', type: 'hardlink', linkname: 'usr/lib/one' }]),
+  ];
+  const layout = path.join(dir, 'layout');
+  writeOciLayout(layout, 'v1', layers, { compression: 'gzip' });
+  await skopeoPush(layout, 'v1', `${reg.addr}/worker/app:v1`);
+  const store = await ImageStore.open(path.join(dir, 'images'), { insecureRegistries: [reg.addr] });
+  const prev = process.env.GANTRY_UNPACK_WORKERS;
+  process.env.GANTRY_UNPACK_WORKERS = '1';
+  t.after(() => {
+    if (prev === undefined) delete process.env.GANTRY_UNPACK_WORKERS;
+    else process.env.GANTRY_UNPACK_WORKERS = prev;
+  });
+  const info = await store.pull(`${reg.addr}/worker/app:v1`);
+  await store.flush();
+  const dirs = await store.snapshotDirs(info);
+  assert.equal(dirs.length, 3);
+  const top = dirs[2]; // lowest first
+  const st = fs.statSync(path.join(top, 'usr'));
+  assert.equal(st.mode & 0o7777, 0o711);
+  assert.equal(`${st.uid}:${st.gid}`, '3:4');
+  assert.equal(fs.statSync(path.join(top, 'usr', 'lib')).mode & 0o7777, 0o750);
+  assert.ok(fs.readFileSync(path.join(top, 'usr', 'lib', 'link')).equals(noise(1)));
 });

@@ -2,7 +2,7 @@
 // layer streamed once through digest check, blob store and unpack at the same time, resuming cut downloads.
 import * as fs from 'node:fs';
 import type { BlobWriter } from './content.ts';
-import { assignUnpackThreads, unpackLayer, unpackWorkerCount, warmUnpackWorkers } from './layer.ts';
+import { assignUnpackThreads, type UnpackPlace, unpackLayer, unpackWorkerCount, warmUnpackWorkers } from './layer.ts';
 import * as os from 'node:os';
 import {
   chainIds, detectManifestType, formatPlatform, hostPlatform, isIndex, isManifest, layerCompression, MANIFEST_ACCEPT,
@@ -145,16 +145,16 @@ async function fetchAll(
   const m = rm.manifest;
   // layers, bounded parallelism; each layer's own unpack waits for lower ones only if it needs them
   const limit = Math.max(1, store.options.maxConcurrentDownloads ?? 6);
-  const onWorker = assignUnpackThreads(layers.map((l) => l.size), unpackWorkerCount(process.env.GANTRY_UNPACK_WORKERS, os.availableParallelism()));
+  const places = assignUnpackThreads(layers.map((l) => l.size), unpackWorkerCount(process.env.GANTRY_UNPACK_WORKERS, os.availableParallelism()));
   // start the thread(s) while the first bytes arrive (first big pull only: they are kept)
-  if (onWorker.includes(true)) void warmUnpackWorkers().catch(() => {});
+  if (places.includes('worker')) void warmUnpackWorkers().catch(() => {});
   let next = 0;
   const errors: Error[] = [];
   const worker = async () => {
     while (next < layers.length && errors.length === 0) {
       const i = next++;
       try {
-        await fetchLayer(store, client, ref, layers, i, progress, onWorker[i]);
+        await fetchLayer(store, client, ref, layers, i, progress, places[i]);
       } catch (e) {
         errors.push(new Error(`pull ${name}: layer ${layers[i].digest.slice(7, 19)}: ${(e as Error).message}`, { cause: e }));
       }
@@ -183,7 +183,7 @@ async function fetchAll(
 }
 
 async function fetchLayer(
-  store: ImageStore, client: RegistryClient, ref: Reference, layers: LayerRecord[], i: number, progress: (p: PullProgress) => void, onWorker: boolean,
+  store: ImageStore, client: RegistryClient, ref: Reference, layers: LayerRecord[], i: number, progress: (p: PullProgress) => void, place: UnpackPlace,
 ): Promise<void> {
   const l = layers[i];
   const lowerChains = layers.slice(0, i).map((x) => x.chainId);
@@ -196,7 +196,7 @@ async function fetchLayer(
     }
     if (haveBlob) {
       progress({ id: l.digest, status: 'extracting', total: l.size });
-      await store.unpackBlob(l, lowerChains);
+      await store.unpackBlob(l, lowerChains, place !== 'here');
       progress({ id: l.digest, status: 'done', current: l.size, total: l.size });
       return;
     }
@@ -213,7 +213,7 @@ async function fetchLayer(
             root: dir,
             lowers: () => store.lowerDirs(lowerChains),
             whiteoutTemplate: store.snapshots.whiteoutTemplate,
-            onWorker,
+            onWorker: place === 'worker',
           });
           // the whole blob must be in (and verified) before the snapshot counts
           progress({ id: l.digest, status: 'verifying', current: l.size, total: l.size });

@@ -526,7 +526,7 @@ export class ImageStore {
   }
 
   /** Unpacks a blob already in the content store (after an interrupted pull, or load). */
-  async unpackBlob(layer: LayerRecord, lowerChainIds: string[]): Promise<void> {
+  async unpackBlob(layer: LayerRecord, lowerChainIds: string[], onWorker = false): Promise<void> {
     await this.ensureSnapshot(layer.chainId, layer.diffId, async (dir) => {
       const fh = fs.createReadStream(this.content.path(layer.digest), { highWaterMark: 256 << 10 });
       const head = await readHead(this.content.path(layer.digest));
@@ -534,6 +534,7 @@ export class ImageStore {
         root: dir,
         lowers: () => this.lowerDirs(lowerChainIds),
         whiteoutTemplate: this.snapshots.whiteoutTemplate,
+        onWorker,
       });
       return r.diffId;
     });

@@ -1,33 +1,37 @@
-// Layer unpacking on worker threads: decompress, hash and apply a layer off the main thread, fed chunk by chunk
-// with credit-based flow control, so downloads, digests and several layers' unpacking run on all CPUs at once.
+// Layer unpacking on worker threads: decompress, hash and apply layers off the main thread, fed chunk by chunk
+// with credit-based flow control. A worker runs any number of layers at once (each message names its job), so a
+// layer waiting for its lower layers (finish() needs them) never blocks another layer: no deadlock by design.
 //
-//   main thread                                   worker (one layer at a time)
-//     start {root, compression, whiteoutTemplate} -->
-//     data {chunk} ...                            -->   applyLayer(...)  (sync fs calls)
-//                                                 <--   ack {bytes}        (consumed; main sends more)
-//                                                 <--   lowers?           (finish() needs parent layers)
-//     lowers {dirs}                               -->
-//     end                                         -->
-//                                                 <--   done {diffId, tarSize, entries} | error {name, message}
+//   main thread                                       worker (several jobs interleaved)
+//     start {id, root, compression, whiteoutTemplate} -->
+//     data {id, chunk} ...                            -->   applyLayer(...)  (sync fs calls)
+//                                                     <--   ack {id, bytes}    (consumed; main sends more)
+//                                                     <--   lowers? {id}      (finish() needs parent layers)
+//     lowers {id, dirs}                               -->
+//     end {id}                                        -->
+//                                                     <--   done {id, result} | error {id, name, message}
 import { Readable } from 'node:stream';
 import { isMainThread, parentPort, Worker } from 'node:worker_threads';
 import type { ApplyResult } from './layer.ts';
 import type { Compression } from './oci.ts';
 
 type ToWorker =
-  | { type: 'start'; root: string; compression: Compression; whiteoutTemplate: string }
-  | { type: 'data'; chunk: Uint8Array }
-  | { type: 'end' }
-  | { type: 'abort'; message: string }
-  | { type: 'lowers'; dirs?: string[]; error?: string };
+  | { type: 'start'; id: number; root: string; compression: Compression; whiteoutTemplate: string }
+  | { type: 'data'; id: number; chunk: Uint8Array }
+  | { type: 'end'; id: number }
+  | { type: 'abort'; id: number; message: string }
+  | { type: 'lowers'; id: number; dirs?: string[]; error?: string };
 
 type FromWorker =
   | { type: 'ready' }
-  | { type: 'ack'; bytes: number }
-  | { type: 'lowers?' }
-  | { type: 'done'; result: ApplyResult }
-  | { type: 'error'; name: string; message: string };
+  | { type: 'ack'; id: number; bytes: number }
+  | { type: 'lowers?'; id: number }
+  | { type: 'done'; id: number; result: ApplyResult }
+  | { type: 'error'; id: number; name: string; message: string };
 
+type JobMessage = Exclude<FromWorker, { type: 'ready' }>;
+
+/** Bytes sent to a worker for one layer and not yet consumed there. */
 const MAX_INFLIGHT = 8 << 20;
 
 // ------------------------------------------------------------------ worker side
@@ -35,18 +39,19 @@ const MAX_INFLIGHT = 8 << 20;
 if (!isMainThread && parentPort) {
   const { applyLayer } = await import('./layer.ts');
   const port = parentPort;
-  let src: Readable | undefined;
-  let lowersWaiter: ((m: Extract<ToWorker, { type: 'lowers' }>) => void) | undefined;
+  const jobs = new Map<number, { src: Readable; lowersWaiter?: (m: Extract<ToWorker, { type: 'lowers' }>) => void }>();
   port.postMessage({ type: 'ready' } satisfies FromWorker);
   port.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'start': {
+        const id = m.id;
         const input = new Readable({ read() {} });
-        src = input;
+        const job: { src: Readable; lowersWaiter?: (r: Extract<ToWorker, { type: 'lowers' }>) => void } = { src: input };
+        jobs.set(id, job);
         const counted = (async function* () {
           for await (const c of input as AsyncIterable<Buffer>) {
             yield c;
-            port.postMessage({ type: 'ack', bytes: c.length } satisfies FromWorker);
+            port.postMessage({ type: 'ack', id, bytes: c.length } satisfies FromWorker);
           }
         })();
         applyLayer(Readable.from(counted), m.compression, {
@@ -54,91 +59,90 @@ if (!isMainThread && parentPort) {
           whiteoutTemplate: m.whiteoutTemplate,
           lowers: () =>
             new Promise<string[]>((resolve, reject) => {
-              lowersWaiter = (r) => (r.dirs ? resolve(r.dirs) : reject(new Error(r.error ?? 'lower layers unavailable')));
-              port.postMessage({ type: 'lowers?' } satisfies FromWorker);
+              job.lowersWaiter = (r) => (r.dirs ? resolve(r.dirs) : reject(new Error(r.error ?? 'lower layers unavailable')));
+              port.postMessage({ type: 'lowers?', id } satisfies FromWorker);
             }),
-        }).then(
-          (result) => port.postMessage({ type: 'done', result } satisfies FromWorker),
-          (e: Error) => port.postMessage({ type: 'error', name: e.name, message: e.message } satisfies FromWorker),
-        );
+        })
+          .then(
+            (result) => port.postMessage({ type: 'done', id, result } satisfies FromWorker),
+            (e: Error) => port.postMessage({ type: 'error', id, name: e.name, message: e.message } satisfies FromWorker),
+          )
+          .finally(() => jobs.delete(id));
         break;
       }
       case 'data':
-        src?.push(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
+        jobs.get(m.id)?.src.push(Buffer.from(m.chunk.buffer, m.chunk.byteOffset, m.chunk.byteLength));
         break;
       case 'end':
-        src?.push(null);
+        jobs.get(m.id)?.src.push(null);
         break;
       case 'abort':
-        src?.destroy(new Error(m.message));
+        jobs.get(m.id)?.src.destroy(new Error(m.message));
         break;
-      case 'lowers':
-        lowersWaiter?.(m);
-        lowersWaiter = undefined;
+      case 'lowers': {
+        const job = jobs.get(m.id);
+        const w = job?.lowersWaiter;
+        if (job) job.lowersWaiter = undefined;
+        w?.(m);
         break;
+      }
     }
   });
 }
 
 // ------------------------------------------------------------------ main side
 
+interface PooledWorker {
+  w: Worker;
+  jobs: Map<number, (m: JobMessage) => void>;
+  ready: Promise<void>;
+}
+
 /**
- * At most `size` threads, kept for the next layer and pull: starting one costs ~0.3 s of CPU (Node bootstraps
- * and strips the TypeScript of layer.ts and what it imports), so gantryd pays it once, not per layer.
+ * Up to `size` threads, kept for the next layer and pull: starting one costs ~0.15 s of CPU (Node bootstraps and
+ * strips the TypeScript of layer.ts and what it imports), so gantryd pays it once. A new layer goes to the
+ * thread with the fewest layers in hand.
  */
 class UnpackPool {
-  private idle: Worker[] = [];
-  private all = new Set<Worker>();
-  private ready = new WeakMap<Worker, Promise<void>>();
-  private queue: Array<(w: Worker) => void> = [];
+  private workers: PooledWorker[] = [];
+  private nextId = 1;
   size = 1;
 
-  private spawn(): Worker {
+  private spawn(): PooledWorker {
     const w = new Worker(new URL(import.meta.url));
-    w.unref();
-    this.all.add(w);
-    this.ready.set(w, new Promise<void>((resolve) => {
-      const onMsg = (m: FromWorker) => {
-        if (m.type !== 'ready') return;
-        w.off('message', onMsg);
-        resolve();
-      };
-      w.on('message', onMsg);
-      w.once('error', () => resolve());
-      w.once('exit', () => {
-        this.all.delete(w);
-        resolve();
-      });
-    }));
-    return w;
+    let readyNow = () => {};
+    const pw: PooledWorker = { w, jobs: new Map(), ready: new Promise<void>((r) => (readyNow = r)) };
+    const fail = (message: string) => {
+      this.workers = this.workers.filter((x) => x !== pw);
+      readyNow();
+      for (const [id, h] of pw.jobs) h({ type: 'error', id, name: 'Error', message });
+      pw.jobs.clear();
+    };
+    w.on('message', (m: FromWorker) => {
+      if (m.type === 'ready') readyNow();
+      else pw.jobs.get(m.id)?.(m);
+    });
+    w.on('error', (e) => fail(`layer unpack thread failed: ${e.message}`));
+    w.on('exit', (code) => fail(`layer unpack thread exited (code ${code})`));
+    // a kept thread must not hold the process open: unref once it is up (after the listeners, which ref it)
+    void pw.ready.then(() => w.unref());
+    this.workers.push(pw);
+    return pw;
   }
 
-  async acquire(): Promise<Worker> {
-    const w = this.idle.pop();
-    if (w) return w;
-    if (this.all.size < this.size) return this.spawn();
-    return new Promise<Worker>((resolve) => this.queue.push(resolve));
+  pick(): PooledWorker {
+    if (this.workers.length < this.size) return this.spawn();
+    return this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
   }
 
-  release(w: Worker, healthy: boolean): void {
-    w.removeAllListeners('message');
-    w.removeAllListeners('error');
-    if (!healthy) {
-      this.all.delete(w);
-      void w.terminate();
-      const next = this.queue.shift();
-      if (next) next(this.spawn());
-      return;
-    }
-    const next = this.queue.shift();
-    if (next) next(w);
-    else this.idle.push(w);
+  id(): number {
+    return this.nextId++;
   }
 
   /** Starts threads up to `size` and resolves when every one is ready for a layer. */
   async warm(): Promise<void> {
-    while (this.all.size < this.size) this.idle.push(this.spawn());
-    await Promise.all([...this.all].map((w) => this.ready.get(w)));
+    while (this.workers.length < this.size) this.spawn();
+    await Promise.all(this.workers.map((x) => x.ready));
   }
 }
 
@@ -163,13 +167,13 @@ export async function applyLayerInWorker(
   compression: Compression,
   opts: { root: string; lowers: () => Promise<string[]>; whiteoutTemplate: string },
 ): Promise<ApplyResult> {
-  const w = await pool.acquire();
+  const pw = pool.pick();
+  const id = pool.id();
   let inflight = 0;
   let wake: (() => void) | undefined;
   let settled = false;
-  let healthy = true;
   const outcome = new Promise<ApplyResult>((resolve, reject) => {
-    w.on('message', (m: FromWorker) => {
+    pw.jobs.set(id, (m) => {
       switch (m.type) {
         case 'ack':
           inflight -= m.bytes;
@@ -180,8 +184,8 @@ export async function applyLayerInWorker(
           break;
         case 'lowers?':
           opts.lowers().then(
-            (dirs) => w.postMessage({ type: 'lowers', dirs } satisfies ToWorker),
-            (e: Error) => w.postMessage({ type: 'lowers', error: e.message } satisfies ToWorker),
+            (dirs) => pw.w.postMessage({ type: 'lowers', id, dirs } satisfies ToWorker),
+            (e: Error) => pw.w.postMessage({ type: 'lowers', id, error: e.message } satisfies ToWorker),
           );
           break;
         case 'done':
@@ -190,7 +194,7 @@ export async function applyLayerInWorker(
           break;
         case 'error':
           settled = true;
-          reject(Object.assign(new WorkerUnpackError(m.name, m.message), { name: m.name }));
+          reject(new WorkerUnpackError(m.name, m.message));
           break;
       }
       if (settled) {
@@ -198,32 +202,25 @@ export async function applyLayerInWorker(
         wake = undefined;
       }
     });
-    w.on('error', (e) => {
-      settled = true;
-      healthy = false;
-      reject(e);
-      wake?.();
-    });
   });
   outcome.catch(() => {});
-  w.postMessage({ type: 'start', root: opts.root, compression, whiteoutTemplate: opts.whiteoutTemplate } satisfies ToWorker);
   try {
-    for await (const chunk of input) {
-      if (settled) break; // the worker failed early: stop reading
-      inflight += chunk.length;
-      w.postMessage({ type: 'data', chunk } satisfies ToWorker);
-      if (inflight >= MAX_INFLIGHT) await new Promise<void>((r) => (wake = r));
+    pw.w.postMessage({ type: 'start', id, root: opts.root, compression, whiteoutTemplate: opts.whiteoutTemplate } satisfies ToWorker);
+    try {
+      for await (const chunk of input) {
+        if (settled) break; // the worker failed early: stop reading
+        inflight += chunk.length;
+        pw.w.postMessage({ type: 'data', id, chunk } satisfies ToWorker);
+        if (inflight >= MAX_INFLIGHT) await new Promise<void>((r) => (wake = r));
+      }
+      if (!settled) pw.w.postMessage({ type: 'end', id } satisfies ToWorker);
+    } catch (e) {
+      if (!settled) pw.w.postMessage({ type: 'abort', id, message: (e as Error).message } satisfies ToWorker);
+      await outcome.catch(() => {});
+      throw e;
     }
-    if (!settled) w.postMessage({ type: 'end' } satisfies ToWorker);
-  } catch (e) {
-    if (!settled) w.postMessage({ type: 'abort', message: (e as Error).message } satisfies ToWorker);
-    await outcome.catch(() => {});
-    pool.release(w, healthy);
-    throw e;
-  }
-  try {
     return await outcome;
   } finally {
-    pool.release(w, healthy);
+    pw.jobs.delete(id);
   }
 }
