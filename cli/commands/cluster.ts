@@ -42,7 +42,7 @@ const clientCert: Command = {
 const OPERATOR_NOTE =
   'Operator certificates issued before the rotation (`gantry cluster client-cert`) stop working once the old root is dropped: issue new ones.\n';
 const ETCD_NOTE =
-  "etcd members read their trusted roots when they start: restart gantryd on each manager, one at a time, before rotating again (until then they also still accept the old root).\n";
+  "etcd members read their trusted roots when they start: each manager now restarts its member, one at a time, once every manager is reachable; a new rotation waits for that (until then the members also still accept the old root).\n";
 
 const short = (d: string) => `sha256:${d.slice(0, 16)}…`;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -135,7 +135,10 @@ export class ManagerRole {
         },
       });
       const st = store;
-      const rotator = new RootRotator({ ca, store, selfId: state.nodeId, tls: opts.etcdTls.material, isLeader: () => st.leadership(state.nodeId).isLeader(), log: (m) => log.info(m), etcdRoots });
+      const rotator = new RootRotator({
+        ca, store, selfId: state.nodeId, tls: opts.etcdTls.material, isLeader: () => st.leadership(state.nodeId).isLeader(), log: (m) => log.info(m), etcdRoots,
+        etcdMember: { rootsOnDisk: () => readFile(opts.etcdTls.files.ca, 'utf8').catch(() => ''), restart: () => etcd.restart() },
+      });
       const role = new ManagerRole(opts, etcd, store, manager, ca, rotator);
       const authz = { view: () => st.view(), now: Date.now, log: (m: string) => log.info(`authz: ${m}`) };
       const control = role.control as unknown as grpc.UntypedServiceImplementation;

@@ -7,7 +7,7 @@ import type { Store } from '../store/types.ts';
 import { peerCertOf } from './authz.ts';
 import type { ClusterCa } from './ca.ts';
 import { splitPem } from './identity.ts';
-import { derDigest, issuerDigest, mergeReports, type NodeCertReport, type RootBundle, type RotationProgress, rotationProgress, staleEtcdMembers } from './rotation.ts';
+import { derDigest, etcdRestartTurn, issuerDigest, mergeReports, type NodeCertReport, type RootBundle, type RotationProgress, rotationProgress, staleEtcdMembers } from './rotation.ts';
 import { createHash, X509Certificate } from 'node:crypto';
 import { clientCredentials, TLS_CHANNEL_OPTIONS, type TlsMaterial } from './tls.ts';
 
@@ -24,6 +24,11 @@ export interface RotatorDeps {
   intervalMs?: number;
   /** The roots (PEM) this manager's etcd member read when it started. */
   etcdRoots?: string;
+  /**
+   * The roots file this manager's etcd member reads when it starts, and its restart: a manager
+   * whose member is stale restarts it (without them, it waits for an operator's restart).
+   */
+  etcdMember?: { rootsOnDisk(): Promise<string>; restart(): Promise<void> };
 }
 
 /** What one manager answered: what nodes showed it, and the roots its etcd member trusts. */
@@ -70,10 +75,12 @@ export function rootsStateOf(b: RootBundle): RootsState {
 export class RootRotator {
   private readonly deps: RotatorDeps;
   private readonly now: () => number;
+  private etcdRoots: string;
 
   constructor(deps: RotatorDeps) {
     this.deps = deps;
     this.now = deps.now ?? Date.now;
+    this.etcdRoots = deps.etcdRoots ?? '';
   }
 
   /** CaNode: served to every node (authz 'node'). */
@@ -114,7 +121,7 @@ export class RootRotator {
   notes(): NodeCertReports {
     return {
       reports: this.deps.ca.certReports().map((r) => ({ nodeId: r.nodeId, issuerDigest: r.issuerDigest, atMs: r.atMs })),
-      etcdRootDigests: splitPem(this.deps.etcdRoots ?? '').map(derDigest),
+      etcdRootDigests: splitPem(this.etcdRoots).map(derDigest),
       managerId: this.deps.selfId,
     };
   }
@@ -168,7 +175,7 @@ export class RootRotator {
     const name = (id: string) => this.deps.store.view().get('nodes', id)?.description?.hostname || id;
     const stale = staleEtcdMembers(notes, derDigest(b.signing)).map(name);
     if (stale.length === 0) return undefined;
-    return `the etcd member of manager(s) ${stale.join(', ')} started before the last root rotation and trusts only the previous root (etcd reads its roots when it starts): restart gantryd on each of them, one at a time, then rotate again`;
+    return `the etcd member of manager(s) ${stale.join(', ')} started before the last root rotation and trusts only the previous root (etcd reads its roots when it starts): each manager restarts its member by itself, one at a time, once every manager is reachable (or restart gantryd there); then rotate again`;
   }
 
   /** Where a rotation stands (also outside one: every node then counts as rotated to the only root). */
@@ -186,12 +193,48 @@ export class RootRotator {
     return { bundle, oldDigest: bundle.token ? derDigest(bundle.token) : '', newDigest: signingDigest, progress };
   }
 
-  /** The leader finishes a rotation once every node is rotated. Returns the stop function. */
+  /**
+   * After a rotation, a manager whose etcd member trusts only an older root restarts it, one
+   * manager at a time (etcdRestartTurn), so that the next rotation needs no operator.
+   */
+  private async refreshEtcdTrust(): Promise<void> {
+    const b = this.deps.ca.bundle();
+    const member = this.deps.etcdMember;
+    if (!member || b.rotating || !b.signing || !this.etcdRoots) return;
+    const current = derDigest(b.signing);
+    if (splitPem(this.etcdRoots).map(derDigest).includes(current)) return;
+    // this host's roots file is written when the node hears of the new roots: a restart before that helps nothing
+    const onDisk = await member.rootsOnDisk();
+    if (!splitPem(onDisk).map(derDigest).includes(current)) return;
+    const managers = this.deps.store
+      .view()
+      .list('nodes')
+      .filter((n) => n.role === NodeRole.NODE_ROLE_MANAGER);
+    const leaderId = managers.find((n) => n.managerStatus?.leader)?.id ?? '';
+    const turn = etcdRestartTurn(await this.gather(), { selfId: this.deps.selfId, leaderId, managerIds: managers.map((n) => n.id), currentDigest: current });
+    if (!turn) return;
+    this.deps.log(`ca: restarting this manager's etcd member so that it trusts the current root sha256:${current.slice(0, 16)}… (etcd reads its roots when it starts)`);
+    await member.restart();
+    this.etcdRoots = onDisk;
+    this.deps.log('ca: etcd member restarted with the current roots');
+  }
+
+  /** The leader finishes a rotation once every node is rotated; afterwards each manager refreshes its etcd member's trust. Returns the stop function. */
   start(): () => void {
     const every = this.deps.intervalMs ?? 1000;
     let busy = false;
     const tick = async () => {
-      if (busy || !this.deps.isLeader() || !this.deps.ca.bundle().rotating) return;
+      if (busy) return;
+      if (!this.deps.ca.bundle().rotating) {
+        busy = true;
+        await this.refreshEtcdTrust()
+          .catch((err) => this.deps.log(`ca: refreshing the etcd member's roots: ${(err as Error).message}`))
+          .finally(() => {
+            busy = false;
+          });
+        return;
+      }
+      if (!this.deps.isLeader()) return;
       busy = true;
       try {
         const v = await this.view();

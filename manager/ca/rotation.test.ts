@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { splitPem } from './identity.ts';
 import { describe, test } from 'node:test';
 import { createRootCa, crossSign, importRootCa, issue, newKeyAndCsr } from './pki.ts';
-import { chainFor, derDigest, extendChain, staleEtcdMembers, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
+import { chainFor, derDigest, etcdRestartTurn, extendChain, staleEtcdMembers, finishedBundle, issuerDigest, mergeReports, parseRootBundle, rotatingBundle, rotationProgress } from './rotation.ts';
 
 const now = Date.now();
 
@@ -115,6 +115,22 @@ describe('ca rotation', () => {
     ];
     assert.deepEqual(staleEtcdMembers(members, 'cur'), ['m1']);
     assert.deepEqual(staleEtcdMembers(members.slice(1), 'cur'), []);
+  });
+
+  test('ca rotation: stale etcd members restart one at a time, followers by id first, the leader last, only when every manager answered', () => {
+    const notes = [
+      { managerId: 'm1', etcdRootDigests: ['old'] },
+      { managerId: 'm2', etcdRootDigests: ['old'] },
+      { managerId: 'm3', etcdRootDigests: ['old'] },
+    ];
+    const turn = (selfId: string, n = notes, managerIds = ['m1', 'm2', 'm3']) => etcdRestartTurn(n, { selfId, leaderId: 'm1', managerIds, currentDigest: 'cur' });
+    assert.deepEqual(['m1', 'm2', 'm3'].map((id) => turn(id)), [false, true, false], 'm2 first: the lowest follower');
+    const m2done = [notes[0], { managerId: 'm2', etcdRootDigests: ['cur'] }, notes[2]];
+    assert.deepEqual(['m1', 'm2', 'm3'].map((id) => turn(id, m2done)), [false, false, true]);
+    const followersDone = [notes[0], m2done[1], { managerId: 'm3', etcdRootDigests: ['cur'] }];
+    assert.deepEqual(['m1', 'm2', 'm3'].map((id) => turn(id, followersDone)), [true, false, false], 'the leader last');
+    assert.equal(turn('m2', notes.slice(0, 2)), false, 'm3 did not answer: nobody restarts');
+    assert.equal(turn('m1', [{ managerId: 'm1', etcdRootDigests: ['cur'] }], ['m1']), false, 'not stale: nothing to do');
   });
 
   test('ca rotation: an operator root must be a self-signed P-256 CA with its own key', async () => {

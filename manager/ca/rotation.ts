@@ -178,3 +178,19 @@ export function finishedBundle(b: RootBundle): string {
 export function staleEtcdMembers(members: { managerId: string; etcdRootDigests: string[] }[], currentDigest: string): string[] {
   return members.filter((m) => m.etcdRootDigests.length > 0 && !m.etcdRootDigests.includes(currentDigest)).map((m) => m.managerId);
 }
+
+/**
+ * Whether this manager restarts its etcd member now, so that it reads the current roots: it is
+ * stale, every manager answered (a member restarting while another is missing could cost the
+ * quorum), and it is first in line. One at a time: stale followers by id, the leader last (its
+ * restart may move the leadership, once).
+ */
+export function etcdRestartTurn(
+  notes: { managerId: string; etcdRootDigests: string[] }[],
+  o: { selfId: string; leaderId: string; managerIds: string[]; currentDigest: string },
+): boolean {
+  const answered = new Set(notes.map((n) => n.managerId));
+  if (!o.managerIds.every((id) => answered.has(id))) return false;
+  const stale = staleEtcdMembers(notes, o.currentDigest).sort((a, b) => Number(a === o.leaderId) - Number(b === o.leaderId) || a.localeCompare(b));
+  return stale[0] === o.selfId;
+}

@@ -44,6 +44,8 @@ export interface EtcdMember {
   restarts(): number;
   /** Resolves once etcd answers a request again (after a restart). */
   waitHealthy(timeoutMs?: number): Promise<void>;
+  /** Stops etcd (SIGTERM) and starts it again at once, so it reads its files anew; resolves once healthy. */
+  restart(): Promise<void>;
 }
 
 interface Persisted {
@@ -198,6 +200,7 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
   let startedAt = 0;
   let exited: Promise<void> = Promise.resolve();
   let spawnError: string | undefined;
+  let restarting = false;
 
   const member: EtcdMember = {
     name: opts.name,
@@ -207,6 +210,7 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
     restarts: () => restarts,
     stop,
     waitHealthy,
+    restart,
   };
 
   function launch(): void {
@@ -225,7 +229,7 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
       c.on('close', (code, signal) => {
         if (child === c) child = undefined;
         resolve();
-        if (stopped) return;
+        if (stopped || restarting) return;
         log(`etcd: ${opts.name} exited (${signal ?? `code ${code}`}); restarting in ${backoff} ms`);
         try {
           member.onExit?.(code, signal);
@@ -259,6 +263,27 @@ export async function startEtcdMember(opts: EtcdMemberOptions): Promise<EtcdMemb
     throw new Error(
       `etcd ${opts.name} at ${clientUrl} not healthy after ${Math.round(timeoutMs / 1000)}s (${(last as Error)?.message ?? last}); see its log lines above`,
     );
+  }
+
+  async function restart(): Promise<void> {
+    if (stopped) throw new Error(`etcd ${opts.name} was stopped`);
+    restarting = true;
+    try {
+      if (restartTimer) clearTimeout(restartTimer);
+      restartTimer = undefined;
+      const c = child;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        c.kill('SIGTERM');
+        const killer = setTimeout(() => c.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(killer);
+      }
+      if (stopped) return;
+      launch();
+    } finally {
+      restarting = false;
+    }
+    await waitHealthy(opts.startTimeoutMs ?? 30_000);
   }
 
   async function stop(): Promise<void> {

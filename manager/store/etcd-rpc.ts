@@ -194,8 +194,9 @@ export class EtcdRpc {
   }
 
   /**
-   * After a transient failure: when this host's certificate changed since the channel was made,
-   * a new channel presents the new one (streams on the old one end and are reopened by callers).
+   * When this host's certificate changed since the channel was made, a new channel presents the
+   * new one (streams on the old one end and are reopened by their owners). Checked before every
+   * call and stream: a member restarted under a new root refuses the old certificate at once.
    */
   refreshTls(): void {
     if (!this.tlsSource || this.closed) return;
@@ -213,6 +214,7 @@ export class EtcdRpc {
 
   // biome-ignore lint/suspicious/noExplicitAny: proto-loader clients are untyped
   client(service: Service): any {
+    this.refreshTls();
     let c = this.clients.get(service);
     if (!c) {
       c = new etcdpb[service](this.endpoints[0], this.creds, { channelOverride: this.channel });
@@ -246,7 +248,6 @@ export class EtcdRpc {
         if (!isTransient(err) || this.closed) throw this.closed ? new StoreUnavailableError('etcd client is closed') : err;
         const elapsed = Date.now() - start;
         if (elapsed >= this.unavailableAfterMs) throw this.unavailable(err, elapsed);
-        this.refreshTls();
         onRetry?.();
         await new Promise((r) => setTimeout(r, Math.min(delay, Math.max(0, this.unavailableAfterMs - elapsed))));
         delay = Math.min(delay * 2, 1000);
