@@ -421,6 +421,12 @@ export class Lab {
   /** Stops everything and removes namespaces, links, mounts, cgroups, processes and the temp root. Safe to call twice or after a failed up. */
   async down(): Promise<void> {
     const errors: string[] = [];
+    // GANTRY_LAB_KEEP_LOGS=DIR keeps every host's gantryd log (for a failure seen only under load)
+    const keep = process.env.GANTRY_LAB_KEEP_LOGS;
+    if (keep) {
+      fs.mkdirSync(keep, { recursive: true });
+      for (const h of this.hosts) if (fs.existsSync(h.logFile)) fs.copyFileSync(h.logFile, path.join(keep, `lab${this.id}-${h.name}.log`));
+    }
     for (const h of this.hosts) {
       try {
         await h.kill();

@@ -194,12 +194,14 @@ export class EtcdRpc {
   }
 
   /**
-   * When this host's certificate changed since the channel was made, a new channel presents the
-   * new one (streams on the old one end and are reopened by their owners). Checked before every
-   * call and stream: a member restarted under a new root refuses the old certificate at once.
+   * When the channel is not connected and this host's certificate changed since it was made, a
+   * new channel presents the new one (streams on the old one end and are reopened by their
+   * owners). Checked before every call and stream: a member restarted under a new root refuses
+   * the old certificate; a connected channel is left alone (etcd does not re-check it).
    */
   refreshTls(): void {
     if (!this.tlsSource || this.closed) return;
+    if (this.channel.getConnectivityState(false) === grpc.connectivityState.READY) return;
     const now = this.tlsSource();
     const was = this.tlsInUse;
     if (was && now.certPem === was.certPem && now.keyPem === was.keyPem && now.caPem === was.caPem) return;

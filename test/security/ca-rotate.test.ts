@@ -3,7 +3,7 @@
 // keeps its quorum through it and after a manager restarts, the old root and old tokens are refused,
 // and a new host joins with the new token.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -51,7 +51,6 @@ describe('ca rotate (lab)', { skip: clusterSkipReason(), concurrency: 1, timeout
   });
   after(async () => {
     try {
-      if (process.env.GANTRY_DEBUG_LOGS) for (const h of lab?.hosts ?? []) writeFileSync(path.join(process.env.GANTRY_DEBUG_LOGS, `${h.name}.log`), h.logTail(3000));
       await lab?.down();
     } finally {
       await cleanupLabs();
