@@ -425,7 +425,7 @@ export class Lab {
     const keep = process.env.GANTRY_LAB_KEEP_LOGS;
     if (keep) {
       fs.mkdirSync(keep, { recursive: true });
-      for (const h of this.hosts) if (fs.existsSync(h.logFile)) fs.copyFileSync(h.logFile, path.join(keep, `lab${this.id}-${h.name}.log`));
+      for (const h of this.hosts) if (fs.existsSync(h.logFile)) fs.copyFileSync(h.logFile, path.join(keep, `${new Date().toISOString().replace(/[:.]/g, "")}-${h.name}.log`));
     }
     for (const h of this.hosts) {
       try {

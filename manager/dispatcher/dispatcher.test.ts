@@ -254,3 +254,40 @@ describe('dispatcher: slow registration', () => {
     assert.equal(drops, 0, 'the session stayed up');
   });
 });
+
+describe('agent: a manager that never answers Register', () => {
+  test('session: the agent gives up on a manager that accepts the stream but never answers Register, and registers with the next', async (t) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gantry-dispatcher-'));
+    const store = new MemoryStore();
+    const node = { ...fixtures.node({ id: 'n1', state: 'unknown' }), secretHash: hashSecret('s') };
+    await fixtures.seed(store, { clusters: [fixtures.cluster({})], nodes: [node] });
+    const dispatcher = new Dispatcher({ store, clock: { now: () => Date.now() }, managerId: 'm1', managerAddr: 'x' });
+    // the silent one: takes the stream, reads, never writes (as a manager whose role stopped under it)
+    const silent = new grpc.Server();
+    const held: grpc.ServerDuplexStream<unknown, unknown>[] = [];
+    silent.addService(DispatcherService, { ...dispatcher.service(), session: (call: grpc.ServerDuplexStream<unknown, unknown>) => void held.push(call) });
+    const real = new grpc.Server();
+    real.addService(DispatcherService, dispatcher.service());
+    const silentAddr = `unix://${dir}/silent.sock`;
+    const realAddr = `unix://${dir}/real.sock`;
+    for (const [s, a] of [[silent, silentAddr], [real, realAddr]] as const) {
+      await new Promise<void>((res, rej) => s.bindAsync(a, grpc.ServerCredentials.createInsecure(), (e) => (e ? rej(e) : res())));
+    }
+    const logs: string[] = [];
+    const a = new Agent({
+      nodeId: 'n1', nodeSecret: 's', managers: [silentAddr, realAddr], addr: '127.0.0.1', description: () => node.description!, tasks: new FakeTasks(),
+      registerTimeoutMs: 300, log: (m) => logs.push(m),
+    });
+    t.after(async () => {
+      await a.stop();
+      await dispatcher.stop();
+      silent.forceShutdown();
+      real.forceShutdown();
+      await rm(dir, { recursive: true, force: true });
+    });
+    a.start();
+    await until(() => a.connected() || `not connected: ${logs.join(' | ')}`);
+    assert.equal(held.length, 1, 'it tried the silent manager first');
+    assert.ok(logs.some((l) => /no answer to Register within/.test(l)), logs.join(' | '));
+  });
+});

@@ -34,6 +34,8 @@ export interface AgentOptions {
   secrets?: { add(values: { id: string; data: Uint8Array }[]): void; prepare(task: Task): Task; release(taskId: string): void };
   /** Called once a session is registered (true) and when it ends (false). */
   onConnection?: (connected: boolean, manager: string) => void;
+  /** A manager that has not answered Register by then is left for the next one (default 10 s). */
+  registerTimeoutMs?: number;
 }
 
 const MIN_BACKOFF_MS = 100;
@@ -128,6 +130,7 @@ export class Agent {
 
   /** One session; resolves when it ends, with whether it got as far as being registered. */
   private session(addr: string): Promise<boolean> {
+    const registerTimeoutMs = this.opts.registerTimeoutMs ?? 10_000;
     return new Promise((resolve) => {
       let client: DispatcherClient;
       try {
@@ -141,8 +144,16 @@ export class Agent {
       this.call = call;
       let heartbeat: NodeJS.Timeout | undefined;
       let wasRegistered = false;
+      // a manager can accept the stream and never answer (its role stopping under it: seen when a
+      // host was demoted right after a promotion); without this the node stayed down for good
+      const unanswered = setTimeout(() => {
+        if (wasRegistered) return;
+        this.log(`session with ${addr}: no answer to Register within ${Math.round(registerTimeoutMs / 1000)}s; trying the next manager`);
+        call.cancel();
+      }, registerTimeoutMs);
       const logSubs = new Map<string, AbortController>();
       const finish = (why: string) => {
+        clearTimeout(unanswered);
         if (heartbeat) clearInterval(heartbeat);
         heartbeat = undefined;
         for (const ac of logSubs.values()) ac.abort();
