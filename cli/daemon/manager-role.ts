@@ -77,6 +77,7 @@ export class ManagerRole {
   private readonly etcd: EtcdMember;
   private unwatch: (() => void) | undefined;
   private demoting = false;
+  private stopped = false;
 
   private unwatchRemovals: (() => void) | undefined;
   private stopRotation: (() => void) | undefined;
@@ -186,7 +187,13 @@ export class ManagerRole {
         this.demoting = true;
         void this.demote().catch((err) => {
           this.demoting = false;
-          this.opts.log.error(`manager: demotion failed: ${(err as Error).message}`);
+          // no store event may come again for this node: try again by itself (two managers demoted
+          // at once found etcd busy with the other's removal, and this one stayed half-demoted)
+          this.opts.log.error(`manager: demotion failed, trying again in 2 s: ${(err as Error).message}`);
+          const retry = setTimeout(() => {
+            if (!this.stopped) check(this.store.view().get('nodes', id));
+          }, 2000);
+          retry.unref();
         });
       }
     };
@@ -264,6 +271,7 @@ export class ManagerRole {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.unwatch?.();
     this.unwatchRemovals?.();
     this.stopRotation?.();
