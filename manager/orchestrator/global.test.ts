@@ -2,6 +2,7 @@
 // pause, drain, down, removed, labels), restarts on the same node, constraints.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { UpdateState } from '../../proto/gen/gantry/v1/objects.ts';
 import { fixtures as f, type NodeOptions, type ServiceOptions, type TaskOptions } from '../store/fixtures.ts';
 import type { OrchestratorAction } from './actions.ts';
 import { reconcileGlobal } from './global.ts';
@@ -29,6 +30,8 @@ interface Case {
   nodes: NodeOptions[];
   tasks?: TaskOptions[];
   want: string[];
+  /** The service is in a rolling update (UPDATING). */
+  updating?: boolean;
 }
 
 const on = (nodeId: string, more: TaskOptions = {}): TaskOptions => ({ id: `t-${nodeId}`, nodeId, state: 'running', ...more });
@@ -105,9 +108,17 @@ const cases: Case[] = [
   {
     name: 'rolling update, stop-first: the new READY task is not promoted while the old one on its node still runs',
     service: { mode: 'global', specVersion: 2 },
+    updating: true,
     nodes: [{ id: 'a' }],
     tasks: [on('a', { id: 'old', specVersion: 1, state: 'running', desiredState: 'shutdown' }), on('a', { id: 'new', state: 'ready', desiredState: 'ready' })],
     want: [],
+  },
+  {
+    name: 'no update under way: a replacement is promoted even if an old task never reported its stop',
+    service: { mode: 'global', specVersion: 2 },
+    nodes: [{ id: 'a' }],
+    tasks: [on('a', { id: 'old', specVersion: 1, state: 'running', desiredState: 'shutdown' }), on('a', { id: 'new', state: 'ready', desiredState: 'ready' })],
+    want: ['promote new'],
   },
   {
     name: 'rolling update, stop-first: once the old task stopped, the READY one is promoted',
@@ -129,6 +140,7 @@ describe('orchestrator/global', () => {
   for (const c of cases) {
     it(`global: ${c.name}`, () => {
       const service = f.service({ id: 'g', mode: 'global', restart: { delayMs: 0 }, ...c.service });
+      if (c.updating) service.updateStatus = { state: UpdateState.UPDATE_STATE_UPDATING, startedAt: 0, completedAt: 0, message: '' };
       const nodes = c.nodes.map((o) => f.node(o));
       const tasks = (c.tasks ?? []).map((o) => f.task({ service, ...o }));
       const r = reconcileGlobal({ service, tasks, nodes, history: new Map(), now: NOW });

@@ -1,6 +1,6 @@
 // The global orchestrator's decision, pure: one runnable task per eligible node (ready or unknown,
 // active, matching the placement), node id preset; shut down tasks on nodes that no longer qualify.
-import { type Node, NodeAvailability, NodeState, type Service, type Task, TaskState } from '../../proto/gen/gantry/v1/objects.ts';
+import { type Node, NodeAvailability, NodeState, type Service, type Task, TaskState, UpdateState } from '../../proto/gen/gantry/v1/objects.ts';
 import { placementHolds } from '../scheduler/constraint.ts';
 import type { OrchestratorAction, Reconciled } from './actions.ts';
 import { CAUSE_TEXT, decideRestart, nodeKey, pastCause, promoteAt, replacementNotBefore, type RestartHistory } from './restart.ts';
@@ -86,9 +86,13 @@ export function reconcileGlobal(input: GlobalInput): Reconciled {
       continue;
     }
     if (keep.desiredState === TaskState.TASK_STATE_READY) {
-      // A stop-first update's new task waits (prepared) until the old one on its node has stopped;
-      // the updater promotes it then. Nothing is promoted while another task of the node still runs.
-      if (ts.some((x) => x !== keep && !isRunnable(x) && isLive(x, n))) continue;
+      // During a rolling update, a stop-first update's new task waits (prepared) until the old one
+      // on its node has stopped; the updater promotes it then. Outside an update a replacement is
+      // promoted as before (an old task whose stop was never reported must not hold it for ever:
+      // the fault suite's global service stayed at 2 of 6 that way).
+      const st = service.updateStatus?.state;
+      const rolling = st === UpdateState.UPDATE_STATE_UPDATING || st === UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
+      if (rolling && ts.some((x) => x !== keep && !isRunnable(x) && isLive(x, n))) continue;
       const previous = ts.filter((x) => !isRunnable(x)).sort(newestFirst)[0];
       const at = promoteAt(service, keep, records, previous);
       if (at <= now) actions.push({ kind: 'promote', task: keep });

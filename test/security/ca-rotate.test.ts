@@ -136,6 +136,16 @@ describe('ca rotate (lab)', { skip: clusterSkipReason(), concurrency: 1, timeout
     }, 120_000, 2000);
     assert.match(rot.stdout, /5 of 5 nodes rotated/);
     assert.match(rot.stdout, /each manager now restarts its member, one at a time/);
+    // the managers restart their members again for the new root, one at a time: let them finish
+    // before this test takes hosts away (two members down at once would be a lost quorum)
+    const managers = [lab.host(0), lab.host(1), lab.host(2)];
+    const etcdPid = (h: LabHost) => h.processes((argv) => (argv[0] ?? '').endsWith('etcd')).map((p) => p.pid).join(',');
+    const before = new Map(managers.map((h) => [h.name, etcdPid(h)]));
+    await until(() => {
+      const waiting = managers.filter((h) => etcdPid(h) === before.get(h.name)).map((h) => h.name);
+      return waiting.length === 0 || `etcd members not restarted yet on ${waiting.join(', ')}`;
+    }, 120_000, 500);
+    await waitReady(m, all, 120_000);
     // host 2's member restarts trusting only the newest root while host 0's trusts only the previous one; host 1 goes
     // away, so the quorum needs hosts 0 and 2 to connect to each other anew (through the cross-signed root)
     const m3 = lab.host(2);
