@@ -53,6 +53,8 @@ export class Agent {
   private readonly opts: AgentOptions;
   private readonly log: (m: string) => void;
   private managers: string[];
+  /** The last reason a session with each manager failed before registering (logged once per change). */
+  private readonly unregisteredWhy = new Map<string, string>();
   private stopped = false;
   private call: grpc.ClientDuplexStream<WorkerMessage, ManagerMessage> | undefined;
   private registered = false;
@@ -163,7 +165,12 @@ export class Agent {
           this.registered = false;
           this.opts.onConnection?.(false, addr);
           this.log(`session with ${addr} ended: ${why}`);
+        } else if (!wasRegistered && this.unregisteredWhy.get(addr) !== why) {
+          // once per manager and reason (retries come every ~2 s): a host that never registers says why
+          this.unregisteredWhy.set(addr, why);
+          this.log(`session with ${addr} failed before registering: ${why}`);
         }
+        if (wasRegistered) this.unregisteredWhy.delete(addr);
         client.close();
         resolve(wasRegistered);
       };
