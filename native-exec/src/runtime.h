@@ -69,10 +69,20 @@ int rootfs_readonly(gx_err *err);
 int caps_and_user_apply(const struct oci_process *p, gx_err *err);
 int rlimits_apply(const struct oci_process *p, gx_err *err);
 
-/* ---- seccomp.c ---- */
-typedef void *gx_seccomp;
+/* ---- seccomp.c: compile (or take from the cache) before clone; apply in the child ---- */
+typedef struct gx_seccomp_prog *gx_seccomp; /* NULL: no linux.seccomp */
 int seccomp_compile(const json *spec, gx_seccomp *out, gx_err *err);
-int seccomp_apply(gx_seccomp ctx, gx_err *err);
+int seccomp_apply(gx_seccomp prog, gx_err *err); /* seccomp_load's semantics; no file I/O */
+void seccomp_free(gx_seccomp prog);
+/* seccomp_cache.c: compiled programs under <root>/.seccomp@cache, keyed by SHA-256 (see the file) */
+#define GX_SECCOMP_CACHE_FORMAT 1
+struct sock_filter;
+void seccomp_canon(strbuf *sb, const json *spec);
+void seccomp_sha256_hex(const void *data, size_t len, char hex[65]);
+void seccomp_cache_key(const json *spec, const char *build, char hex[65]);
+bool seccomp_prog_valid(const void *insns, size_t bytes);
+int seccomp_cache_get(const char *hex, struct sock_filter **insns, size_t *count); /* 0 = hit */
+void seccomp_cache_put(const char *hex, const struct sock_filter *insns, size_t count);
 
 /* ---- pty.c ---- */
 int console_connect(const char *path, gx_err *err);

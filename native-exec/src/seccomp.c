@@ -1,9 +1,57 @@
-/* seccomp.c — linux.seccomp to a libseccomp filter: default action, architectures, flags, and
- * per-syscall actions with argument conditions; compiled before clone so errors leave nothing. */
+/* seccomp.c — linux.seccomp to a loaded seccomp filter: compiled with libseccomp (default action,
+ * architectures, flags, per-syscall actions with argument conditions) or taken from the program
+ * cache (seccomp_cache.c), before clone so errors leave nothing; loaded with seccomp_load's semantics.
+ *
+ * What libseccomp 2.5.4 (Debian 12) seccomp_load() does for the contexts built here (read from its
+ * src/api.c and src/system.c sys_filter_load()), which seccomp_apply() repeats on the exported program:
+ *  - seccomp_init() runs the API-level probe (_seccomp_api_update): seccomp(2) present and
+ *    TSYNC (2), LOG flag + LOG/KILL_PROCESS actions (3), SPEC_ALLOW (4), NEW_LISTENER + NOTIFY (5),
+ *    TSYNC_ESRCH (6). Only level 5 probes TSYNC_ESRCH, so "TSYNC_ESRCH supported" == level >= 6;
+ *    we ask seccomp_api_get(), which runs the same probe once per process.
+ *  - the program is gen_bpf_generate()'s, the same bytes seccomp_export_bpf() writes (we export
+ *    at compile time; a program libseccomp cannot generate fails the compile in the parent now,
+ *    before anything is created, instead of seccomp_load in the child).
+ *  - SCMP_FLTATR_CTL_NNP defaults to 1 and we never change it: prctl(PR_SET_NO_NEW_PRIVS, 1) right
+ *    before loading, on EVERY load, even for a process with noNewPrivileges false (this is what
+ *    gantry-exec has always done; runc sets the attribute to 0 instead. Kept as is, on purpose).
+ *  - if seccomp(2) exists (seccomp(SECCOMP_SET_MODE_STRICT, 1, NULL) fails with EINVAL):
+ *    flags = TSYNC|TSYNC_ESRCH when TSYNC is asked and level >= 6, TSYNC alone when asked below
+ *    that; | LOG (SCMP_FLTATR_CTL_LOG) | SPEC_ALLOW (SCMP_FLTATR_CTL_SSB); never NEW_LISTENER (no
+ *    SCMP_ACT_NOTIFY here); seccomp(SECCOMP_SET_MODE_FILTER, flags, &prog). Without seccomp(2):
+ *    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), the flags silently dropped.
+ *  - results: a positive return with TSYNC (and no TSYNC_ESRCH: a thread could not sync) is
+ *    -ESRCH; any other failure, of the prctl or the load, is -ECANCELED (SCMP_FLTATR_API_SYSRAWRC
+ *    is 0). We report the same code and name the kernel's errno in the message.
+ * libseccomp's attributes are not read back on a cache hit: they follow from the spec's flags
+ * (load_attrs below); on a miss compile() checks that the context agrees with load_attrs. */
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <seccomp.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include "runtime.h"
+
+#ifndef SECCOMP_FILTER_FLAG_TSYNC_ESRCH
+#define SECCOMP_FILTER_FLAG_TSYNC_ESRCH (1UL << 4)
+#endif
+
+/* A compiled filter and how to load it (the values seccomp_load would use, see above). */
+struct gx_seccomp_prog {
+  struct sock_filter *insns;
+  size_t count;
+  bool nnp;          /* SCMP_FLTATR_CTL_NNP */
+  bool tsync;        /* SCMP_FLTATR_CTL_TSYNC */
+  bool tsync_esrch;  /* API level >= 6 */
+  bool has_syscall;  /* seccomp(2) is there; else prctl(PR_SET_SECCOMP) */
+  unsigned int flags; /* SECCOMP_FILTER_FLAG_* for seccomp(2) */
+};
+
+/* Build stamp of this file's compile code, in the cache key: a rebuilt seccomp.c never reuses
+ * programs cached by the previous build. */
+static const char BUILD_STAMP[] = __DATE__ " " __TIME__;
 
 static int parse_action(const char *name, long long errno_ret, uint32_t *out, gx_err *err) {
   int e = errno_ret >= 0 ? (int)errno_ret : EPERM;
@@ -65,9 +113,9 @@ static int add_rule(scmp_filter_ctx ctx, const json *rule, uint32_t dflt, gx_err
   return 0;
 }
 
-int seccomp_compile(const json *spec, gx_seccomp *out, gx_err *err) {
+/* libseccomp: spec -> filter context (the errors today's users see, in the same order). */
+static int compile_ctx(const json *spec, scmp_filter_ctx *out, gx_err *err) {
   *out = NULL;
-  if (!spec) return 0;
   uint32_t dflt;
   if (parse_action(jstr(jget(spec, "defaultAction"), ""), jint(jget(spec, "defaultErrnoRet"), -1), &dflt, err) < 0) return -1;
   scmp_filter_ctx ctx = seccomp_init(dflt);
@@ -117,9 +165,108 @@ int seccomp_compile(const json *spec, gx_seccomp *out, gx_err *err) {
   return 0;
 }
 
-int seccomp_apply(gx_seccomp ctx, gx_err *err) {
-  if (!ctx) return 0;
-  int r = seccomp_load(ctx);
-  if (r < 0) return gx_fail(err, -r, "seccomp: load filter");
+/* The load attributes for spec: libseccomp's defaults plus the spec's flags (compile_ctx has
+ * rejected unknown flags before any program for this spec was made or cached). */
+static void load_attrs(const json *spec, struct gx_seccomp_prog *p) {
+  bool log = false, ssb = false;
+  p->nnp = true; /* SCMP_FLTATR_CTL_NNP default */
+  p->tsync = false;
+  const json *flags = jget(spec, "flags");
+  for (size_t i = 0; i < jlen(flags); i++) {
+    const char *f = jstr(flags->v[i], "");
+    if (!strcmp(f, "SECCOMP_FILTER_FLAG_LOG")) log = true;
+    else if (!strcmp(f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW")) ssb = true;
+    else if (!strcmp(f, "SECCOMP_FILTER_FLAG_TSYNC")) p->tsync = true;
+  }
+  errno = 0;
+  p->has_syscall = syscall(SYS_seccomp, SECCOMP_SET_MODE_STRICT, 1, NULL) < 0 && errno == EINVAL;
+  p->tsync_esrch = seccomp_api_get() >= 6;
+  p->flags = 0;
+  if (p->tsync) p->flags |= SECCOMP_FILTER_FLAG_TSYNC | (p->tsync_esrch ? SECCOMP_FILTER_FLAG_TSYNC_ESRCH : 0);
+  if (log) p->flags |= SECCOMP_FILTER_FLAG_LOG;
+  if (ssb) p->flags |= SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+}
+
+/* On a miss: check the context's attributes are the ones load_attrs assumed. */
+static int check_attrs(scmp_filter_ctx ctx, const struct gx_seccomp_prog *p, gx_err *err) {
+  uint32_t nnp = 0, tsync = 0, log = 0, ssb = 0;
+  if (seccomp_attr_get(ctx, SCMP_FLTATR_CTL_NNP, &nnp) < 0 || seccomp_attr_get(ctx, SCMP_FLTATR_CTL_TSYNC, &tsync) < 0 ||
+      seccomp_attr_get(ctx, SCMP_FLTATR_CTL_LOG, &log) < 0 || seccomp_attr_get(ctx, SCMP_FLTATR_CTL_SSB, &ssb) < 0)
+    return gx_fail(err, 0, "seccomp: read filter attributes from libseccomp");
+  if (!!nnp != p->nnp || !!tsync != p->tsync || !!log != !!(p->flags & SECCOMP_FILTER_FLAG_LOG) ||
+      !!ssb != !!(p->flags & SECCOMP_FILTER_FLAG_SPEC_ALLOW))
+    return gx_fail(err, 0, "seccomp: libseccomp attributes (nnp=%u tsync=%u log=%u ssb=%u) differ from the spec's flags; report this gantry-exec bug",
+                   nnp, tsync, log, ssb);
+  return 0;
+}
+
+/* The program libseccomp generated for ctx (seccomp_export_bpf into a memfd). */
+static int export_prog(scmp_filter_ctx ctx, struct gx_seccomp_prog *p, gx_err *err) {
+  cleanup_close int fd = memfd_create("gantry-exec-seccomp", MFD_CLOEXEC);
+  if (fd < 0) return gx_fail(err, errno, "seccomp: memfd_create for the exported filter");
+  int r = seccomp_export_bpf(ctx, fd);
+  if (r < 0) return gx_fail(err, -r, "seccomp: export filter");
+  off_t size = lseek(fd, 0, SEEK_END);
+  if (size <= 0 || size % sizeof(struct sock_filter) || size / sizeof(struct sock_filter) > 0xffff)
+    return gx_fail(err, 0, "seccomp: exported filter has an unusable size of %lld bytes", (long long)size);
+  p->count = (size_t)size / sizeof(struct sock_filter);
+  p->insns = xcalloc(p->count, sizeof *p->insns);
+  if (pread(fd, p->insns, (size_t)size, 0) != size) return gx_fail(err, errno, "seccomp: read exported filter");
+  return 0;
+}
+
+void seccomp_free(gx_seccomp p) {
+  if (!p) return;
+  free(p->insns);
+  free(p);
+}
+
+int seccomp_compile(const json *spec, gx_seccomp *out, gx_err *err) {
+  *out = NULL;
+  if (!spec) return 0;
+  struct gx_seccomp_prog *p = xcalloc(1, sizeof *p);
+  char key[65];
+  seccomp_cache_key(spec, BUILD_STAMP, key);
+  if (seccomp_cache_get(key, &p->insns, &p->count) == 0) {
+    gx_trace("seccomp cache hit");
+    load_attrs(spec, p);
+    *out = p;
+    return 0;
+  }
+  gx_trace("seccomp cache miss");
+  scmp_filter_ctx ctx = NULL;
+  if (compile_ctx(spec, &ctx, err) < 0) {
+    free(p);
+    return -1;
+  }
+  load_attrs(spec, p);
+  int r = check_attrs(ctx, p, err);
+  if (r == 0) r = export_prog(ctx, p, err);
+  seccomp_release(ctx);
+  if (r < 0) {
+    seccomp_free(p);
+    return -1;
+  }
+  seccomp_cache_put(key, p->insns, p->count); /* best effort, silent */
+  gx_trace("seccomp compiled");
+  *out = p;
+  return 0;
+}
+
+/* seccomp_load's steps (see the top of this file) on the program we hold. */
+int seccomp_apply(gx_seccomp p, gx_err *err) {
+  if (!p) return 0;
+  struct sock_fprog prog = {.len = (unsigned short)p->count, .filter = p->insns};
+  if (p->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    return gx_fail(err, ECANCELED, "seccomp: load filter (prctl PR_SET_NO_NEW_PRIVS: %s)", gx_errname(errno));
+  long rc;
+  if (p->has_syscall) {
+    rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, p->flags, &prog);
+    if (rc > 0 && p->tsync && !p->tsync_esrch)
+      return gx_fail(err, ESRCH, "seccomp: load filter (thread %ld could not be synchronised)", rc);
+  } else {
+    rc = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+  }
+  if (rc < 0) return gx_fail(err, ECANCELED, "seccomp: load filter (%s from the kernel)", gx_errname(errno));
   return 0;
 }
