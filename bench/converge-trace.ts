@@ -16,6 +16,10 @@ import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
 import { cleanupLabs, Lab, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
+import { buildCli } from '../cli/bundle.ts';
+
+/** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
+let cliEntry = '';
 
 const IMAGE = 'gantry-bench/busybox:1';
 
@@ -56,6 +60,7 @@ async function watchEtcd(dataDir: string): Promise<void> {
 type Line = { t: number; kind: 'service' | 'task'; id: string; name?: string; service?: string; state?: number; ts?: number };
 
 async function main(): Promise<void> {
+  cliEntry = await buildCli();
   const replicas = (arg('replicas') ?? '1,50').split(',').map(Number);
   const network = arg('network');
   const tar = busyboxRootfsTar();
@@ -88,7 +93,7 @@ async function main(): Promise<void> {
         const flags = network ? ['--network', network] : [];
         const t0 = now();
         const cliExit = await new Promise<number>((resolve, reject) => {
-          const c = spawn(process.execPath, [path.join(REPO_ROOT, 'cli/gantry.ts'), 'service', 'create', '-d', '--no-resolve-image', ...flags, '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+          const c = spawn(process.execPath, [cliEntry, 'service', 'create', '-d', '--no-resolve-image', ...flags, '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
           c.on('exit', (code) => (code === 0 ? resolve(now() - t0) : reject(new Error(`create exited ${code}`))));
         });
         let serviceId = '';

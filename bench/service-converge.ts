@@ -5,7 +5,6 @@
 //        [--runtime native|runc|crun] [--hosts 1] [--failover] [--failover-replicas 12] [--rounds 1]
 //   --hosts N > 1: both systems on N lab hosts (gantryd per netns host; a dockerd swarm per netns host).
 import { type ChildProcess, spawn } from 'node:child_process';
-import * as path from 'node:path';
 import { dial, unary } from '../cli/connection.ts';
 import { field, nodeRows, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
@@ -16,6 +15,10 @@ import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
 import { docker, dockerOk, swarmLab, swarmNodeId, swarmRunning } from './swarm-lab.ts';
+import { buildCli } from '../cli/bundle.ts';
+
+/** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
+let cliEntry = '';
 
 const IMAGE = 'gantry-bench/busybox:1';
 const POLL_MS = 25;
@@ -135,7 +138,7 @@ async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<
   const name = `conv${n}x${tag}`;
   const env = { ...process.env, GANTRY_HOST: `unix://${t.host.socket}` };
   const t0 = performance.now();
-  const created = await exec(process.execPath, [path.join(REPO_ROOT, 'cli/gantry.ts'), 'service', 'create', '-d', ...t.createFlags, '--name', name, '--replicas', String(n), t.image, 'sleep', '1d'], env);
+  const created = await exec(process.execPath, [cliEntry, 'service', 'create', '-d', ...t.createFlags, '--name', name, '--replicas', String(n), t.image, 'sleep', '1d'], env);
   const create = performance.now() - t0;
   if (created.code !== 0) throw new Error(`gantry service create ${name}: ${created.out.trim()}`);
   await pollUntil(() => t.running(name), n, 300_000, `gantry ${name}`);
@@ -244,6 +247,7 @@ async function swarmFailover(tar: string, n: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  cliEntry = await buildCli();
   const o = parse(process.argv.slice(2));
   const tar = busyboxRootfsTar();
   const g: Record<number, Sample[]> = {};

@@ -8,7 +8,6 @@
 // one-host gantry lab; a dockerd swarm in its own netns), tasks stopped with SIGKILL so neither
 // waits out a stop grace period for `sleep`, which ignores SIGTERM as PID 1.
 import { type ChildProcess, spawn } from 'node:child_process';
-import * as path from 'node:path';
 import { dial, unary } from '../cli/connection.ts';
 import { field, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
@@ -18,6 +17,10 @@ import { ControlClient } from '../proto/gen/gantry/v1/control.ts';
 import { type Task, TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
+import { buildCli } from '../cli/bundle.ts';
+
+/** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
+let cliEntry = '';
 
 const A = 'gantry-bench/busybox:1';
 const B = 'gantry-bench/busybox:2';
@@ -129,7 +132,7 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
   };
   const client = conn.client(ControlClient);
   const env = { ...process.env, GANTRY_HOST: `unix://${h.socket}` };
-  const cli = path.join(REPO_ROOT, 'cli/gantry.ts');
+  const cli = cliEntry;
   const run = async (args: string[]) => {
     const r = await exec(process.execPath, [cli, ...args], env);
     if (r.code !== 0) throw new Error(`gantry ${args.join(' ')}: ${r.out.trim()}`);
@@ -251,6 +254,7 @@ function swarmSystem(s: Swarm): System {
 }
 
 async function main(): Promise<void> {
+  cliEntry = await buildCli();
   const o = parse(process.argv.slice(2));
   POLL_MS = o.pollMs;
   const tar = busyboxRootfsTar();

@@ -108,7 +108,8 @@ export async function run(argv: string[], ctxOverrides: Partial<CommandContext> 
   }
 }
 
-if (import.meta.main) {
+/** Runs the CLI on this process's argv and exits with its status (cli/dist/gantry.cjs calls it too). */
+export function main(): void {
   // Compiled (and type-stripped) code is cached across calls: most of a call's start-up otherwise.
   enableCompileCache();
   run(process.argv.slice(2)).then(
@@ -119,3 +120,5 @@ if (import.meta.main) {
     },
   );
 }
+
+if (import.meta.main) main();
