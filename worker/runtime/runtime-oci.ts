@@ -218,6 +218,9 @@ class LogTail {
       }
     }
     const mine = this.ino ? chain.findIndex((c) => c.ino === this.ino) : -1;
+    // the monitor closes a file before it renames it: what it wrote there since the read above is
+    // final now, and would be lost once we move on to the newer files
+    if (this.fh) await this.readNew(out);
     await this.fh?.close();
     this.fh = undefined;
     for (const c of chain.slice(mine + 1)) {
@@ -262,6 +265,7 @@ class LogTail {
 }
 
 type CmdResult = { code: number; stdout: string; stderr: string };
+type ImageUsers = { passwd?: string; group?: string };
 
 export class OciRuntime implements Runtime {
   readonly name: string;
@@ -272,6 +276,10 @@ export class OciRuntime implements Runtime {
   private readonly nofile = hostNofile();
   private mounter: RootfsMounter | undefined;
   private bin: string;
+  /** gantry-exec creates missing bind-mount targets itself; for runc/crun gantryd makes them first. */
+  private readonly makesMountTargets: boolean;
+  private rootMade = false;
+  private readonly usersByImage = new Map<string, ImageUsers>();
   private wrapped = false;
 
   constructor(opts: OciRuntimeOptions) {
@@ -283,6 +291,7 @@ export class OciRuntime implements Runtime {
     this.bin = opts.binary;
     const isCrun = basename(opts.binary) === 'crun' || opts.name === 'crun';
     this.wrapped = opts.privateCgroupMount ?? (isCrun && isHybridCgroupHost());
+    this.makesMountTargets = basename(opts.binary) === 'gantry-exec';
     warmSpawner();
   }
 
@@ -342,6 +351,23 @@ export class OciRuntime implements Runtime {
     }
   }
 
+  /**
+   * The image's /etc/passwd and /etc/group (for user names and supplementary groups). Read through
+   * the container's fresh overlay, so they are the image's own: kept per layer stack (the lower dirs
+   * are immutable snapshots), read again for a plain directory rootfs.
+   */
+  private async imageUsers(config: ContainerConfig, rootfs: string): Promise<ImageUsers> {
+    const key = config.rootfs.kind === 'layers' ? config.rootfs.lowerDirs.join('\0') : undefined;
+    const known = key === undefined ? undefined : this.usersByImage.get(key);
+    if (known) return known;
+    const users = { passwd: await readRootfsFile(rootfs, 'etc/passwd'), group: await readRootfsFile(rootfs, 'etc/group') };
+    if (key !== undefined) {
+      if (this.usersByImage.size >= 64) this.usersByImage.delete(this.usersByImage.keys().next().value as string);
+      this.usersByImage.set(key, users);
+    }
+    return users;
+  }
+
   /** The given mounter, else the default one run in the spawner helper (its mount(8) forks stay out of gantryd). */
   private async getMounter(): Promise<RootfsMounter> {
     if (!this.mounter) this.mounter = spawnerMounter();
@@ -351,7 +377,10 @@ export class OciRuntime implements Runtime {
   async create(config: ContainerConfig): Promise<void> {
     const dir = this.dir(config.id);
     if (existsSync(join(dir, 'meta.json'))) throw new RuntimeError(`container ${config.id} already exists in ${dir} (remove it first)`);
-    await mkdir(this.o.root, { recursive: true });
+    if (!this.rootMade) {
+      await mkdir(this.o.root, { recursive: true });
+      this.rootMade = true;
+    }
     await mkdir(dir, { recursive: true, mode: 0o700 });
     let unmount: (() => Promise<void>) | undefined;
     try {
@@ -371,19 +400,22 @@ export class OciRuntime implements Runtime {
           const src = join(dir, 'files', `${i}-${basename(f.path)}`);
           await writeFile(src, f.content, { mode: f.mode ?? 0o644 });
           fileSources[f.path] = src;
-          await ensureFileTarget(rootfs, f.path);
+          // gantry-exec makes a missing mount target itself, inside the root (RESOLVE_IN_ROOT)
+          if (!this.makesMountTargets) await ensureFileTarget(rootfs, f.path);
         }
       }
+      const users = await this.imageUsers(config, rootfs);
       const built = buildOciSpec(config, rootfs, {
         cgroupsPath: cgroupsPathFor(this.o.cgroupParent, config.id),
-        passwd: await readRootfsFile(rootfs, 'etc/passwd'),
-        group: await readRootfsFile(rootfs, 'etc/group'),
+        passwd: users.passwd,
+        group: users.group,
         hostCaps: this.hostCaps,
         nofile: this.nofile,
         fileSources,
       });
       if (!built.ok) throw new RuntimeError(`container ${config.id}: ${built.error}`);
-      await writeAtomic(join(dir, 'config.json'), JSON.stringify(built.spec));
+      // not tmp + rename: meta.json, written next, is what marks the container as made
+      await writeFile(join(dir, 'config.json'), JSON.stringify(built.spec));
       const meta: ContainerMeta = {
         id: config.id, runtime: this.name, createdAt: this.clock.now(), stopSignal: config.stopSignal || 'SIGTERM',
         rootfs: { kind: config.rootfs.kind, path: rootfs }, labels: config.labels, tty: config.tty,

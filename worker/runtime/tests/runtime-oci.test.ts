@@ -115,13 +115,16 @@ for (const r of runtimes) {
   test(`runtime-oci(${r.name}): overlay rootfs over layers keeps the lower dir clean`, { skip: r.skip, timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp } = setup(t, r.name, r.binary);
     const cid = id('layers');
-    await rt.create(containerConfig(cid, { kind: 'layers', lowerDirs: [rootfs] }, ['sh', '-c', 'echo x > /written; cat /etc/hosts'], {
-      files: [{ path: '/etc/hosts', content: '127.0.0.1 gantry-test\n' }], user: 'nobody', readOnlyRootfs: false,
+    await rt.create(containerConfig(cid, { kind: 'layers', lowerDirs: [rootfs] }, ['sh', '-c', 'echo x > /written; cat /etc/hosts /made/by/gantry.txt'], {
+      // the second target is in no image: the runtime (or gantryd, for runc/crun) makes it in the upper dir
+      files: [{ path: '/etc/hosts', content: '127.0.0.1 gantry-test\n' }, { path: '/made/by/gantry.txt', content: 'made-target\n' }], user: 'nobody', readOnlyRootfs: false,
     }));
     await rt.start(cid);
     const st = await rt.wait(cid);
     const logs = (await collect(rt.logs(cid, { follow: false, tail: -1, sinceMs: 0 }))).map((l) => l.data.toString()).join('');
     assert.match(logs, /127\.0\.0\.1 gantry-test/);
+    assert.match(logs, /made-target/, 'a file bound where the image has none');
+    assert.ok(!existsSync(join(rootfs, 'made')), 'the missing target was made in the container, not in the image');
     assert.match(logs, /Permission denied/, 'runs as nobody, cannot write /');
     assert.equal(st.exitCode, 0);
     assert.ok(!existsSync(join(rootfs, 'written')));
