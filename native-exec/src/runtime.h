@@ -76,6 +76,7 @@ int seccomp_apply(gx_seccomp prog, gx_err *err); /* seccomp_load's semantics; no
 void seccomp_free(gx_seccomp prog);
 /* seccomp_cache.c: compiled programs under <root>/.seccomp@cache, keyed by SHA-256 (see the file) */
 #define GX_SECCOMP_CACHE_FORMAT 1
+#define GX_SECCOMP_CACHE_MAX 128
 struct sock_filter;
 void seccomp_canon(strbuf *sb, const json *spec);
 void seccomp_sha256_hex(const void *data, size_t len, char hex[65]);

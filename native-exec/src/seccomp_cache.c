@@ -22,7 +22,9 @@
  * file under the final name. A file that is not a regular file owned by us, whose size is 0, not a
  * multiple of sizeof(struct sock_filter) or over BPF_MAXINSNS instructions, or whose last
  * instruction is not a BPF_RET is ignored (and rebuilt by the caller). A dir that is not ours or is
- * group/world-writable is not used. Every failure here is silent: the caller compiles instead. */
+ * group/world-writable is not used. Every failure here is silent: the caller compiles instead.
+ * Bounded: after a miss, more than GX_SECCOMP_CACHE_MAX entries empties the dir but for the new one. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <seccomp.h>
@@ -30,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <time.h>
 
 #include "runtime.h"
 
@@ -227,6 +230,37 @@ int seccomp_cache_get(const char *hex, struct sock_filter **insns, size_t *count
   return 0;
 }
 
+/* Keep the dir bounded (it outlives gantry-exec upgrades, whose build stamp retires every entry):
+ * past GX_SECCOMP_CACHE_MAX entries all but `keep` go (each costs one compile when next needed);
+ * tmp files a crash left (over an hour old) go too. Runs only after a miss. */
+static void prune(int dfd, const char *keep) {
+  int fd = dup(dfd);
+  DIR *d = fd < 0 ? NULL : fdopendir(fd);
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  size_t n = 0;
+  struct dirent *e;
+  time_t now = time(NULL);
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    struct stat st;
+    if (len > 4 && !strcmp(e->d_name + len - 4, ".bpf")) n++;
+    else if (len > 4 && !strcmp(e->d_name + len - 4, ".tmp") && fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+             st.st_mtime < now - 3600)
+      unlinkat(dfd, e->d_name, 0);
+  }
+  if (n > GX_SECCOMP_CACHE_MAX) {
+    rewinddir(d);
+    while ((e = readdir(d))) {
+      size_t len = strlen(e->d_name);
+      if (len > 4 && !strcmp(e->d_name + len - 4, ".bpf") && strcmp(e->d_name, keep)) unlinkat(dfd, e->d_name, 0);
+    }
+  }
+  closedir(d);
+}
+
 void seccomp_cache_put(const char *hex, const struct sock_filter *insns, size_t count) {
   size_t bytes = count * sizeof *insns;
   if (!seccomp_prog_valid(insns, bytes)) return; /* e.g. over BPF_MAXINSNS: the kernel will say so at load */
@@ -239,5 +273,9 @@ void seccomp_cache_put(const char *hex, const struct sock_filter *insns, size_t 
   if (fd < 0) return;
   bool ok = write_all(fd, insns, bytes) == 0 && fsync(fd) == 0;
   ok = close(fd) == 0 && ok;
-  if (!ok || renameat(dfd, tmp, dfd, name) < 0) unlinkat(dfd, tmp, 0);
+  if (!ok || renameat(dfd, tmp, dfd, name) < 0) {
+    unlinkat(dfd, tmp, 0);
+    return;
+  }
+  prune(dfd, name);
 }

@@ -2,7 +2,7 @@
 // containers and execs block the same syscalls, profiles get their own entries, bad entries are rebuilt.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { defaultSeccompProfile } from '../../worker/runtime/seccomp-default.ts';
@@ -174,6 +174,28 @@ describe('gantry-exec seccomp cache', () => {
     chmodSync(cache, 0o700);
     probe(profileA());
     assert.equal(entries(cache).length, 1);
+    assert.equal(probe(profileA()).hit, true);
+  });
+
+  test('seccomp cache: the dir stays bounded and crash leftovers go, after a miss', () => {
+    const cache = freshRoot();
+    mkdirSync(cache, { mode: 0o700 });
+    const fake = Array.from({ length: 129 }, (_, i) => `${i.toString(16).padStart(64, '0')}.bpf`);
+    for (const f of fake) writeFileSync(join(cache, f), Buffer.alloc(8), { mode: 0o600 });
+    const stale = join(cache, `.${'f'.repeat(64)}.1.tmp`);
+    const fresh = join(cache, `.${'e'.repeat(64)}.2.tmp`); // another writer, right now
+    writeFileSync(stale, 'x');
+    writeFileSync(fresh, 'x');
+    const old = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(stale, old, old);
+    const r = probe(profileA());
+    assert.equal(r.hit, false);
+    assertBlocks(r.p, 'after prune');
+    const left = entries(cache);
+    assert.equal(left.length, 1, 'only the new entry is left');
+    assert.ok(!fake.includes(left[0]));
+    assert.ok(!existsSync(stale), 'a tmp file over an hour old is removed');
+    assert.ok(existsSync(fresh), 'a recent tmp file is left to its writer');
     assert.equal(probe(profileA()).hit, true);
   });
 
