@@ -47,6 +47,9 @@ export interface LogHandlers {
 }
 
 const REGISTER_TIMEOUT_MS = 10_000;
+const SESSION_KEY_ATTEMPTS = 8;
+/** After a conflict, how long to wait for the view to move before the next attempt. */
+const SESSION_KEY_VIEW_WAIT_MS = 500;
 const ASSIGNMENT_DEBOUNCE_MS = 5;
 
 function managerAddrChanged(ev: StoreEvent): boolean {
@@ -72,6 +75,7 @@ export class WorkerSession {
   private netDirty = false;
   private lastManagers = '';
   private readonly sentSecrets = new Set<string>();
+  private keyWrite: Promise<void> | undefined;
 
   constructor(call: Call, deps: SessionDeps) {
     this.call = call;
@@ -194,7 +198,20 @@ export class WorkerSession {
         this.fail('PERMISSION_DENIED', `node ${this.nodeId} was removed from the cluster`);
         return;
       }
-      if (ev.kind === 'nodes' && ev.op === 'put' && ev.object.id === this.nodeId) this.noticeRole(ev.object, ev.previous);
+      if (ev.kind === 'nodes' && ev.op === 'put' && ev.object.id === this.nodeId) {
+        const st = ev.object.status;
+        if (st?.state === NodeState.NODE_STATE_DOWN && ev.previous?.status?.state !== NodeState.NODE_STATE_DOWN) {
+          // node health judged it DOWN (its session key was missing) while its session lives here:
+          // nothing would make it READY again, so the worker registers anew (key, READY, full set)
+          this.fail('UNAVAILABLE', `node ${this.nodeId} was marked down (${st.message || 'no reason given'}) while its session was open on this manager: register again`);
+          return;
+        }
+        this.noticeRole(ev.object, ev.previous);
+      }
+      if (ev.kind === 'sessions' && ev.op === 'delete' && ev.id === this.nodeId) {
+        // our key went (a lost lease) while the session lives: write it again
+        void this.writeSessionKey().catch((err) => this.deps.log(`re-writing the session key of node ${this.nodeId}: ${(err as Error).message}`));
+      }
       if (ev.kind === 'nodes' && managerAddrChanged(ev)) this.sendManagers();
       if (ev.kind === 'sessions' && ev.op === 'put' && ev.object.nodeId === this.nodeId && ev.object.sessionId !== this.sessionId) {
         this.fail('ABORTED', `node ${this.nodeId} opened a newer session elsewhere`);
@@ -240,22 +257,45 @@ export class WorkerSession {
 
   /**
    * Writes our session key on this manager's lease, taking over a stale one (a dead manager's, or
-   * our own from before the lease was lost). Called at registration and again when the store
-   * replaced a lost lease: the keys on the old lease are gone, and without this the node would be
-   * judged DOWN although its session is alive.
+   * our own from before the lease was lost). Called at registration, when the store replaced a lost
+   * lease (the keys on the old lease are gone), and when our key is seen deleted while the session
+   * lives: without it the node would be judged DOWN although its session is alive. One write at a
+   * time; a write asked for while one runs runs again after it.
    */
-  async writeSessionKey(): Promise<void> {
+  writeSessionKey(): Promise<void> {
+    const run = (this.keyWrite ?? Promise.resolve()).then(() => this.writeSessionKeyOnce());
+    this.keyWrite = run.finally(() => {
+      if (this.keyWrite === run) this.keyWrite = undefined;
+    });
+    return run;
+  }
+
+  private async writeSessionKeyOnce(): Promise<void> {
     const { store } = this.deps;
     const session = this.session;
     if (!session || this.closed) return;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const version = store.view().version('sessions', this.nodeId);
-      const current = store.view().get('sessions', this.nodeId);
-      if (current && current.sessionId !== session.sessionId && attempt > 0) return; // a newer session elsewhere won
+    // etcd's answer outranks our view: after a lost lease the view can still show the key (its
+    // watch is behind, or was cut with the lease), and an update of it fails as "missing" until the
+    // view catches up. Five such updates in a row used to end here silently, the key stayed gone,
+    // the leader judged the live node DOWN and nothing made it READY again.
+    let missing = false;
+    let last = '';
+    for (let attempt = 0; attempt < SESSION_KEY_ATTEMPTS; attempt++) {
+      if (this.closed) return;
+      const view = store.view();
+      const current = view.get('sessions', this.nodeId);
+      if (!missing && current && current.sessionId !== session.sessionId && attempt > 0) return; // a newer session elsewhere won
+      const version = missing ? undefined : view.version('sessions', this.nodeId);
       const object = { ...session, meta: { version: version ?? 0, createdAt: 0, updatedAt: 0 } };
       const res = await store.commit([{ op: version === undefined ? 'create' : 'update', kind: 'sessions', object, lease: true }]);
       if (res.ok) return;
+      last = res.conflict.reason;
+      missing = res.conflict.reason === 'missing';
+      if (!missing) await viewMoved(store, view.revision, SESSION_KEY_VIEW_WAIT_MS);
     }
+    this.deps.log(
+      `session ${this.sessionId} of node ${this.nodeId}: its session key could not be written (${SESSION_KEY_ATTEMPTS} attempts, last conflict "${last}"); the node may be judged down and will register again`,
+    );
   }
 
   /** Tells the worker when its desired role differs from its role (it acts on it: see cli/daemon/roles.ts). */
@@ -319,4 +359,20 @@ export class WorkerSession {
       return { ...n, status: { ...n.status, state: NodeState.NODE_STATE_DISCONNECTED, message: 'session ended', lastHeartbeat } };
     });
   }
+}
+
+/** Resolves once the store's view is past `revision`, or after `ms` (whichever comes first). */
+function viewMoved(store: Store, revision: number, ms: number): Promise<void> {
+  if (store.view().revision > revision) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      unsubscribe();
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const unsubscribe = store.subscribe((_events, rev) => {
+      if (rev > revision) done();
+    });
+  });
 }
