@@ -186,6 +186,9 @@ export class Agent {
             this.current = addr;
             heartbeat = setInterval(() => this.write({ msg: { $case: 'heartbeat', value: {} } }), msg.value.heartbeatPeriodMs || 1000);
             this.opts.onConnection?.(true, addr);
+            // said once per session: a host whose node stays DOWN while this says registered has a
+            // live session the managers lost track of (see manager/dispatcher/README.md)
+            this.log(`session ${msg.value.sessionId} registered with ${addr}`);
             // everything we know, so the manager's view catches up after a reconnect
             for (const [id, st] of this.opts.tasks.statuses()) if (!this.pending.has(id)) this.pending.set(id, st);
             this.scheduleFlush();
