@@ -1,8 +1,8 @@
 // gantry-spawn (src/spawn) spoken to directly over its JSON lines: strict request checks (an error
 // reply, never a crash), what a command inherits (fds, signal state), EOF ending the process.
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,9 +14,9 @@ const SPAWN = join(EXEC_DIR, 'build', 'gantry-spawn');
 type Reply = { id: number; op: string; code?: number; stdout?: string; stderr?: string; error?: string; rootfs?: string };
 
 /** One gantry-spawn; send() writes a raw line, next() is the next reply line. */
-function start(t: { after(fn: () => void): void }) {
+function start(t: { after(fn: () => void): void }, env: NodeJS.ProcessEnv = {}) {
   ensureBuilt();
-  const p: ChildProcessWithoutNullStreams = spawn(SPAWN, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const p: ChildProcessWithoutNullStreams = spawn(SPAWN, [], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   t.after(() => p.kill('SIGKILL'));
   const queue: Reply[] = [];
   const waiters: ((r: Reply) => void)[] = [];
@@ -77,8 +77,8 @@ test('gantry-spawn: a command gets only fds 0-2, no blocked or ignored signals, 
   assert.equal((await h.next()).stdout, '$HOME `id` a b ;true\n');
 });
 
-test('gantry-spawn: EOF on stdin ends it at once, with commands still running', async (t) => {
-  const h = start(t);
+test('gantry-spawn: EOF on stdin: what is in flight is answered, then it exits (a command still running after the grace is left)', async (t) => {
+  const h = start(t, { GANTRY_SPAWN_EOF_GRACE_MS: '1500' });
   const dir = mkdtempSync(join(tmpdir(), 'gantry-spawn-eof-'));
   t.after(() => {
     const pid = Number(readFileSync(join(dir, 'pid'), { encoding: 'utf8', flag: 'a+' }));
@@ -86,11 +86,12 @@ test('gantry-spawn: EOF on stdin ends it at once, with commands still running', 
     rmSync(dir, { recursive: true, force: true });
   });
   h.send(JSON.stringify({ id: 1, op: 'exec', file: '/bin/sh', args: ['-c', `echo $$ > ${dir}/pid; exec sleep 30`] }));
-  h.send(JSON.stringify({ id: 2, op: 'exec', file: '/bin/echo', args: ['served'] }));
-  assert.equal((await h.next()).stdout, 'served\n');
-  for (let i = 0; i < 500 && !readFileSync(join(dir, 'pid'), { encoding: 'utf8', flag: 'a+' }).endsWith('\n'); i++) await new Promise((r) => setTimeout(r, 10));
+  h.send(JSON.stringify({ id: 2, op: 'exec', file: '/bin/sh', args: ['-c', 'sleep 0.3; echo late'] }));
   h.p.stdin.end();
+  assert.deepEqual(await h.next(), { id: 2, op: 'exec', code: 0, stdout: 'late\n', stderr: '' });
   assert.deepEqual(await h.exited, { code: 0, signal: null });
+  const pid = Number(readFileSync(join(dir, 'pid'), 'utf8'));
+  assert.ok(pid > 0 && existsSync(`/proc/${pid}`), 'the command still running was not killed');
 });
 
 test('gantry-spawn: a request split across writes and several requests in one write are each answered', async (t) => {
@@ -101,4 +102,27 @@ test('gantry-spawn: a request split across writes and several requests in one wr
   h.p.stdin.write(`${a.slice(10)}\n${JSON.stringify({ id: 2, op: 'exec', file: '/bin/echo', args: ['two'] })}\n`);
   const got = [await h.next(), await h.next()].sort((x, y) => x.id - y.id);
   assert.deepEqual(got.map((r) => r.stdout), ['one\n', 'two\n']);
+});
+
+test('gantry-spawn: a read-only mount has no upper dir; more than 500 layers are refused before anything is made', async (t) => {
+  const h = start(t);
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-spawn-ro-'));
+  const containerDir = join(dir, 'c');
+  t.after(() => {
+    spawnSync('umount', ['-l', join(containerDir, 'rootfs')]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync(join(dir, 'lower'));
+  writeFileSync(join(dir, 'lower', 'f'), 'image\n');
+  h.send(JSON.stringify({ id: 1, op: 'mount', opts: { lowerDirs: Array(501).fill(join(dir, 'lower')), containerDir, volatile: false } }));
+  assert.deepEqual(await h.next(), { id: 1, op: 'mount', error: 'image has 501 layers; overlayfs stacks at most 500' });
+  assert.ok(!existsSync(containerDir));
+  h.send(JSON.stringify({ id: 2, op: 'mount', opts: { lowerDirs: [join(dir, 'lower')], containerDir, volatile: false, readOnly: true } }));
+  assert.deepEqual(await h.next(), { id: 2, op: 'mount', rootfs: join(containerDir, 'rootfs') });
+  assert.equal(readFileSync(join(containerDir, 'rootfs', 'f'), 'utf8'), 'image\n');
+  assert.ok(!existsSync(join(containerDir, 'upper')));
+  assert.throws(() => writeFileSync(join(containerDir, 'rootfs', 'g'), 'x'), /EROFS/);
+  h.send(JSON.stringify({ id: 3, op: 'unmount', containerDir }));
+  assert.deepEqual(await h.next(), { id: 3, op: 'unmount' });
+  assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(containerDir));
 });

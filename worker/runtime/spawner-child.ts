@@ -1,5 +1,5 @@
-// The spawner's helper process (see spawner.ts): runs each command it is sent with execFile, and
-// rootfs mounts with the default mounter (whose mount(8) runs fork from here); exits with gantryd.
+// The spawner's Node helper (see spawner.ts), used when gantry-spawn (C) is not built or with GANTRY_SPAWNER=node:
+// runs each command it is sent with execFile, and rootfs mounts with the default mounter; exits with gantryd.
 import { defaultMounter } from './rootfs-mount.ts';
 import { execCommand, type HelperReply, type HelperRequest } from './spawner.ts';
 

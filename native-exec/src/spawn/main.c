@@ -16,8 +16,9 @@
  *             mount/unmount {"id","op","error":"layer directory /x does not exist"};
  *             a request that is not valid: {"id":N|0,"op":"exec"|"mount"|"unmount"|"invalid","error":".."}
  *
- * Replies come in completion order, matched by id. EOF on stdin ends the process at once: commands
- * still running lose their pipes; what they detached (the gantry-exec monitor) keeps running. */
+ * Replies come in completion order, matched by id. EOF on stdin (gantryd gone, or `echo … |`): no
+ * new requests; the commands in flight are answered, then it exits (at most 30 s later: commands
+ * still running then lose their pipes). What they detached (the gantry-exec monitor) keeps running. */
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -28,6 +29,7 @@
 #define MAX_LINE (64u << 20)       /* a request line (its input included) */
 #define DEFAULT_MAX_BUFFER (4u << 20) /* spawner.ts's default */
 #define MAX_FDS 4096
+#define EOF_GRACE_MS 30000.0 /* after EOF, commands in flight get this long to finish (GANTRY_SPAWN_EOF_GRACE_MS) */
 
 double now_ms(void) {
   struct timespec t;
@@ -45,7 +47,7 @@ void reply_line(strbuf *sb) {
       poll(&p, 1, -1);
       continue;
     }
-    if (n < 0) _exit(0); /* gantryd is gone */
+    if (n < 0) return; /* gantryd is gone: nobody to answer (EOF on stdin ends us soon) */
     off += n;
   }
 }
@@ -218,13 +220,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, "gantry-spawn: %s\n", err.msg);
     return 1;
   }
+  const char *g = getenv("GANTRY_SPAWN_EOF_GRACE_MS");
+  double grace = g && *g ? atof(g) : EOF_GRACE_MS, eof_at = 0;
   strbuf in = {0};
   bool skipping = false; /* inside a line longer than MAX_LINE */
   static struct pollfd fds[MAX_FDS];
   static proc *owner[MAX_FDS];
   for (;;) {
     int timeout = proc_tick();
-    fds[0] = (struct pollfd){.fd = proc_count() * 3 + 2 < MAX_FDS ? 0 : -1, .events = POLLIN}; /* too busy: read later */
+    if (eof_at) {
+      double left = eof_at + grace - now_ms();
+      if (proc_count() == 0 || left <= 0) return 0;
+      if (timeout < 0 || left < timeout) timeout = (int)left + 1;
+    }
+    /* too busy: read later; after EOF: not at all */
+    fds[0] = (struct pollfd){.fd = !eof_at && proc_count() * 3 + 2 < MAX_FDS ? 0 : -1, .events = POLLIN};
     fds[1] = (struct pollfd){.fd = sigfd, .events = POLLIN};
     size_t n = 2 + proc_pollfds(fds + 2, owner + 2, MAX_FDS - 2);
     if (poll(fds, n, timeout) < 0) {
@@ -238,7 +248,10 @@ int main(int argc, char **argv) {
       char buf[65536];
       ssize_t r = read(0, buf, sizeof buf);
       if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-      if (r <= 0) return 0; /* gantryd is gone */
+      if (r <= 0) { /* gantryd is gone: finish what runs (bounded), take nothing new */
+        eof_at = now_ms();
+        continue;
+      }
       size_t start = in.len;
       sb_append(&in, buf, r);
       size_t from = 0;
