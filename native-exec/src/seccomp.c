@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "runtime.h"
@@ -49,9 +50,17 @@ struct gx_seccomp_prog {
   unsigned int flags; /* SECCOMP_FILTER_FLAG_* for seccomp(2) */
 };
 
-/* Build stamp of this file's compile code, in the cache key: a rebuilt seccomp.c never reuses
- * programs cached by the previous build. */
-static const char BUILD_STAMP[] = __DATE__ " " __TIME__;
+/* The build in the cache key: this file's compile time and the running binary's identity (a
+ * relink, e.g. against an updated libseccomp.a, gets a new inode), so a changed compile path never
+ * reuses programs an older build cached. Without /proc only the compile time is there. */
+static void build_stamp(char *out, size_t n) {
+  struct stat st;
+  if (stat("/proc/self/exe", &st) == 0)
+    snprintf(out, n, "%s %s exe=%llu:%llu:%lld:%lld.%09ld", __DATE__, __TIME__, (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
+  else
+    snprintf(out, n, "%s %s", __DATE__, __TIME__);
+}
 
 static int parse_action(const char *name, long long errno_ret, uint32_t *out, gx_err *err) {
   int e = errno_ret >= 0 ? (int)errno_ret : EPERM;
@@ -225,8 +234,9 @@ int seccomp_compile(const json *spec, gx_seccomp *out, gx_err *err) {
   *out = NULL;
   if (!spec) return 0;
   struct gx_seccomp_prog *p = xcalloc(1, sizeof *p);
-  char key[65];
-  seccomp_cache_key(spec, BUILD_STAMP, key);
+  char key[65], build[160];
+  build_stamp(build, sizeof build);
+  seccomp_cache_key(spec, build, key);
   if (seccomp_cache_get(key, &p->insns, &p->count) == 0) {
     gx_trace("seccomp cache hit");
     load_attrs(spec, p);

@@ -2,12 +2,13 @@
  * serialization of linux.seccomp plus what else decides the program, SHA-256) and <root>/.seccomp@cache I/O.
  *
  * Key: SHA-256 over
- *   "gantry-exec seccomp cache\nformat=<GX_SECCOMP_CACHE_FORMAT>\nbuild=<__DATE__ __TIME__ of seccomp.c>\n"
+ *   "gantry-exec seccomp cache\nformat=<GX_SECCOMP_CACHE_FORMAT>\nbuild=<seccomp.c's build stamp>\n"
  *   "arch=<seccomp_arch_native()>\nlibseccomp=<seccomp_version()>\nkernel=<uname release, version, machine>\n"
  *   "spec=" <canonical linux.seccomp>
- * The build stamp (passed in by seccomp.c) changes whenever the compile code is rebuilt, so a fix in
- * seccomp.c never meets programs its old version cached; the kernel is in the key because libseccomp
- * checks actions and flags against it while compiling (a kernel change only costs a miss).
+ * The build stamp (seccomp.c: its compile time and the binary's dev:inode:size:mtime) changes with
+ * every rebuild or relink, so a fixed compile path or libseccomp never meets programs an old build
+ * cached; the kernel is in the key because libseccomp checks actions and flags against it while
+ * compiling (a kernel change only costs a miss).
  *
  * Canonical form (our json.c keeps object keys in document order; the key must not depend on it):
  *   null `n`, true `t`, false `f`, integer `i<decimal>;` (the value jint() returns), other number
