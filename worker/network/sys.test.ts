@@ -59,3 +59,11 @@ test('network sys: a missing gantry-net is reported with where it was looked for
     else process.env.GANTRY_NET_HELPER = before;
   }
 });
+
+test('network sys: run goes through the spawner helper: output, exit status, stdin, and a missing binary is an error even with allowFail', async () => {
+  const r = await realSys.run('sh', ['-c', 'cat; echo err >&2; exit 3'], { input: 'fed\n', allowFail: true });
+  assert.deepEqual(r, { ok: false, out: 'fed\n', err: 'err\n' });
+  await assert.rejects(realSys.run('sh', ['-c', 'echo err >&2; exit 3']), (e: Error) => e.name === 'CommandError' && /sh -c .*: exit 3: err/.test(e.message));
+  assert.deepEqual(await realSys.run('sh', ['-c', 'echo ok']), { ok: true, out: 'ok\n', err: '' });
+  await assert.rejects(realSys.run('/nonexistent/gantry-no-such-bin', [], { allowFail: true }), /nonexistent\/gantry-no-such-bin ?: exit 1: spawn \/nonexistent\/gantry-no-such-bin ENOENT/);
+});

@@ -3,6 +3,7 @@
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+import { type CommandResult, runCommand } from '../runtime/spawner.ts';
 
 /** One veth pair of a container: `host` stays here (on `master`), `peer` goes into the netns. */
 export interface NetLink {
@@ -147,27 +148,19 @@ export class GantryNet implements NetHelper {
   }
 }
 
+/** False when the command did not run at all (missing binary, exec refused): allowFail callers hear of that too. */
+function ran(r: CommandResult): boolean {
+  return !(r.code !== 0 && r.stdout === '' && /^spawn \S+ E[A-Z]+$/.test(r.stderr.trim()));
+}
+
 export const realSys: Sys = {
-  run(bin, args, opts = {}) {
-    return new Promise((resolve, reject) => {
-      const p = spawn(bin, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      p.stdout.on('data', (d) => {
-        out += d;
-      });
-      p.stderr.on('data', (d) => {
-        err += d;
-      });
-      p.on('error', (e) => reject(new CommandError(`${bin} ${args.join(' ')}: ${e.message}`)));
-      p.on('close', (code) => {
-        const ok = code === 0;
-        if (!ok && !opts.allowFail) reject(new CommandError(`${bin} ${args.join(' ')}: exit ${code}: ${err.trim() || out.trim()}`));
-        else resolve({ ok, out, err });
-      });
-      p.stdin.on('error', () => {});
-      p.stdin.end(opts.input ?? '');
-    });
+  // through the spawner helper (worker/runtime/spawner.ts): a fork from gantryd itself copies its
+  // ~190 MB of page tables and blocks its event loop for that long; the helper forks in ~0.1 ms
+  async run(bin, args, opts = {}) {
+    const r = await runCommand(bin, args, { input: opts.input ?? '', timeoutMs: 60_000 });
+    const ok = r.code === 0;
+    if (!ok && (!opts.allowFail || !ran(r))) throw new CommandError(`${bin} ${args.join(' ')}: exit ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+    return { ok, out: r.stdout, err: r.stderr };
   },
   netHelper() {
     const bin = netHelperPath();
