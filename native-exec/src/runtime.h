@@ -75,7 +75,7 @@ int seccomp_compile(const json *spec, gx_seccomp *out, gx_err *err);
 int seccomp_apply(gx_seccomp prog, gx_err *err); /* seccomp_load's semantics; no file I/O */
 void seccomp_free(gx_seccomp prog);
 /* seccomp_cache.c: compiled programs under <root>/.seccomp@cache, keyed by SHA-256 (see the file) */
-#define GX_SECCOMP_CACHE_FORMAT 1
+#define GX_SECCOMP_CACHE_FORMAT 2 /* 2: no_new_privs no longer forced by the filter */
 #define GX_SECCOMP_CACHE_MAX 128
 struct sock_filter;
 void seccomp_canon(strbuf *sb, const json *spec);

@@ -11,9 +11,10 @@
  *  - the program is gen_bpf_generate()'s, the same bytes seccomp_export_bpf() writes (we export
  *    at compile time; a program libseccomp cannot generate fails the compile in the parent now,
  *    before anything is created, instead of seccomp_load in the child).
- *  - SCMP_FLTATR_CTL_NNP defaults to 1 and we never change it: prctl(PR_SET_NO_NEW_PRIVS, 1) right
- *    before loading, on EVERY load, even for a process with noNewPrivileges false (this is what
- *    gantry-exec has always done; runc sets the attribute to 0 instead. Kept as is, on purpose).
+ *  - SCMP_FLTATR_CTL_NNP defaults to 1 (prctl(PR_SET_NO_NEW_PRIVS, 1) before every load); we set
+ *    it to 0, as runc does: no_new_privs follows process.noNewPrivileges alone (caps.c), so setuid
+ *    binaries work in a container with the default profile, as with Docker. Without no_new_privs
+ *    the kernel wants CAP_SYS_ADMIN at load: finalize_and_exec (init.c) loads before dropping caps.
  *  - if seccomp(2) exists (seccomp(SECCOMP_SET_MODE_STRICT, 1, NULL) fails with EINVAL):
  *    flags = TSYNC|TSYNC_ESRCH when TSYNC is asked and level >= 6, TSYNC alone when asked below
  *    that; | LOG (SCMP_FLTATR_CTL_LOG) | SPEC_ALLOW (SCMP_FLTATR_CTL_SSB); never NEW_LISTENER (no
@@ -129,6 +130,11 @@ static int compile_ctx(const json *spec, scmp_filter_ctx *out, gx_err *err) {
   if (parse_action(jstr(jget(spec, "defaultAction"), ""), jint(jget(spec, "defaultErrnoRet"), -1), &dflt, err) < 0) return -1;
   scmp_filter_ctx ctx = seccomp_init(dflt);
   if (!ctx) return gx_fail(err, 0, "seccomp: init with default action `%s` failed", jstr(jget(spec, "defaultAction"), ""));
+  int nr = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0); /* no_new_privs is process.noNewPrivileges' business */
+  if (nr < 0) {
+    seccomp_release(ctx);
+    return gx_fail(err, -nr, "seccomp: clear the no_new_privs attribute");
+  }
   const json *archs = jget(spec, "architectures");
   for (size_t i = 0; i < jlen(archs); i++) {
     char name[32];
@@ -178,7 +184,7 @@ static int compile_ctx(const json *spec, scmp_filter_ctx *out, gx_err *err) {
  * rejected unknown flags before any program for this spec was made or cached). */
 static void load_attrs(const json *spec, struct gx_seccomp_prog *p) {
   bool log = false, ssb = false;
-  p->nnp = true; /* SCMP_FLTATR_CTL_NNP default */
+  p->nnp = false; /* SCMP_FLTATR_CTL_NNP, cleared in compile_ctx */
   p->tsync = false;
   const json *flags = jget(spec, "flags");
   for (size_t i = 0; i < jlen(flags); i++) {

@@ -99,18 +99,20 @@ describe('gantry-exec seccomp cache', () => {
     assert.equal(b2.p.personality, 'EPERM', 'B from the cache still blocks personality');
   });
 
-  test('seccomp cache: loading sets no_new_privs as seccomp_load does, cold and warm, with the spec flags', () => {
-    freshRoot();
-    // libseccomp's NNP attribute defaults to on and gantry-exec never turned it off: a filtered
-    // process gets no_new_privs even when process.noNewPrivileges is false
+  test('seccomp cache: no_new_privs follows process.noNewPrivileges, cold and warm, with the spec flags', () => {
+    // as with runc and Docker: the filter does not force no_new_privs, so setuid binaries work
+    // under the default profile unless the spec asks for no_new_privs
     const profile = { ...profileA(), flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_TSYNC'] };
-    for (const want of [false, true]) {
-      const r = probe(profile, (s) => {
-        s.process.noNewPrivileges = false;
-      });
-      assert.equal(r.hit, want);
-      assertBlocks(r.p, want ? 'warm' : 'cold');
-      assert.equal(r.p.noNewPrivs, '1', `${want ? 'warm' : 'cold'}: no_new_privs`);
+    for (const nnp of [false, true]) {
+      freshRoot();
+      for (const want of [false, true]) {
+        const r = probe(profile, (s) => {
+          s.process.noNewPrivileges = nnp;
+        });
+        assert.equal(r.hit, want);
+        assertBlocks(r.p, want ? 'warm' : 'cold');
+        assert.equal(r.p.noNewPrivs, nnp ? '1' : '0', `${want ? 'warm' : 'cold'}, noNewPrivileges ${nnp}: no_new_privs`);
+      }
     }
   });
 
