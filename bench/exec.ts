@@ -6,6 +6,7 @@ import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, w
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { defaultSeccompProfile } from '../worker/runtime/seccomp-default.ts';
 import type { Job } from './exec-worker.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -45,6 +46,8 @@ function spec(args: string[], rootPath: string) {
       namespaces: ['pid', 'network', 'ipc', 'uts', 'mount'].map((type) => ({ type })),
       maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/sched_debug', '/sys/firmware', '/proc/scsi'],
       readonlyPaths: ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
+      // Docker's default profile, as every gantry task gets (each runtime compiles or caches it its own way)
+      seccomp: defaultSeccompProfile(new Set(['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'])),
     },
   };
 }
