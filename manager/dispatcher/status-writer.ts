@@ -1,5 +1,5 @@
 // Batches worker-reported task statuses from every session into few store transactions
-// (every flushMs), applying only forward moves. A write that lost a version race is re-decided
+// (group commit: at once when idle, together after the write in flight), applying only forward moves. A write that lost a version race is re-decided
 // against the fresh view on the next flush, so nothing reported is lost or written backwards.
 import type { TaskStatus } from '../../proto/gen/gantry/v1/objects.ts';
 import type { Store, Write } from '../store/types.ts';
@@ -12,16 +12,16 @@ interface Pending {
 
 export class StatusWriter {
   private readonly store: Store;
-  private readonly flushMs: number;
   private readonly log: (m: string) => void;
   private pending = new Map<string, Pending>();
-  private timer: NodeJS.Timeout | undefined;
+  private scheduled = false;
+  /** After a failed write: the next one waits 500 ms. */
+  private backoff = false;
   private flushing: Promise<void> | undefined;
   private stopped = false;
 
-  constructor(store: Store, opts: { flushMs?: number; log?: (m: string) => void } = {}) {
+  constructor(store: Store, opts: { log?: (m: string) => void } = {}) {
     this.store = store;
-    this.flushMs = opts.flushMs ?? 20;
     this.log = opts.log ?? (() => {});
   }
 
@@ -32,19 +32,24 @@ export class StatusWriter {
     this.schedule();
   }
 
+  /**
+   * Group commit: with no write in flight, the reports of this turn of the event loop go out at
+   * once (a rolling update waits on each RUNNING: the fixed 20 ms delay this had was paid at every
+   * slot); while one is in flight, what arrives meanwhile goes out together right after it.
+   */
   private schedule(): void {
-    if (this.timer || this.stopped) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.flush();
-    }, this.flushMs);
+    if (this.scheduled || this.stopped || this.backoff) return;
+    this.scheduled = true;
+    const go = () => {
+      this.scheduled = false;
+      if (this.pending.size > 0 && !this.stopped) void this.flush();
+    };
+    if (this.flushing) void this.flushing.finally(go);
+    else setImmediate(go);
   }
 
   async flush(): Promise<void> {
-    if (this.flushing) {
-      await this.flushing;
-      if (this.pending.size === 0) return;
-    }
+    while (this.flushing) await this.flushing;
     this.flushing = this.flushOnce().finally(() => {
       this.flushing = undefined;
     });
@@ -74,14 +79,16 @@ export class StatusWriter {
     } catch (err) {
       this.log(`status write failed, will retry: ${(err as Error).message}`);
       for (const [taskId, p] of batch) if (!this.pending.has(taskId)) this.pending.set(taskId, p);
-      if (!this.stopped) setTimeout(() => this.schedule(), 500);
+      this.backoff = true;
+      setTimeout(() => {
+        this.backoff = false;
+        this.schedule();
+      }, 500).unref();
     }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     await this.flushing;
   }
 }
