@@ -266,6 +266,10 @@ int main(int argc, char **argv) {
       }
       memmove(in.buf, in.buf + from, in.len - from);
       in.len -= from;
+      if (in.len == 0 && in.cap > (1u << 20)) { /* a big input went through: give the memory back */
+        free(in.buf);
+        in = (strbuf){0};
+      }
       if (in.len > MAX_LINE) {
         reply_error(0, "invalid", "request: a line longer than 64 MiB");
         in.len = 0;
