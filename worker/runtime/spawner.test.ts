@@ -61,7 +61,7 @@ for (const kind of ['native', 'node'] as const) {
     t.after(() => sp.close());
     const missing = await sp.run('/nonexistent/bin', []);
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /spawn \/nonexistent\/bin ENOENT/);
+    assert.equal(missing.stderr, 'spawn /nonexistent/bin ENOENT', 'exactly execFile\'s text: worker/network/sys.ts matches it');
     const nocwd = await sp.run('/bin/pwd', [], { cwd: '/nonexistent-dir' });
     assert.equal(nocwd.code, 1);
     assert.match(nocwd.stderr, /ENOENT/);

@@ -83,7 +83,7 @@ void proc_start(const exec_req *r) {
   if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(rep, O_CLOEXEC) < 0) {
     int e = errno;
     for (int i = 0; i < 2; i++) close_fd(&in[i]), close_fd(&out[i]), close_fd(&errp[i]), close_fd(&rep[i]);
-    cleanup_free char *msg = xasprintf("spawn %s %s: pipe", r->file, gx_errname(e));
+    cleanup_free char *msg = xasprintf("spawn %s %s", r->file, gx_errname(e)); /* execFile's text: callers match it */
     reply_exec(r->id, 1, "", 0, "", 0, msg);
     return;
   }
@@ -108,9 +108,9 @@ void proc_start(const exec_req *r) {
     close_fd(&out[0]);
     close_fd(&errp[0]);
     int e = pid < 0 ? fork_errno : msg[1];
-    const char *where = pid < 0 ? ": fork" : msg[0] == 1 ? ": chdir to the working directory" : msg[0] == 0 ? ": dup2" : "";
-    cleanup_free char *text = r->cwd && msg[0] == 1 ? xasprintf("spawn %s %s%s `%s`", r->file, gx_errname(e), where, r->cwd)
-                                                     : xasprintf("spawn %s %s%s", r->file, gx_errname(e), where);
+    /* execFile's "spawn FILE ENOENT" (worker/network matches it), plus the directory when chdir failed */
+    cleanup_free char *text = pid > 0 && msg[0] == 1 ? xasprintf("spawn %s %s: chdir to the working directory `%s`", r->file, gx_errname(e), r->cwd)
+                                                     : xasprintf("spawn %s %s", r->file, gx_errname(e));
     reply_exec(r->id, 1, "", 0, "", 0, text);
     return;
   }
