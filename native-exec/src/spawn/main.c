@@ -234,7 +234,7 @@ int main(int argc, char **argv) {
       if (timeout < 0 || left < timeout) timeout = (int)left + 1;
     }
     /* too busy: read later; after EOF: not at all */
-    fds[0] = (struct pollfd){.fd = !eof_at && proc_count() * 3 + 2 < MAX_FDS ? 0 : -1, .events = POLLIN};
+    fds[0] = (struct pollfd){.fd = !eof_at && proc_count() * 4 + 2 < MAX_FDS ? 0 : -1, .events = POLLIN};
     fds[1] = (struct pollfd){.fd = sigfd, .events = POLLIN};
     size_t n = 2 + proc_pollfds(fds + 2, owner + 2, MAX_FDS - 2);
     if (poll(fds, n, timeout) < 0) {

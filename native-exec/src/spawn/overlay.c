@@ -36,6 +36,14 @@ static int rm_rf_at(int dfd, const char *name, const char *shown, gx_err *err) {
 
 static int rm_rf(const char *path, gx_err *err) { return rm_rf_at(AT_FDCWD, path, path, err); }
 
+/* mkdir -p that tries the whole path first: the container dir's parents exist (util.c's mkdir_p
+ * walks every component from /, ~8 failed mkdirs per directory). */
+static int mkdir_all(const char *path, gx_err *err) {
+  if (mkdir(path, 0777) == 0 || errno == EEXIST) return 0;
+  if (errno != ENOENT) return gx_fail(err, errno, "mkdir `%s`", path);
+  return mkdir_p(path, 0777, err);
+}
+
 static void unescape(char *s) {
   char *w = s;
   for (char *r = s; *r; r++) {
@@ -125,18 +133,18 @@ int overlay_mount(const mount_req *r, char **rootfs_out, gx_err *err) {
   int mp = is_mount_point(rootfs, err);
   if (mp < 0) return -1;
   if (mp) return gx_fail(err, 0, "%s is already mounted; unmountRootfs(\"%s\") first", rootfs, dir);
-  if (mkdir_p(rootfs, 0777, err) < 0) return -1;
+  if (mkdir_all(rootfs, err) < 0) return -1;
   if (!r->read_only) {
     cleanup_free char *upper = xasprintf("%s/upper", dir);
     cleanup_free char *work = xasprintf("%s/work", dir);
     cleanup_free char *incompat = xasprintf("%s/work/work/incompat", dir);
-    if (mkdir_p(upper, 0777, err) < 0 || mkdir_p(work, 0777, err) < 0) return -1;
+    if (mkdir_all(upper, err) < 0 || mkdir_all(work, err) < 0) return -1;
     /* a volatile overlay leaves work/work/incompat/volatile behind, which makes the next mount refuse */
     if (rm_rf(incompat, err) < 0) return -1;
   }
   cleanup_free char *l = xasprintf("%s/l", dir);
   cleanup_free char *empty = xasprintf("%s/l/empty", dir);
-  if (rm_rf(l, err) < 0 || mkdir_p(empty, 0777, err) < 0) return -1;
+  if (rm_rf(l, err) < 0 || mkdir_all(empty, err) < 0) return -1;
   for (size_t i = 0; i < r->lowers; i++) {
     struct stat st;
     if (stat(r->lower_dirs[i], &st) < 0 || !S_ISDIR(st.st_mode)) return gx_fail(err, 0, "layer directory %s does not exist", r->lower_dirs[i]);

@@ -94,23 +94,12 @@ void proc_start(const exec_req *r) {
   close_fd(&out[1]);
   close_fd(&errp[1]);
   close_fd(&rep[1]);
-  int msg[2] = {0, 0};
-  ssize_t n = -1;
-  if (pid > 0) {
-    /* EOF: the exec happened (the pipe is close-on-exec); two ints: where it failed and errno */
-    do n = read(rep[0], msg, sizeof msg);
-    while (n < 0 && errno == EINTR);
-  }
-  close_fd(&rep[0]);
-  if (pid < 0 || n > 0) {
-    if (pid > 0) while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+  if (pid < 0) {
     close_fd(&in[1]);
     close_fd(&out[0]);
     close_fd(&errp[0]);
-    int e = pid < 0 ? fork_errno : msg[1];
-    /* execFile's "spawn FILE ENOENT" (worker/network matches it), plus the directory when chdir failed */
-    cleanup_free char *text = pid > 0 && msg[0] == 1 ? xasprintf("spawn %s %s: chdir to the working directory `%s`", r->file, gx_errname(e), r->cwd)
-                                                     : xasprintf("spawn %s %s", r->file, gx_errname(e));
+    close_fd(&rep[0]);
+    cleanup_free char *text = xasprintf("spawn %s %s", r->file, gx_errname(fork_errno)); /* execFile's text: callers match it */
     reply_exec(r->id, 1, "", 0, "", 0, text);
     return;
   }
@@ -120,6 +109,9 @@ void proc_start(const exec_req *r) {
   p->out = out[0];
   p->err = errp[0];
   p->in = in[1];
+  p->rep = rep[0]; /* read when it is ready: the loop does not wait for the exec */
+  p->cwd = r->cwd ? xstrdup(r->cwd) : NULL;
+  p->file = xstrdup(r->file);
   p->max_buffer = r->max_buffer;
   p->timeout_ms = r->timeout_ms;
   p->deadline = r->timeout_ms > 0 ? now_ms() + (double)r->timeout_ms : 0;
@@ -130,6 +122,7 @@ void proc_start(const exec_req *r) {
     p->input_len = ilen;
     fcntl(p->in, F_SETFL, O_NONBLOCK);
   } else close_fd(&p->in); /* no input: the command reads EOF at once, as with execFile */
+  fcntl(p->rep, F_SETFL, O_NONBLOCK);
   fcntl(p->out, F_SETFL, O_NONBLOCK);
   fcntl(p->err, F_SETFL, O_NONBLOCK);
   p->next = procs;
@@ -139,7 +132,8 @@ void proc_start(const exec_req *r) {
 
 size_t proc_pollfds(struct pollfd *fds, proc **owner, size_t max) {
   size_t n = 0;
-  for (proc *p = procs; p && n + 3 <= max; p = p->next) {
+  for (proc *p = procs; p && n + 4 <= max; p = p->next) {
+    if (p->rep >= 0) fds[n] = (struct pollfd){.fd = p->rep, .events = POLLIN}, owner[n++] = p;
     if (p->out >= 0) fds[n] = (struct pollfd){.fd = p->out, .events = POLLIN}, owner[n++] = p;
     if (p->err >= 0) fds[n] = (struct pollfd){.fd = p->err, .events = POLLIN}, owner[n++] = p;
     if (p->in >= 0) fds[n] = (struct pollfd){.fd = p->in, .events = POLLOUT}, owner[n++] = p;
@@ -149,6 +143,7 @@ size_t proc_pollfds(struct pollfd *fds, proc **owner, size_t max) {
 
 /* Stops reading and writing (execFile destroys the streams when it kills). */
 static void cut(proc *p) {
+  close_fd(&p->rep);
   close_fd(&p->out);
   close_fd(&p->err);
   close_fd(&p->in);
@@ -182,7 +177,17 @@ static void drain(proc *p, int *fd, strbuf *sb, const char *name) {
 
 void proc_io(proc *p, const struct pollfd *pfd) {
   if (!pfd->revents) return;
-  if (pfd->fd == p->out) drain(p, &p->out, &p->sout, "stdout");
+  if (pfd->fd == p->rep) {
+    int msg[2];
+    ssize_t n = read(p->rep, msg, sizeof msg);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (n == (ssize_t)sizeof msg) {
+      p->start_failed = true;
+      p->start_stage = msg[0];
+      p->start_errno = msg[1];
+    }
+    close_fd(&p->rep);
+  } else if (pfd->fd == p->out) drain(p, &p->out, &p->sout, "stdout");
   else if (pfd->fd == p->err) drain(p, &p->err, &p->serr, "stderr");
   else if (pfd->fd == p->in) {
     while (p->input_off < p->input_len) {
@@ -221,6 +226,13 @@ static void finish(proc *p) {
     sig = sigabbrev_np(WTERMSIG(p->status));
   }
   cleanup_sb strbuf e = {0};
+  if (p->start_failed) {
+    /* execFile's "spawn FILE ENOENT" (worker/network matches it), plus the directory when chdir failed */
+    sb_printf(&e, "spawn %s %s", p->file, gx_errname(p->start_errno));
+    if (p->start_stage == 1) sb_printf(&e, ": chdir to the working directory `%s`", p->cwd);
+    reply_exec(p->id, 1, "", 0, "", 0, e.buf);
+    return;
+  }
   if (p->overflow) {
     code = 1; /* as execFile: ERR_CHILD_PROCESS_STDIO_MAXBUFFER */
     sb_printf(&e, "%s maxBuffer length exceeded (%zu bytes): %s was killed (SIGTERM)", p->overflow, p->max_buffer, p->cmd);
@@ -239,6 +251,8 @@ static void proc_free(proc *p) {
   free(p->serr.buf);
   free(p->input);
   free(p->cmd);
+  free(p->cwd);
+  free(p->file);
   free(p);
 }
 
@@ -251,7 +265,7 @@ int proc_tick(void) {
       if (!p->exited) kill(p->pid, SIGTERM);
       cut(p); /* also frees a finished command whose pipes a detached grandchild still holds */
     }
-    if (p->exited && p->out < 0 && p->err < 0) {
+    if (p->exited && p->out < 0 && p->err < 0 && p->rep < 0) {
       finish(p);
       *pp = p->next;
       nprocs--;

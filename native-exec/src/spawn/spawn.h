@@ -13,6 +13,9 @@ typedef struct proc {
   long long id;
   pid_t pid;
   int out, err, in;      /* read ends of stdout/stderr, write end of stdin; -1 once closed */
+  int rep;               /* the child's exec report: EOF when it exec'd, else {stage, errno} */
+  int start_stage, start_errno;
+  bool start_failed;
   strbuf sout, serr;
   char *input;
   size_t input_len, input_off;
@@ -23,6 +26,7 @@ typedef struct proc {
   const char *overflow;  /* "stdout" / "stderr" when maxBuffer was exceeded */
   int status;            /* from waitpid */
   char *cmd;             /* "file arg ..." for error texts, as execFile writes them */
+  char *file, *cwd;
   struct proc *next;
 } proc;
 
