@@ -36,12 +36,18 @@ static int rm_rf_at(int dfd, const char *name, const char *shown, gx_err *err) {
 
 static int rm_rf(const char *path, gx_err *err) { return rm_rf_at(AT_FDCWD, path, path, err); }
 
-/* mkdir -p that tries the whole path first: the container dir's parents exist (util.c's mkdir_p
- * walks every component from /, ~8 failed mkdirs per directory). */
+/* mkdir -p from the deepest end: the container dir's parents exist (util.c's mkdir_p walks every
+ * component from /, ~8 failed mkdirs per directory). */
 static int mkdir_all(const char *path, gx_err *err) {
   if (mkdir(path, 0777) == 0 || errno == EEXIST) return 0;
   if (errno != ENOENT) return gx_fail(err, errno, "mkdir `%s`", path);
-  return mkdir_p(path, 0777, err);
+  cleanup_free char *parent = xstrdup(path);
+  char *slash = strrchr(parent, '/');
+  if (!slash || slash == parent) return gx_fail(err, ENOENT, "mkdir `%s`", path);
+  *slash = 0;
+  if (mkdir_all(parent, err) < 0) return -1;
+  if (mkdir(path, 0777) < 0 && errno != EEXIST) return gx_fail(err, errno, "mkdir `%s`", path);
+  return 0;
 }
 
 static void unescape(char *s) {
