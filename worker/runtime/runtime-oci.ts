@@ -24,6 +24,7 @@ import { type Clock, systemClock } from './clock.ts';
 import { type Log, nullLog } from './log.ts';
 import { mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
 import { runCommand, spawnerMounter, warmSpawner } from './spawner.ts';
+import { ensureTargetsLayer, layerFits, layerPaths } from './targets-layer.ts';
 import {
   type ContainerConfig, type ContainerState, type ExecResult, type LogEntry, type LogOptions, type Runtime, RuntimeError,
 } from './types.ts';
@@ -61,6 +62,8 @@ export interface ContainerMeta {
 interface ExitFile { exitCode: number; signal: number | null; oomKilled: boolean; finishedAt: string }
 
 const MAX_EXEC_OUTPUT = 4096;
+/** overlayfs stacks at most 500 lower dirs (worker/rootfs/overlay.ts MAX_LAYERS): the targets layer needs one. */
+const MAX_LOWER_DIRS = 500;
 
 /** True when /sys/fs/cgroup/unified is a cgroup2 mount beside v1 controllers. */
 export function isHybridCgroupHost(): boolean {
@@ -267,6 +270,12 @@ class LogTail {
 type CmdResult = { code: number; stdout: string; stderr: string };
 type ImageUsers = { passwd?: string; group?: string };
 
+/** Keeps at most 64 entries per cache (oldest out): one per image a node runs. */
+function remember<V>(m: Map<string, V>, key: string, v: V): void {
+  if (m.size >= 64) m.delete(m.keys().next().value as string);
+  m.set(key, v);
+}
+
 export class OciRuntime implements Runtime {
   readonly name: string;
   private readonly o: OciRuntimeOptions;
@@ -280,6 +289,7 @@ export class OciRuntime implements Runtime {
   private readonly makesMountTargets: boolean;
   private rootMade = false;
   private readonly usersByImage = new Map<string, ImageUsers>();
+  private readonly fitByImage = new Map<string, boolean>();
   private wrapped = false;
 
   constructor(opts: OciRuntimeOptions) {
@@ -352,20 +362,27 @@ export class OciRuntime implements Runtime {
   }
 
   /**
-   * The image's /etc/passwd and /etc/group (for user names and supplementary groups). Read through
-   * the container's fresh overlay, so they are the image's own: kept per layer stack (the lower dirs
-   * are immutable snapshots), read again for a plain directory rootfs.
+   * The image's /etc/passwd and /etc/group (user names, supplementary groups), read through the
+   * container's fresh overlay so they are the image's own: kept per layer stack (the lower dirs are
+   * immutable snapshots), read again for a plain directory rootfs.
    */
   private async imageUsers(config: ContainerConfig, rootfs: string): Promise<ImageUsers> {
     const key = config.rootfs.kind === 'layers' ? config.rootfs.lowerDirs.join('\0') : undefined;
     const known = key === undefined ? undefined : this.usersByImage.get(key);
     if (known) return known;
     const users = { passwd: await readRootfsFile(rootfs, 'etc/passwd'), group: await readRootfsFile(rootfs, 'etc/group') };
-    if (key !== undefined) {
-      if (this.usersByImage.size >= 64) this.usersByImage.delete(this.usersByImage.keys().next().value as string);
-      this.usersByImage.set(key, users);
-    }
+    if (key !== undefined) remember(this.usersByImage, key, users);
     return users;
+  }
+
+  /** Whether the shared mount-targets layer may sit on this layer stack (targets-layer.ts), once per stack. */
+  private async targetsFit(lowerDirs: string[], targets: string[]): Promise<boolean> {
+    const key = [...lowerDirs, '', ...targets].join('\0');
+    const known = this.fitByImage.get(key);
+    if (known !== undefined) return known;
+    const fits = await layerFits(lowerDirs, targets);
+    remember(this.fitByImage, key, fits);
+    return fits;
   }
 
   /** The given mounter, else the default one run in the spawner helper (its mount(8) forks stay out of gantryd). */
@@ -385,8 +402,12 @@ export class OciRuntime implements Runtime {
     let unmount: (() => Promise<void>) | undefined;
     try {
       let rootfs: string;
+      const targets = config.files?.length ? layerPaths(config.files.map((f) => f.path)) : undefined;
       if (config.rootfs.kind === 'layers') {
-        const m = await (await this.getMounter()).mountRootfs({ lowerDirs: config.rootfs.lowerDirs, containerDir: dir, volatile: true });
+        const lowerDirs = [...config.rootfs.lowerDirs];
+        // the bind targets come from a shared layer on top, not made in this container's upper dir
+        if (targets && lowerDirs.length < MAX_LOWER_DIRS && (await this.targetsFit(lowerDirs, targets))) lowerDirs.push(await ensureTargetsLayer(this.o.root, targets));
+        const m = await (await this.getMounter()).mountRootfs({ lowerDirs, containerDir: dir, volatile: true });
         rootfs = m.rootfs;
         unmount = m.unmount;
       } else {

@@ -125,6 +125,7 @@ for (const r of runtimes) {
     assert.match(logs, /127\.0\.0\.1 gantry-test/);
     assert.match(logs, /made-target/, 'a file bound where the image has none');
     assert.ok(!existsSync(join(rootfs, 'made')), 'the missing target was made in the container, not in the image');
+    assert.ok(!existsSync(join(tmp, 'containers', cid, 'upper', 'made')), 'the target came from the shared targets layer, not the upper dir');
     assert.match(logs, /Permission denied/, 'runs as nobody, cannot write /');
     assert.equal(st.exitCode, 0);
     assert.ok(!existsSync(join(rootfs, 'written')));
