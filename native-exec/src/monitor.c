@@ -77,6 +77,12 @@ static int listen_unix(const char *name, gx_err *err) {
   return steal_fd(&fd);
 }
 
+/* Close client i; the last client takes its slot (so indices above i change, none below). */
+static void drop_client(struct mon *m, int i) {
+  close(m->clients[i]);
+  m->clients[i] = m->clients[--m->nclients];
+}
+
 /* ---- log writing ---------------------------------------------------------------------- */
 
 static int log_open(struct mon *m) {
@@ -114,8 +120,7 @@ static void emit_line(struct mon *m, const char *stream, const char *data, size_
   for (int i = 0; i < m->nclients;) {
     ssize_t w = send(m->clients[i], m->line.buf, m->line.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w != (ssize_t)m->line.len) { /* slow or gone: drop rather than buffer */
-      close(m->clients[i]);
-      m->clients[i] = m->clients[--m->nclients];
+      drop_client(m, i);
       continue;
     }
     i++;
@@ -162,11 +167,32 @@ static ssize_t pump(struct mon *m, int *fd, const char *stream) {
   return r;
 }
 
+/* Read what is queued on fd after the writer we care about exited, without ever waiting.
+ * Complete: a pipe write has copied its bytes into the pipe before write(2) returns, so all the
+ * init wrote is queued before it can exit and before we reap it; on a pty master n_tty_read
+ * flushes the slave's pending input before it answers EAGAIN (or EIO once the slave is closed).
+ * Bounded: we stop at EAGAIN, not at EOF (a grandchild that escaped the container's pid namespace
+ * may hold the write end for ever), and after the pipe's capacity in bytes (the init's bytes are
+ * first in the pipe and at most a capacity's worth is unread), or DRAIN_MAX_TTY on a pty, so a
+ * survivor that keeps writing cannot keep the monitor from writing exit.json. */
+#define DRAIN_MAX_TTY (1 << 20)
+static void drain_fd(struct mon *m, int *fd, const char *stream) {
+  if (*fd < 0) return;
+  int fl = fcntl(*fd, F_GETFL);
+  if (fl >= 0) fcntl(*fd, F_SETFL, fl | O_NONBLOCK);
+  int cap = fcntl(*fd, F_GETPIPE_SZ);
+  long long left = cap > 0 ? cap : DRAIN_MAX_TTY;
+  while (*fd >= 0 && left > 0) {
+    ssize_t r = pump(m, fd, stream);
+    if (r > 0) left -= r;
+    else if (r < 0 && errno == EINTR) continue;
+    else break;
+  }
+}
+
 static void drain(struct mon *m) {
-  if (m->out_fd >= 0) fcntl(m->out_fd, F_SETFL, O_NONBLOCK);
-  if (m->err_fd >= 0) fcntl(m->err_fd, F_SETFL, O_NONBLOCK);
-  while (m->out_fd >= 0 && pump(m, &m->out_fd, "stdout") > 0) {}
-  while (m->err_fd >= 0 && pump(m, &m->err_fd, "stderr") > 0) {}
+  drain_fd(m, &m->out_fd, "stdout");
+  drain_fd(m, &m->err_fd, "stderr");
 }
 
 /* ---- runtime invocation --------------------------------------------------------------- */
@@ -402,8 +428,7 @@ static void on_client_data(struct mon *m, int i) {
   ssize_t r = read(m->clients[i], buf, sizeof buf);
   if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (r <= 0) {
-    close(m->clients[i]);
-    m->clients[i] = m->clients[--m->nclients];
+    drop_client(m, i);
     return;
   }
   if (m->in_fd >= 0) write_all(m->in_fd, buf, r);
@@ -473,6 +498,13 @@ static _Noreturn void monitor_run(struct mon *m) {
       if (errno == EINTR) continue;
       _exit(1);
     }
+    /* Clients first, while p[5 + i] is still m->clients[i] (going down, a drop only moves an
+     * already handled client). Pumping output drops clients that hung up (emit_line), which
+     * reorders the array and frees their fd numbers for the log that a rotation reopens: read
+     * after that, a stale index read the log fd (EBADF) and closed it, and every later line,
+     * the container's last one included, was lost while exit.json still appeared. */
+    for (int i = np - 1; i >= 5; i--)
+      if (p[i].revents) on_client_data(m, i - 5);
     if (p[1].revents && m->out_fd >= 0) pump(m, &m->out_fd, "stdout");
     if (p[2].revents && m->err_fd >= 0) pump(m, &m->err_fd, "stderr");
     if (p[3].revents && m->console_listen >= 0) recv_console(m);
@@ -481,8 +513,6 @@ static _Noreturn void monitor_run(struct mon *m) {
       if (c >= 0 && m->nclients < MAX_CLIENTS) m->clients[m->nclients++] = c;
       else if (c >= 0) close(c);
     }
-    for (int i = np - 1; i >= 5; i--)
-      if (p[i].revents) on_client_data(m, i - 5);
     if (p[0].revents) on_sigchld(m);
   }
 fail:
