@@ -116,3 +116,48 @@ test('task-manager(sim): after a restart running containers are re-adopted, not 
   assert.deepEqual(rec2.states('keep'), [], 'nothing new to report for the kept task');
   assert.equal(rec2.last('drop')!.state, S.TASK_STATE_SHUTDOWN);
 });
+
+test('task-manager(sim): a task wanted only READY is prepared after the tasks wanted RUNNING, and at once when its turn comes', async (t) => {
+  const rt = new SimRuntime();
+  const rec = new StatusRecorder();
+  const waiting: (() => void)[] = [];
+  const gate = { release: () => { for (const r of waiting.splice(0)) r(); } };
+  const prepared: string[] = [];
+  const images = simImages({});
+  // the RUNNING task's image resolves only when the test says so: it stays PREPARING until then
+  const slow = { ...images, resolveLocal: async (ref: string) => {
+    if (ref === 'slow:1') await new Promise<void>((r) => waiting.push(r));
+    return images.resolveLocal(ref);
+  } };
+  const m = new TaskManager({
+    runtime: rt, images: slow, stateDir: '', clock: { now: () => Date.now() }, log: nullLog, retryMs: 5,
+    onStatus: (id, st) => {
+      rec.onStatus(id, st);
+      if (st.state === S.TASK_STATE_READY) prepared.push(id);
+    },
+  });
+  t.after(() => {
+    gate.release();
+    return m.close();
+  });
+  await m.start();
+  const now = task('now', { image: 'slow:1' });
+  const ahead = task('ahead', { desired: S.TASK_STATE_READY });
+  m.assign([now, ahead], true, []);
+  await until(() => (m.statuses().get('ahead')?.state === S.TASK_STATE_PREPARING && m.statuses().get('now')?.state === S.TASK_STATE_PREPARING ? null : 'both preparing'));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(prepared, [], 'the ahead task waits while the RUNNING one prepares');
+  gate.release();
+  await until(() => (prepared.length === 2 ? null : `prepared: ${prepared.join(',')}`));
+  assert.deepEqual(prepared, ['now', 'ahead']);
+
+  // its turn: a held task goes at once when it is wanted RUNNING
+  const now2 = task('now2', { image: 'slow:1' });
+  const ahead2 = task('ahead2', { desired: S.TASK_STATE_READY });
+  m.assign([now, ahead, now2, ahead2], true, []);
+  await until(() => (m.statuses().get('ahead2')?.state === S.TASK_STATE_PREPARING ? null : 'ahead2 preparing'));
+  m.assign([now, ahead, now2, { ...ahead2, desiredState: S.TASK_STATE_RUNNING }], true, []);
+  await until(() => (m.statuses().get('ahead2')?.state === S.TASK_STATE_RUNNING ? null : `ahead2 ${m.statuses().get('ahead2')?.state}`));
+  assert.notEqual(m.statuses().get('now2')?.state, S.TASK_STATE_RUNNING, 'now2 still waits on its image');
+  gate.release();
+});

@@ -95,6 +95,7 @@ class Runner {
     if (task.desiredState !== old.desiredState) {
       this.ac?.abort(new Error('desired state changed'));
       void this.m.persist(this);
+      this.m.desiredChanged();
     }
     this.poke();
   }
@@ -143,6 +144,10 @@ class Runner {
           continue;
         }
       }
+      if (this.m.holdAhead(this)) {
+        await this.sleep(undefined); // poked when the tasks wanted now are prepared
+        continue;
+      }
       const ac = new AbortController();
       this.ac = ac;
       let r: Awaited<ReturnType<typeof step>>;
@@ -173,6 +178,8 @@ export class TaskManager {
   private readonly o: TaskManagerOptions;
   private readonly records: TaskRecords;
   private readonly runners = new Map<string, Runner>();
+  /** Runners waiting in holdAhead(). */
+  private readonly held = new Set<Runner>();
   private started = false;
   private pending: { tasks: Task[]; full: boolean; removed: string[] }[] = [];
   private sawFull = false;
@@ -304,6 +311,31 @@ export class TaskManager {
     await Promise.allSettled([...this.runners.values()].map((r) => r.done));
   }
 
+  /**
+   * A task wanted only READY (a rolling update preparing a later slot ahead of its turn) waits to
+   * be prepared while a task wanted RUNNING is still being prepared: they compete for the same CPU,
+   * and the update waits on the RUNNING ones (start-first, parallelism 5: 10 containers prepared
+   * at once, the 5 needed now done last). Once its turn comes (desired RUNNING) it no longer waits.
+   */
+  holdAhead(r: Runner): boolean {
+    const preparing = (x: Runner) => !x.removing && x.status.state < TaskState.TASK_STATE_READY && x.task.desiredState < TaskState.TASK_STATE_SHUTDOWN;
+    const held = r.task.desiredState === TaskState.TASK_STATE_READY && r.status.state === TaskState.TASK_STATE_PREPARING && !r.removing
+      && [...this.runners.values()].some((o) => o !== r && o.task.desiredState === TaskState.TASK_STATE_RUNNING && preparing(o));
+    if (held) this.held.add(r);
+    else this.held.delete(r);
+    return held;
+  }
+
+  /** A task's desired state changed: a held runner may go now (or it is the one whose turn came). */
+  desiredChanged(): void {
+    this.releaseHeld();
+  }
+
+  /** Lets held runners look again (a task was prepared, changed or went away). */
+  private releaseHeld(): void {
+    for (const r of [...this.held]) r.poke();
+  }
+
   /** Forward-only, deduplicated; persisted before it is reported. */
   async setStatus(r: Runner, next: TaskStatus, base?: TaskStatus): Promise<void> {
     const cur = r.status;
@@ -314,6 +346,7 @@ export class TaskManager {
     if (stepKeptHealth && cur.health) next = { ...next, health: cur.health };
     if (next.state === cur.state && next.message === cur.message && next.err === cur.err && next.health === cur.health) return;
     r.status = next;
+    if (this.held.size > 0 && next.state >= TaskState.TASK_STATE_READY) this.releaseHeld();
     await this.persist(r);
     if (!this.closed) this.o.onStatus(r.task.id, next);
   }
@@ -328,6 +361,8 @@ export class TaskManager {
 
   async forget(r: Runner): Promise<void> {
     if (this.runners.get(r.task.id) === r) this.runners.delete(r.task.id);
+    this.held.delete(r);
+    this.releaseHeld();
     await this.records.delete(r.task.id);
     if (this.runners.size === 0) for (const f of this.drained.splice(0)) f();
   }
