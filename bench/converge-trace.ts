@@ -33,7 +33,8 @@ const STATE_NAMES = Object.fromEntries(Object.entries(TaskState).map(([k, v]) =>
 function stats(xs: number[]): string {
   if (!xs.length) return '-';
   const v = [...xs].sort((a, b) => a - b);
-  return `${v[Math.floor(v.length / 2)].toFixed(0)} / ${v[v.length - 1].toFixed(0)}`;
+  const q = (f: number) => v[Math.min(v.length - 1, Math.floor(v.length * f))].toFixed(0);
+  return `${q(0.5)} / ${v[v.length - 1].toFixed(0)}${v.length > 4 ? ` (first ${v[0].toFixed(0)}, p25 ${q(0.25)}, p75 ${q(0.75)})` : ''}`;
 }
 
 const now = () => performance.timeOrigin + performance.now();
@@ -121,12 +122,12 @@ async function main(): Promise<void> {
           return running >= n || `${running}/${n} running`;
         }, 300_000, 10);
         const done = Math.max(...[...stored.values()].map((m) => m.get(TaskState.TASK_STATE_RUNNING) ?? 0));
-        console.log(`\nN=${n}: CLI exited ${cliExit.toFixed(0)} ms, service stored ${serviceAt.toFixed(0)} ms, last RUNNING stored ${done.toFixed(0)} ms   (ms from spawning the CLI: median / max over tasks)`);
+        console.log(`\nN=${n}: CLI exited ${cliExit.toFixed(0)} ms, service stored ${serviceAt.toFixed(0)} ms, last RUNNING stored ${done.toFixed(0)} ms   (ms from spawning the CLI: median / max over tasks, and the first and quartiles)`);
         const states = [...new Set([...stored.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
         for (const st of states) {
           const s = [...stored.values()].map((m) => m.get(st)).filter((x): x is number => x !== undefined);
           const wt = [...workerTs.values()].map((m) => m.get(st)).filter((x): x is number => x !== undefined);
-          console.log(`  ${String(STATE_NAMES[st]).padEnd(10)} stored ${stats(s).padEnd(12)} (${s.length})   worker ts ${stats(wt)} (${wt.length})`);
+          console.log(`  ${String(STATE_NAMES[st]).padEnd(10)} stored ${stats(s).padEnd(44)} (${s.length})   worker ts ${stats(wt)} (${wt.length})`);
         }
         await gantryOk(h, ['service', 'rm', name]);
         await until(() => h.processes((a) => a[0] === 'sleep' && a[1] === '1d').length === 0 || 'containers left', 120_000, 100);
