@@ -395,10 +395,12 @@ function decideSteps(input: UpdateInput): UpdateDecision {
   // Default: start-first, and stop-first with parallelism 1 (one more preparation at a time; at
   // parallelism 5 stop-first doubled the preparations in flight and measured slower under load).
   if ((input.prepareAhead ?? (!stopFirst || cfg.parallelism === 1)) && Number.isFinite(window)) {
-    // start-first keeps at least 3 prepared: a container's preparation (≈ 350-450 ms on the bench
-    // host) outlasts a slot's turn (≈ 150-300 ms), so one slot ahead left each start waiting on it
-    // (20 replicas p=1: 3.4-3.7 s at depth 3 vs 6.3-8.3 s at depth 1, bench/update.ts).
-    const depth = input.prepareDepth ?? (stopFirst ? window : Math.max(window, 3));
+    // start-first keeps two rounds prepared, and at least 3 slots: a container's preparation (≈ 350-450
+    // ms on the bench host) outlasts a slot's turn (≈ 150-300 ms), so one slot ahead left each start
+    // waiting on it (20 replicas p=1: 3.4-3.7 s at depth 3 vs 6.3-8.3 s at depth 1; p=5: 0.8-1.2 s
+    // at depth 10 vs 1.25-1.5 s at depth 5, bench/update.ts). Workers prepare these only after the
+    // tasks wanted running now (worker/exec/task-manager.ts holdAhead), so depth costs the turn nothing.
+    const depth = input.prepareDepth ?? (stopFirst ? window : Math.max(2 * window, 3));
     let staged = dirty.filter((s) => s.phase === 'staged' && !picked.has(s)).length;
     for (const s of order) {
       if (staged >= depth) break;

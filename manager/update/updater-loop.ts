@@ -11,7 +11,7 @@ export interface UpdaterOptions extends ControllerDeps {
   newId?: () => string;
   /** Prepare the next slots ahead: true/false, or when undefined start-first and stop-first with parallelism 1 (GANTRY_UPDATE_PREPARE_AHEAD=1|0 sets it). */
   prepareAhead?: boolean;
-  /** Slots kept prepared ahead (default: parallelism, start-first at least 3; GANTRY_UPDATE_PREPARE_DEPTH=N sets it). */
+  /** Slots kept prepared ahead (default: parallelism; start-first 2 × parallelism, at least 3; GANTRY_UPDATE_PREPARE_DEPTH=N sets it). */
   prepareDepth?: number;
 }
 
