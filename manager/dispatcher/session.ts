@@ -264,8 +264,14 @@ export class WorkerSession {
    */
   writeSessionKey(): Promise<void> {
     const run = (this.keyWrite ?? Promise.resolve()).then(() => this.writeSessionKeyOnce());
-    this.keyWrite = run.finally(() => {
-      if (this.keyWrite === run) this.keyWrite = undefined;
+    // the queue holds only the settling: the caller handles a failure (a closed store at shutdown)
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.keyWrite = settled;
+    void settled.then(() => {
+      if (this.keyWrite === settled) this.keyWrite = undefined;
     });
     return run;
   }
