@@ -12,6 +12,7 @@ import { Agent, type AgentTasks } from '../../worker/agent/agent.ts';
 import { fixtures } from '../store/fixtures.ts';
 import { MemoryStore } from '../store/memory.ts';
 import type { ReadView, Store } from '../store/types.ts';
+import { until as pollUntil } from '../../deploy/lab/lab-cluster.ts';
 import { Dispatcher } from './dispatcher.ts';
 import { hashSecret } from './tokens.ts';
 
@@ -21,16 +22,8 @@ const noTasks: AgentTasks = {
   async *logs() {},
 };
 
-async function until(check: () => true | string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  let last: true | string = 'not checked';
-  while (Date.now() < end) {
-    last = check();
-    if (last === true) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out: ${last}`);
-}
+/** The lab's poll loop, at a unit test's pace. */
+const until = (check: () => true | string) => pollUntil(check, 10_000, 10);
 
 /**
  * A MemoryStore whose view can be frozen: the manager's copy behind etcd, as when its watch was
