@@ -3,6 +3,7 @@
 //
 //   node_modules/.bin/node bench/converge-trace.ts [--replicas 1,50] [--runtime native|runc] [--network none] [--keep-log FILE]
 //        [--cpu-prof DIR]   (gantryd and its helpers write V8 CPU profiles there when the lab goes down)
+//        [--perf FILE]      (`perf record -a -g` from the create to the last RUNNING, per N: FILE.N)
 //
 // Prints, per N, milestones in ms from spawning `gantry service create -d` (median / max over the N
 // tasks): service stored, task created (NEW), PENDING, ASSIGNED, and per worker state the worker's
@@ -58,6 +59,17 @@ async function watchEtcd(dataDir: string): Promise<void> {
   await store.close();
 }
 
+/** Starts a system-wide `perf record`; the returned function stops it and waits for the file. */
+async function startPerf(file: string): Promise<() => Promise<void>> {
+  const p = spawn('perf', ['record', '-a', '-g', '-q', '-o', file], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300)); // perf needs a moment to open its events
+  return () =>
+    new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGINT');
+    });
+}
+
 type Line = { t: number; kind: 'service' | 'task'; id: string; name?: string; service?: string; state?: number; ts?: number };
 
 async function main(): Promise<void> {
@@ -92,6 +104,7 @@ async function main(): Promise<void> {
         lines.length = 0;
         const env = { ...process.env, GANTRY_HOST: `unix://${h.socket}` };
         const flags = network ? ['--network', network] : [];
+        const perf = arg('perf') ? await startPerf(`${arg('perf')}.${n}`) : undefined;
         const t0 = now();
         const cliExit = await new Promise<number>((resolve, reject) => {
           const c = spawn(process.execPath, [cliEntry, 'service', 'create', '-d', '--no-resolve-image', ...flags, '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -121,6 +134,7 @@ async function main(): Promise<void> {
           const running = [...stored.values()].filter((m) => m.has(TaskState.TASK_STATE_RUNNING)).length;
           return running >= n || `${running}/${n} running`;
         }, 300_000, 10);
+        await perf?.();
         const done = Math.max(...[...stored.values()].map((m) => m.get(TaskState.TASK_STATE_RUNNING) ?? 0));
         console.log(`\nN=${n}: CLI exited ${cliExit.toFixed(0)} ms, service stored ${serviceAt.toFixed(0)} ms, last RUNNING stored ${done.toFixed(0)} ms   (ms from spawning the CLI: median / max over tasks, and the first and quartiles)`);
         const states = [...new Set([...stored.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
