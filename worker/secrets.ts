@@ -2,9 +2,15 @@
 // dir's disk), one directory per task, and bind-mounted read-only into its container at
 // /run/secrets/<target> (secrets) or <target> (configs). Removed with the task.
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Mount, SecretReference, Task } from '../proto/gen/gantry/v1/objects.ts';
+
+/** Where a gantryd with this data dir keeps its secrets tmpfs: under /run, which a reboot clears; one per data dir (several gantryd share a machine in the lab). */
+export function secretsDirFor(dataDir: string): string {
+  return path.join('/run/gantry-secrets', createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12));
+}
 
 export class SecretFiles {
   private readonly dir: string;
@@ -68,13 +74,18 @@ export class SecretFiles {
     rmSync(path.join(this.dir, taskId), { recursive: true, force: true });
   }
 
+  /**
+   * gantryd stops: the tmpfs leaves the host's view (lazily: containers still running keep their
+   * own bind mounts of their files, and the memory is freed when the last of them exits), so no
+   * secret value stays readable on the host after its daemon is gone. The next start mounts anew.
+   */
   close(): void {
     if (!this.mounted) return;
     try {
-      execFileSync('umount', [this.dir]);
+      execFileSync('umount', ['--lazy', this.dir], { stdio: 'ignore' });
       rmSync(this.dir, { recursive: true, force: true });
-    } catch {
-      // busy: containers still hold their files; the next start reuses the mount
+    } catch (err) {
+      this.log(`could not unmount ${this.dir}: ${(err as Error).message}`);
     }
     this.mounted = false;
   }

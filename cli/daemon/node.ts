@@ -29,6 +29,7 @@ import { imagesService } from '../../worker/image/service.ts';
 import { ImageStore } from '../../worker/image/store.ts';
 import { createRuntime } from '../../worker/runtime/create.ts';
 import type { Runtime } from '../../worker/runtime/types.ts';
+import { secretsDirFor } from '../../worker/secrets.ts';
 import { Worker } from '../../worker/worker.ts';
 import { DEFAULT_PORT, defaultAdvertiseIp, splitHostPort } from './addr.ts';
 import { bindServer, etcdUrls, ManagerRole } from './manager-role.ts';
@@ -591,7 +592,7 @@ export class Daemon {
       nodeSecret: state.nodeSecret,
       dial: () => this.tls.dial(),
       // secret values live on a tmpfs, one per gantryd (several share a machine in the lab)
-      secretsDir: path.join('/run/gantry-secrets', createHash('sha256').update(path.resolve(this.opts.dataDir)).digest('hex').slice(0, 12)),
+      secretsDir: secretsDirFor(this.opts.dataDir),
       managers: state.managers,
       addr: state.advertiseAddr,
       stateDir: path.join(this.opts.dataDir, 'tasks'),

@@ -20,6 +20,7 @@ import {
   sleep,
   unmountTree,
 } from './sys.ts';
+import { secretsDirFor } from '../../worker/secrets.ts';
 
 /** The repository root (deploy/lab/ → ../..). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -239,7 +240,7 @@ export class LabHost implements HostInfo {
     const left = await killAll(() => this.pids());
     if (left.length) throw new Error(`lab host ${this.name}: processes survived SIGKILL: ${left.join(', ')}`);
     fs.rmSync(this.#pidFile, { force: true });
-    const mounts = await unmountTree(this.dir);
+    const mounts = [...(await unmountTree(this.dir)), ...(await removeSecretsTmpfs(this.dataDir))];
     fs.rmSync(this.runDir, { recursive: true, force: true });
     const cg = cgroupDirs(this.cgroupParent, { whole: true }).flatMap(removeCgroupTree);
     if (mounts.length || cg.length) {
@@ -481,6 +482,14 @@ function pickId(): number {
   throw new Error('no free lab id in 1..254; `node deploy/lab/lab.ts cleanup` removes stale labs');
 }
 
+/** A host's secrets tmpfs lives under /run (what a reboot clears), outside the lab's dir: it goes with the host. */
+async function removeSecretsTmpfs(dataDir: string): Promise<string[]> {
+  const dir = secretsDirFor(dataDir);
+  const stayed = await unmountTree(dir);
+  if (!stayed.length) fs.rmSync(dir, { recursive: true, force: true });
+  return stayed;
+}
+
 /** Removes whatever remains of lab `id` by name: processes, mounts, cgroups, netns, temp dir. Returns problems. */
 export async function removeLabLeftovers(id: number): Promise<string[]> {
   const errors: string[] = [];
@@ -493,7 +502,8 @@ export async function removeLabLeftovers(id: number): Promise<string[]> {
     return [...set];
   });
   if (left.length) errors.push(`processes survived SIGKILL: ${left.join(', ')}`);
-  const mounts = await unmountTree(labRoot(id));
+  const hostDataDirs = fs.existsSync(labRoot(id)) ? fs.readdirSync(labRoot(id)).map((h) => `${labRoot(id)}/${h}/data`) : [];
+  const mounts = [...(await unmountTree(labRoot(id))), ...(await Promise.all(hostDataDirs.map(removeSecretsTmpfs))).flat()];
   if (mounts.length) errors.push(`mounts stayed: ${mounts.join(', ')}`);
   for (const d of cgroupDirs(`${CGROUP_PREFIX}${id}-`)) errors.push(...removeCgroupTree(d).map((x) => `cgroup stayed: ${x}`));
   for (const ns of nss) {

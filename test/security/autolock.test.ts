@@ -11,6 +11,8 @@ import { Daemon } from '../../cli/daemon/node.ts';
 import { readLockedClusterKey, readLockedTlsKey } from '../../manager/ca/autolock-files.ts';
 import { clusterSkipReason, gantryOk, IMAGE, importImage, type Lab, live, ps, sleepers, summary, until as labUntil } from '../helpers/lab.ts';
 import { cleanupLabs, Lab as LabClass } from '../../deploy/lab/lab-hosts.ts';
+import { mountsUnder } from '../../deploy/lab/sys.ts';
+import { secretsDirFor } from '../../worker/secrets.ts';
 import { type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
 
 const KEY_RE = /GNTRYKEY-1-[A-Za-z0-9_-]{43}/;
@@ -276,5 +278,16 @@ describe('autolock on a lab host', { skip: clusterSkipReason(), timeout: 600_000
     const keep = await ps(h, 'keep');
     assert.equal(keep.length, 1, `the old container's task was neither replaced nor restarted: ${summary(keep)}`);
     assert.deepEqual(sleepers(h, '86471'), [pid], 'the same container process after the unlock');
+
+    // gantryd stopping takes the secrets tmpfs out of the host's view; the running container keeps its file
+    const [user] = sleepers(h, '86472');
+    const inContainer = () => readFileSync(`/proc/${user}/root/run/secrets/token`, 'utf8');
+    assert.equal(inContainer(), 'lab-autolock-token-value');
+    const secrets = secretsDirFor(h.dataDir);
+    assert.deepEqual(mountsUnder(secrets), [secrets], 'the secrets tmpfs is mounted while gantryd runs');
+    await h.stop();
+    assert.deepEqual(mountsUnder(secrets), [], 'no secrets tmpfs left on the host once gantryd stopped');
+    assert.equal(existsSync(secrets), false);
+    assert.equal(inContainer(), 'lab-autolock-token-value', 'the running container still reads its secret');
   });
 });
