@@ -309,6 +309,7 @@ export class TaskManager {
     this.closed = true;
     for (const r of this.runners.values()) r.stop();
     await Promise.allSettled([...this.runners.values()].map((r) => r.done));
+    await this.records.close?.();
   }
 
   /**

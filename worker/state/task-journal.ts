@@ -1,6 +1,6 @@
 // The worker's task records as one append-only journal (<dir>/tasks.jsonl): puts and deletes are
 // appended in batches, replayed at load, and compacted (tmp + rename) when the dead lines pile up.
-import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TaskRecord, TaskRecords } from './task-records.ts';
 
@@ -19,6 +19,8 @@ export class JournalTaskRecords implements TaskRecords {
   private queue: { line: string; done: () => void; fail: (e: unknown) => void }[] = [];
   private flushing: Promise<void> | undefined;
   private loaded = false;
+  /** Kept open between batches (a converge appends several times per task); reopened after a compaction or an error. */
+  private handle: FileHandle | undefined;
 
   constructor(dir: string) {
     this.dir = dir;
@@ -74,16 +76,36 @@ export class JournalTaskRecords implements TaskRecords {
       const batch = this.queue;
       this.queue = [];
       try {
-        await mkdir(this.dir, { recursive: true });
-        await appendFile(this.file, batch.map((b) => `${b.line}\n`).join(''), { mode: 0o600 });
+        await (await this.appender()).write(batch.map((b) => `${b.line}\n`).join(''));
         this.lines += batch.length;
         for (const b of batch) b.done();
       } catch (e) {
+        await this.closeHandle();
         for (const b of batch) b.fail(e);
       }
       if (this.loaded && this.lines > 1000 && this.lines > 4 * this.live.size) await this.compact().catch(() => {});
     }
     this.flushing = undefined;
+  }
+
+  private async appender(): Promise<FileHandle> {
+    if (!this.handle) {
+      await mkdir(this.dir, { recursive: true });
+      this.handle = await open(this.file, 'a', 0o600);
+    }
+    return this.handle;
+  }
+
+  private async closeHandle(): Promise<void> {
+    const h = this.handle;
+    this.handle = undefined;
+    await h?.close().catch(() => {});
+  }
+
+  /** Waits for queued writes, then closes the file. */
+  async close(): Promise<void> {
+    await this.flushing;
+    await this.closeHandle();
   }
 
   /** Rewrites the journal as one put per live record. */
@@ -93,6 +115,7 @@ export class JournalTaskRecords implements TaskRecords {
     const body = [...this.live.values()].map((r) => `${JSON.stringify({ put: r })}\n`).join('');
     await writeFile(tmp, body, { mode: 0o600 });
     await rename(tmp, this.file);
+    await this.closeHandle(); // it appends to the file just replaced
     this.lines = this.live.size;
   }
 }

@@ -50,10 +50,13 @@ test('state: the journal replays puts and deletes, skips a torn tail, compacts, 
   for (let i = 0; i < 1500; i++) writes.push(j.put(rec(`t${i % 10}`, i % 2 ? TaskState.TASK_STATE_RUNNING : TaskState.TASK_STATE_READY, `c${i}`)));
   writes.push(j.delete('t9'));
   await Promise.all(writes);
+  await j.put(rec('t99', TaskState.TASK_STATE_RUNNING, 'c-after')); // may still join the compacted body
+  await j.put(rec('t98', TaskState.TASK_STATE_RUNNING, 'c-after')); // appended after the compaction: into the new file
+  await j.close();
   writeFileSync(join(dir, 'tasks.jsonl'), '{"put": {"task": {"id": "torn"', { flag: 'a' });
   const again = new JournalTaskRecords(dir);
   const loaded = (await again.load()).sort((a, b) => a.task.id.localeCompare(b.task.id));
-  assert.deepEqual(loaded.map((r) => r.task.id), ['t0', 't1', 't2', 't3', 't4', 't5', 't6', 't7', 't8']);
+  assert.deepEqual(loaded.map((r) => r.task.id), ['t0', 't1', 't2', 't3', 't4', 't5', 't6', 't7', 't8', 't98', 't99']);
   assert.equal(loaded[0].containerId, 'c1490', 'the last put wins');
-  assert.equal(readFileSync(join(dir, 'tasks.jsonl'), 'utf8').trim().split('\n').length, 9, 'compacted at load');
+  assert.equal(readFileSync(join(dir, 'tasks.jsonl'), 'utf8').trim().split('\n').length, 11, 'compacted at load');
 });

@@ -18,6 +18,8 @@ export interface TaskRecords {
   load(): Promise<TaskRecord[]>;
   put(rec: TaskRecord): Promise<void>;
   delete(taskId: string): Promise<void>;
+  /** Releases what the store holds open (after the last write). */
+  close?(): Promise<void>;
 }
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
