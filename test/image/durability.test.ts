@@ -57,3 +57,16 @@ test('durability: a torn index.json falls back to the previous version; fsync mo
   const s2 = await ImageStore.open(root);
   assert.ok(await s2.resolveLocal('one:1'), 'the previous index knows one:1');
 });
+
+test('durability: changes made together are saved by one index write that holds all of them', async (t) => {
+  const root = path.join(tmpdir(t), 'images');
+  const s1 = await ImageStore.open(root);
+  const img = await s1.importRootfs(Readable.from([makeTar([{ name: 'a', type: 'file', data: '1' }])]), 'one:1');
+  const ids = Array.from({ length: 40 }, (_, i) => `c${i}`);
+  await Promise.all(ids.map((c) => s1.markInUse(img.id, c)));
+  const inUse = (file: string) => Object.keys(JSON.parse(fs.readFileSync(path.join(root, file), 'utf8')).inUse).sort();
+  assert.deepEqual(inUse('index.json'), [...ids].sort());
+  assert.deepEqual(inUse('index.json.prev'), [], 'one write for the 40 changes: the previous index has none of them');
+  const s2 = await ImageStore.open(root);
+  assert.equal((await s2.list()).find((i) => i.id === img.id)?.inUseBy.length, 40);
+});

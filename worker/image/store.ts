@@ -128,6 +128,7 @@ export class ImageStore {
   readonly options: StoreOptions;
   private index: IndexFile;
   private lock: Promise<unknown> = Promise.resolve();
+  private pendingSave: Promise<void> | undefined;
   private unpacking = new Map<string, Promise<void>>();
   /** Blobs and snapshots an operation in flight is making or using (prune keeps them). */
   private held = new Map<string, number>();
@@ -153,18 +154,33 @@ export class ImageStore {
 
   // ------------------------------------------------------------------ index
 
-  /** Runs fn with the index locked and saves it afterwards (temp file + rename). */
+  /** Runs fn with the index locked and resolves once the index is saved with its change (temp file + rename). */
   async mutate<T>(fn: (ix: IndexFile) => T | Promise<T>): Promise<T> {
-    const run = async (): Promise<T> => {
-      const r = await fn(this.index);
+    const run = async (): Promise<T> => fn(this.index);
+    const p = this.lock.then(run, run);
+    this.lock = p.catch(() => {});
+    const r = await p;
+    await this.saveIndex();
+    return r;
+  }
+
+  /**
+   * One write for every change made before it starts: a converge marks dozens of containers in use
+   * at once, and each write is a new inode. The write queues on the same lock as the changes, so it
+   * never sees half of one.
+   */
+  private saveIndex(): Promise<void> {
+    if (this.pendingSave) return this.pendingSave;
+    const write = async (): Promise<void> => {
+      this.pendingSave = undefined;
       const tmp = path.join(this.root, `index.json.tmp-${process.pid}`);
       await fsp.writeFile(tmp, JSON.stringify(this.index));
       await fsp.rename(path.join(this.root, 'index.json'), path.join(this.root, 'index.json.prev')).catch(() => {});
       await fsp.rename(tmp, path.join(this.root, 'index.json'));
-      return r;
     };
-    const p = this.lock.then(run, run);
+    const p = this.lock.then(write, write);
     this.lock = p.catch(() => {});
+    this.pendingSave = p;
     return p;
   }
 
