@@ -34,7 +34,7 @@ export interface ControllerDeps {
   store: Store;
   clock: Clock;
   log: Log;
-  /** Debounce between the first dirty mark and the tick (default 10 ms). */
+  /** Debounce between the first dirty mark and the tick (default 0: the events of one watch response still arrive together). */
   debounceMs?: number;
 }
 
@@ -79,7 +79,7 @@ export class ControllerLoop {
   constructor(deps: ControllerDeps, hooks: LoopHooks) {
     this.deps = deps;
     this.hooks = hooks;
-    this.debounceMs = deps.debounceMs ?? 10;
+    this.debounceMs = deps.debounceMs ?? 0;
   }
 
   start(): void {

@@ -14,12 +14,16 @@ export function stableJson(v: unknown): string {
     .join(',')}}`;
 }
 
-/** The comparison key of the service's task spec (compute once per decision). */
-export function taskSpecKey(service: Service): string {
-  return stableJson(service.spec?.task ?? {});
-}
-
 const cache = new WeakMap<object, string>();
+
+/** The comparison key of the service's task spec (stored objects are not mutated: kept per spec object). */
+export function taskSpecKey(service: Service): string {
+  const spec = service.spec?.task;
+  if (!spec) return stableJson({});
+  let k = cache.get(spec);
+  if (k === undefined) cache.set(spec, (k = stableJson(spec)));
+  return k;
+}
 
 /** Same spec version is clean without comparing; otherwise the spec content decides (a rollback keeps untouched tasks). */
 export function isDirty(t: Task, service: Service, key: string): boolean {
