@@ -5,6 +5,7 @@
 //        [--runtime native|runc|crun] [--hosts 1] [--failover] [--failover-replicas 12] [--rounds 1]
 //   --hosts N > 1: both systems on N lab hosts (gantryd per netns host; a dockerd swarm per netns host).
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dial, unary } from '../cli/connection.ts';
 import { field, nodeRows, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
@@ -132,20 +133,29 @@ function gantryClient(lab: Lab, host: LabHost, image: string, createFlags: strin
 interface Sample {
   total: number; // create spawned → N running
   create: number; // create spawned → the CLI exited
+  cpu: number; // the whole host's busy CPU time over `total`, ms (both cores; polling included, the same for both systems)
+}
+
+/** The host's busy CPU time so far, ms (/proc/stat: user, nice, system, irq, softirq, steal). */
+function hostBusyMs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return ((f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) * 1000) / 100;
 }
 
 async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<Sample> {
   const name = `conv${n}x${tag}`;
   const env = { ...process.env, GANTRY_HOST: `unix://${t.host.socket}` };
   const t0 = performance.now();
+  const c0 = hostBusyMs();
   const created = await exec(process.execPath, [cliEntry, 'service', 'create', '-d', ...t.createFlags, '--name', name, '--replicas', String(n), t.image, 'sleep', '1d'], env);
   const create = performance.now() - t0;
   if (created.code !== 0) throw new Error(`gantry service create ${name}: ${created.out.trim()}`);
   await pollUntil(() => t.running(name), n, 300_000, `gantry ${name}`);
   const ms = performance.now() - t0;
+  const cpu = hostBusyMs() - c0;
   await gantryOk(t.host, ['service', 'rm', name]);
   await until(() => t.containersLeft() === 0 || `${name}: ${t.containersLeft()} containers still running`, 120_000, 100);
-  return { total: ms, create };
+  return { total: ms, create, cpu };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,18 +195,20 @@ function labSwarm(lab: Lab): SwarmTarget {
 async function swarmConverge(s: SwarmTarget, n: number, tag: string): Promise<Sample> {
   const name = `conv${n}x${tag}`;
   const t0 = performance.now();
+  const c0 = hostBusyMs();
   const created = await exec('docker', ['service', 'create', '-d', '--no-resolve-image', '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], s.env);
   const create = performance.now() - t0;
   if (created.code !== 0) throw new Error(`docker service create ${name}: ${created.out.trim()}`);
   await pollUntil(() => s.running(name), n, 300_000, `swarm ${name}`);
   const ms = performance.now() - t0;
+  const cpu = hostBusyMs() - c0;
   const rm = await s.docker(['service', 'rm', name]);
   if (rm.code !== 0) throw new Error(`docker service rm ${name}: ${rm.stderr}`);
   await until(async () => {
     const left = await s.containersLeft(name);
     return left === 0 || `${name}: ${left} containers still running`;
   }, 120_000, 200);
-  return { total: ms, create };
+  return { total: ms, create, cpu };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +314,7 @@ async function main(): Promise<void> {
           await runS();
           await runG();
         }
-        console.error(`round ${r} N=${n}: gantry ${fmt(g[n]?.at(-1)?.total)} swarm ${fmt(d[n]?.at(-1)?.total)}`);
+        console.error(`round ${r} N=${n}: gantry ${fmt(g[n]?.at(-1)?.total)} (host CPU ${fmt(g[n]?.at(-1)?.cpu)}) swarm ${fmt(d[n]?.at(-1)?.total)} (host CPU ${fmt(d[n]?.at(-1)?.cpu)})`);
       }
     }
   } finally {
@@ -322,11 +334,11 @@ async function main(): Promise<void> {
     return v[Math.floor(v.length / 2)];
   };
   console.log(`\nservice converge: create --replicas N → N running on ${o.hosts} host(s) (busybox \`sleep 1d\`, runtime ${o.runtime ?? 'gantryd default'}; median of ${o.rounds})`);
-  console.log('N\tgantry\tswarm\tgantry/swarm\t(create call: gantry / swarm)');
+  console.log('N\tgantry\tswarm\tgantry/swarm\t(create call: gantry / swarm)\t(host CPU busy: gantry / swarm)');
   for (const n of o.replicas) {
     const a = median(g[n], 'total');
     const b = median(d[n], 'total');
-    console.log(`${n}\t${fmt(a)}\t${fmt(b)}\t${a !== undefined && b !== undefined ? (a / b).toFixed(3) : '-'}\t(${fmt(median(g[n], 'create'))} / ${fmt(median(d[n], 'create'))})`);
+    console.log(`${n}\t${fmt(a)}\t${fmt(b)}\t${a !== undefined && b !== undefined ? (a / b).toFixed(3) : '-'}\t(${fmt(median(g[n], 'create'))} / ${fmt(median(d[n], 'create'))})\t(${fmt(median(g[n], 'cpu'))} / ${fmt(median(d[n], 'cpu'))})`);
   }
   if (failoverMs !== undefined || swarmFailoverMs !== undefined) {
     console.log(`\nhost failure → replacements running (${o.failoverReplicas} replicas on 4 lab hosts, host 3 killed: daemon, etcd/containerd, monitors, containers)`);
