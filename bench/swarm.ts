@@ -37,7 +37,9 @@ export class Swarm {
 
   async #start(): Promise<void> {
     if (!fs.existsSync(DOCKERD)) throw new Error(`${DOCKERD} not found: install docker.io`);
-    fs.mkdirSync(this.root, { recursive: true });
+    fs.mkdirSync(`${this.root}/exec`, { recursive: true });
+    // dockerd's exec root (containerd's state, runc's, the shims') on a tmpfs, as /run is on a systemd host; gantry's lab hosts have the same
+    await must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', 'bench-swarm-exec', `${this.root}/exec`]);
     await must('ip', ['netns', 'add', this.ns]);
     await must('ip', ['-n', this.ns, 'link', 'set', 'lo', 'up']);
     const out = fs.openSync(this.log, 'a');

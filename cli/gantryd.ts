@@ -4,12 +4,13 @@
 import os from 'node:os';
 import { bool, type FlagDef, list, parseArgs, str, UsageError } from './args.ts';
 import { DEFAULT_SOCKET } from './connection.ts';
-import { DEFAULT_PORT, Daemon } from './daemon/node.ts';
+import { DEFAULT_DATA_DIR, DEFAULT_PORT, Daemon, defaultExecRoot } from './daemon/node.ts';
 import { stderrLog } from './log.ts';
 
 const FLAGS: FlagDef[] = [
   { name: 'data-dir', kind: 'string', help: 'where this host keeps its state (default /var/lib/gantry)' },
   { name: 'socket', kind: 'string', help: `the local API socket (default ${DEFAULT_SOCKET})` },
+  { name: 'exec-root', kind: 'string', help: 'container runtime state that a reboot clears, best on a tmpfs (default /run/gantry; <data-dir>/exec with another --data-dir)' },
   { name: 'listen-addr', kind: 'string', help: `where a manager listens for workers and clients (default 0.0.0.0:${DEFAULT_PORT}; port 0 = any free port)` },
   { name: 'advertise-addr', kind: 'string', help: 'the IP other hosts reach this one at (default: the first non-loopback IPv4)' },
   { name: 'runtime', kind: 'string', help: 'container runtime: native (gantry-exec), runc, crun or sim (default native when built, else runc)' },
@@ -35,8 +36,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = stderrLog(process.env);
+  const dataDir = str(args, 'data-dir') ?? DEFAULT_DATA_DIR;
   const daemon = new Daemon({
-    dataDir: str(args, 'data-dir') ?? '/var/lib/gantry',
+    dataDir,
+    execRoot: str(args, 'exec-root') ?? defaultExecRoot(dataDir),
     socket: str(args, 'socket') ?? DEFAULT_SOCKET,
     listenAddr: str(args, 'listen-addr') ?? `0.0.0.0:${DEFAULT_PORT}`,
     advertiseAddr: str(args, 'advertise-addr'),

@@ -27,6 +27,8 @@ export interface WorkerOptions {
   dial?: AgentOptions['dial'];
   /** Give containers their own network (netns, bridge, overlays, DNS); off for the sim runtime. */
   network?: boolean;
+  /** Where containers' network namespaces are bind-mounted (runtime state: best under the exec root). Default: beside stateDir. */
+  netnsDir?: string;
 }
 
 export class Worker {
@@ -38,7 +40,7 @@ export class Worker {
   constructor(opts: WorkerOptions) {
     let agent: Agent | undefined;
     this.secrets = opts.secretsDir ? new SecretFiles(opts.secretsDir, (m) => opts.log(`secrets: ${m}`)) : undefined;
-    const network = opts.network ? new NetworkManager({ nodeId: opts.nodeId, log: (m) => opts.log(m), netnsDir: path.join(path.dirname(opts.stateDir), 'netns') }) : undefined;
+    const network = opts.network ? new NetworkManager({ nodeId: opts.nodeId, log: (m) => opts.log(m), netnsDir: opts.netnsDir ?? path.join(path.dirname(opts.stateDir), 'netns') }) : undefined;
     this.network = network;
     this.tasks = new TaskManager({
       networks: network,

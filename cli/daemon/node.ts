@@ -44,8 +44,17 @@ import { AutolockError, autolockService, LOCKED_MESSAGE } from './autolock.ts';
 export { DEFAULT_PORT };
 export const VERSION = '0.1.0';
 
+export const DEFAULT_DATA_DIR = '/var/lib/gantry';
+
+/** /run/gantry for the default data dir; another data dir (a second gantryd on this host) gets its own. */
+export function defaultExecRoot(dataDir: string): string {
+  return path.resolve(dataDir) === DEFAULT_DATA_DIR ? '/run/gantry' : path.join(dataDir, 'exec');
+}
+
 export interface DaemonOptions {
   dataDir: string;
+  /** Container runtime state that a reboot clears (bundles, sockets, pid files), best on a tmpfs. Default: defaultExecRoot(dataDir). */
+  execRoot?: string;
   socket: string;
   listenAddr: string;          // default for `gantry init` and manager joins
   advertiseAddr?: string;
@@ -97,6 +106,7 @@ export class Daemon {
     this.images = await ImageStore.open(path.join(this.opts.dataDir, 'images'), { insecureRegistries: this.opts.insecureRegistries ?? [] });
     this.runtime = await createRuntime(this.opts.runtime, {
       dataDir: this.opts.dataDir,
+      execRoot: this.opts.execRoot ?? defaultExecRoot(this.opts.dataDir),
       cgroupParent: this.opts.cgroupParent,
       log: (m: string) => this.log.info(`runtime: ${m}`),
     });
@@ -596,6 +606,7 @@ export class Daemon {
       managers: state.managers,
       addr: state.advertiseAddr,
       stateDir: path.join(this.opts.dataDir, 'tasks'),
+      netnsDir: path.join(this.opts.execRoot ?? defaultExecRoot(this.opts.dataDir), 'netns'),
       runtime: this.runtime,
       network: this.runtime.name !== 'sim',
       images: this.images,

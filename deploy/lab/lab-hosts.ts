@@ -11,6 +11,7 @@ import {
   cmdline,
   isAlive,
   killAll,
+  mountsUnder,
   must,
   netnsList,
   netnsPids,
@@ -101,6 +102,8 @@ export function gantrydArgv(h: HostInfo, runtime: string | undefined, extra: str
     h.dataDir,
     '--socket',
     h.socket,
+    '--exec-root',
+    h.runDir,
     '--listen-addr',
     `${h.ip}:${MANAGER_PORT}`,
     '--advertise-addr',
@@ -172,6 +175,8 @@ export class LabHost implements HostInfo {
     if (this.running()) throw new Error(`lab host ${this.name}: daemon already running (pid ${this.pid()}); stop() it first`);
     fs.mkdirSync(this.dataDir, { recursive: true });
     fs.mkdirSync(this.runDir, { recursive: true });
+    // the host's /run: a tmpfs, as on any systemd host (gantryd's exec root; dockerd's in bench/swarm-lab)
+    if (!mountsUnder(this.runDir).includes(this.runDir)) await must('mount', ['-t', 'tmpfs', '-o', 'mode=0755', `lab-run-${this.name}`, this.runDir]);
     fs.rmSync(this.socket, { force: true });
     const argv = this.#lab.daemonArgv(this, extraArgs);
     const log = fs.openSync(this.logFile, 'a');

@@ -33,7 +33,7 @@
 #define ERRBUF_SIZE 4096
 
 struct mon_opts {
-  const char *runtime, *runtime_root, *bundle, *state_dir, *id;
+  const char *runtime, *runtime_root, *bundle, *state_dir, *log_dir, *id;
   long long log_max_size;
   int log_max_files;
   bool tty, stdin_;
@@ -85,8 +85,16 @@ static void drop_client(struct mon *m, int i) {
 
 /* ---- log writing ---------------------------------------------------------------------- */
 
+/* <log dir>/ctr.log, or ctr.log.<i> for i > 0 (the rotated ones) */
+static void log_name(const struct mon *m, int i, char *out, size_t n) {
+  if (i == 0) snprintf(out, n, "%s/ctr.log", m->o.log_dir);
+  else snprintf(out, n, "%s/ctr.log.%d", m->o.log_dir, i);
+}
+
 static int log_open(struct mon *m) {
-  m->log_fd = open("ctr.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  char path[PATH_MAX];
+  log_name(m, 0, path, sizeof path);
+  m->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   struct stat st;
   m->log_size = (m->log_fd >= 0 && fstat(m->log_fd, &st) == 0) ? st.st_size : 0;
   return m->log_fd;
@@ -94,14 +102,14 @@ static int log_open(struct mon *m) {
 
 static void log_rotate(struct mon *m) {
   if (m->log_fd >= 0) close(m->log_fd);
+  char from[PATH_MAX], to[PATH_MAX];
   if (m->o.log_max_files <= 1) {
-    unlink("ctr.log");
+    log_name(m, 0, from, sizeof from);
+    unlink(from);
   } else {
-    char from[32], to[32];
     for (int i = m->o.log_max_files - 1; i >= 1; i--) {
-      snprintf(to, sizeof to, "ctr.log.%d", i);
-      if (i == 1) snprintf(from, sizeof from, "ctr.log");
-      else snprintf(from, sizeof from, "ctr.log.%d", i - 1);
+      log_name(m, i, to, sizeof to);
+      log_name(m, i - 1, from, sizeof from);
       rename(from, to);
     }
   }
@@ -355,7 +363,9 @@ static _Noreturn void create_failed(struct mon *m, int status) {
   int st;
   while (d > 0 && waitpid(d, &st, 0) < 0 && errno == EINTR) {}
   remove_state_files(false);
-  unlink("ctr.log");
+  char log[PATH_MAX];
+  log_name(m, 0, log, sizeof log);
+  unlink(log);
   size_t n = strlen(line);
   line[n] = '\n';
   write_file("create-error.txt", line, n + 1, NULL);
@@ -523,7 +533,7 @@ fail:
 static int usage(const char *why) {
   fprintf(stderr,
           "gantry-exec monitor: %s\nusage: gantry-exec monitor --runtime BIN [--runtime-root DIR] --bundle DIR "
-          "--state-dir SDIR [--log-max-size BYTES] [--log-max-files N] [--tty] [--stdin] ID\n",
+          "--state-dir SDIR [--log-dir LDIR] [--log-max-size BYTES] [--log-max-files N] [--tty] [--stdin] ID\n",
           why);
   return 2;
 }
@@ -532,6 +542,7 @@ int monitor_main(int argc, char **argv) {
   static const struct option opts[] = {
       {"runtime", required_argument, 0, 'r'},      {"runtime-root", required_argument, 0, 'R'},
       {"bundle", required_argument, 0, 'b'},       {"state-dir", required_argument, 0, 's'},
+      {"log-dir", required_argument, 0, 'L'},
       {"log-max-size", required_argument, 0, 'm'}, {"log-max-files", required_argument, 0, 'f'},
       {"tty", no_argument, 0, 't'},                {"stdin", no_argument, 0, 'i'},
       {0, 0, 0, 0}};
@@ -539,7 +550,7 @@ int monitor_main(int argc, char **argv) {
                          .console_listen = -1, .attach_listen = -1, .log_fd = -1, .oom_fd = -1};
   m.o.log_max_size = 10485760;
   m.o.log_max_files = 3;
-  static char bundle[PATH_MAX], sdir[PATH_MAX], rroot[PATH_MAX];
+  static char bundle[PATH_MAX], sdir[PATH_MAX], ldir[PATH_MAX], rroot[PATH_MAX];
   optind = 1;
   int c;
   while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
@@ -548,6 +559,7 @@ int monitor_main(int argc, char **argv) {
     case 'R': m.o.runtime_root = optarg; break;
     case 'b': m.o.bundle = optarg; break;
     case 's': m.o.state_dir = optarg; break;
+    case 'L': m.o.log_dir = optarg; break;
     case 'm': m.o.log_max_size = atoll(optarg); break;
     case 'f': m.o.log_max_files = atoi(optarg); break;
     case 't': m.o.tty = true; break;
@@ -574,6 +586,14 @@ int monitor_main(int argc, char **argv) {
   }
   m.o.bundle = bundle;
   m.o.state_dir = sdir;
+  /* the container's output goes to the log dir (on disk), its state files to the state dir (often a tmpfs) */
+  if (!m.o.log_dir) m.o.log_dir = sdir;
+  else if (mkdir_p(m.o.log_dir, 0700, &err) < 0 || !realpath(m.o.log_dir, ldir)) {
+    fprintf(stderr, "log dir `%s`: %s\n", m.o.log_dir, err.msg[0] ? err.msg : gx_errname(errno));
+    return 1;
+  } else {
+    m.o.log_dir = ldir;
+  }
   if (m.o.runtime_root) {
     mkdir_p(m.o.runtime_root, 0700, NULL);
     if (realpath(m.o.runtime_root, rroot)) m.o.runtime_root = rroot;

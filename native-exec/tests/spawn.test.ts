@@ -55,6 +55,7 @@ test('gantry-spawn: a malformed request gets an error reply naming the problem, 
     ['{"id":12,"op":"mount","opts":{"lowerDirs":[],"containerDir":"/nonexistent-gs","volatile":"yes"}}', { id: 12, op: 'mount' }, /"volatile" must be a boolean/],
     ['{"id":13,"op":"unmount"}', { id: 13, op: 'unmount' }, /"containerDir" is required/],
     ['{"id":14,"op":"mount","opts":{"lowerDirs":[],"containerDir":"/nonexistent-gs","extra":1}}', { id: 14, op: 'mount' }, /unknown field "extra"/],
+    ['{"id":15,"op":"mount","opts":{"lowerDirs":[],"containerDir":"/nonexistent-gs","diskDir":"rel"}}', { id: 15, op: 'mount' }, /"diskDir" must be an absolute path/],
   ];
   for (const [line, want, error] of cases) {
     h.send(line);
@@ -124,5 +125,26 @@ test('gantry-spawn: a read-only mount has no upper dir; more than 500 layers are
   assert.throws(() => writeFileSync(join(containerDir, 'rootfs', 'g'), 'x'), /EROFS/);
   h.send(JSON.stringify({ id: 3, op: 'unmount', containerDir }));
   assert.deepEqual(await h.next(), { id: 3, op: 'unmount' });
+  assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(containerDir));
+});
+
+test('gantry-spawn: with diskDir, upper/ and work/ are made there and the overlay writes there', async (t) => {
+  const h = start(t);
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-spawn-disk-'));
+  const containerDir = join(dir, 'state', 'c');
+  const diskDir = join(dir, 'disk', 'c');
+  t.after(() => {
+    spawnSync('umount', ['-l', join(containerDir, 'rootfs')]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  mkdirSync(join(dir, 'lower'));
+  writeFileSync(join(dir, 'lower', 'f'), 'image\n');
+  h.send(JSON.stringify({ id: 1, op: 'mount', opts: { lowerDirs: [join(dir, 'lower')], containerDir, diskDir, volatile: true } }));
+  assert.deepEqual(await h.next(), { id: 1, op: 'mount', rootfs: join(containerDir, 'rootfs') });
+  writeFileSync(join(containerDir, 'rootfs', 'g'), 'written\n');
+  assert.equal(readFileSync(join(diskDir, 'upper', 'g'), 'utf8'), 'written\n');
+  assert.ok(!existsSync(join(containerDir, 'upper')) && !existsSync(join(containerDir, 'work')));
+  h.send(JSON.stringify({ id: 2, op: 'unmount', containerDir }));
+  assert.deepEqual(await h.next(), { id: 2, op: 'unmount' });
   assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(containerDir));
 });

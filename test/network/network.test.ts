@@ -241,7 +241,7 @@ describe('networking', { skip: clusterSkipReason(), concurrency: 1, timeout: 900
     const looked = await inContainer(c, '86501', ['nslookup', 'web']);
     const [vip] = addresses(looked.out, 'web');
     assert.ok(vip, `web resolves to its VIP on front: ${looked.out}`);
-    const nsDir = path.join(h.dataDir, 'netns');
+    const nsDir = path.join(h.runDir, 'netns');
     const prefix = fs.readdirSync(nsDir)[0]?.split('-').slice(0, 2).join('-');
     assert.ok(prefix, `${h.name} has container namespaces`);
     await h.stop();
@@ -274,7 +274,7 @@ describe('networking', { skip: clusterSkipReason(), concurrency: 1, timeout: 900
       for (const h of c.lab.hosts) {
         const links = (await h.exec(['ip', '-o', 'link', 'show'])).stdout;
         if (/: gv[0-9a-f]+\d@/.test(links)) return `${h.name} still has container veths`;
-        const ns = path.join(h.dataDir, 'netns');
+        const ns = path.join(h.runDir, 'netns');
         if (fs.existsSync(ns) && fs.readdirSync(ns).length) return `${h.name} still has namespaces ${fs.readdirSync(ns).join(',')}`;
         const nat = (await h.exec(['iptables-save', '-t', 'nat'])).stdout;
         if (/GANTRY-S-/.test(nat)) return `${h.name} still has port rules`;

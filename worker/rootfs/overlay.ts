@@ -8,8 +8,10 @@ import * as path from 'node:path';
 export interface MountRootfsOptions {
   /** Snapshot dirs, LOWEST LAYER FIRST (as ImageStore.snapshotDirs returns them). */
   lowerDirs: string[];
-  /** Holds upper/, work/, l/ (symlinks to the lowers) and the mount point rootfs/. */
+  /** Holds l/ (symlinks to the lowers), the mount point rootfs/, and upper/ and work/ unless diskDir is given. */
   containerDir: string;
+  /** Where upper/ and work/ (what the container writes) live when not in containerDir: on disk while containerDir is on a tmpfs. */
+  diskDir?: string;
   /** No syncs for this overlay: faster, but its upper dir is unusable after a host crash. */
   volatile?: boolean;
   /** Mount read-only (no upper dir): used to look inside an image. */
@@ -25,12 +27,13 @@ export interface MountedRootfs {
 export const MAX_LAYERS = 500;
 
 /** The overlay option string for the given number of lowers (names under containerDir, cwd-relative). */
-export function overlayOptions(count: number, o: { volatile?: boolean; readOnly?: boolean }): string {
+export function overlayOptions(count: number, o: { volatile?: boolean; readOnly?: boolean; diskDir?: string }): string {
   const lowers: string[] = [];
   for (let i = count - 1; i >= 0; i--) lowers.push(`l/${i.toString(36)}`); // overlay wants the TOPMOST first
   if (count === 0) lowers.push('l/empty');
   if (o.readOnly) return `lowerdir=${lowers.length === 1 ? `${lowers[0]}:l/empty` : lowers.join(':')}`;
-  let s = `lowerdir=${lowers.join(':')},upperdir=upper,workdir=work`;
+  const d = o.diskDir ? `${o.diskDir}/` : '';
+  let s = `lowerdir=${lowers.join(':')},upperdir=${d}upper,workdir=${d}work`;
   if (o.volatile) s += ',volatile';
   return s;
 }
@@ -41,11 +44,12 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
   const rootfs = path.join(dir, 'rootfs');
   if (await isMountPoint(rootfs)) throw new Error(`${rootfs} is already mounted; unmountRootfs("${dir}") first`);
   await fsp.mkdir(rootfs, { recursive: true });
+  const disk = opts.diskDir ? path.resolve(opts.diskDir) : undefined;
   if (!opts.readOnly) {
-    await fsp.mkdir(path.join(dir, 'upper'), { recursive: true });
-    await fsp.mkdir(path.join(dir, 'work'), { recursive: true });
+    await fsp.mkdir(path.join(disk ?? dir, 'upper'), { recursive: true });
+    await fsp.mkdir(path.join(disk ?? dir, 'work'), { recursive: true });
     // a volatile overlay leaves work/work/incompat/volatile behind, which makes the next mount refuse
-    await fsp.rm(path.join(dir, 'work', 'work', 'incompat'), { recursive: true, force: true });
+    await fsp.rm(path.join(disk ?? dir, 'work', 'work', 'incompat'), { recursive: true, force: true });
   }
   const l = path.join(dir, 'l');
   await fsp.rm(l, { recursive: true, force: true });
@@ -54,7 +58,7 @@ export async function mountRootfs(opts: MountRootfsOptions): Promise<MountedRoot
     if (!fs.statSync(lower, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`layer directory ${lower} does not exist`);
     await fsp.symlink(path.resolve(lower), path.join(l, i.toString(36)));
   }
-  const options = overlayOptions(opts.lowerDirs.length, opts);
+  const options = overlayOptions(opts.lowerDirs.length, { ...opts, diskDir: disk });
   await exec('mount', ['-t', 'overlay', 'overlay', '-o', options, rootfs], dir, `mount overlay on ${rootfs}`);
   return {
     rootfs,

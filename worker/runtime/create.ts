@@ -1,5 +1,6 @@
 // Chooses and builds the worker's Runtime from gantryd's --runtime: native (gantry-exec, the default
-// when built), runc, crun, sim, or a path to any runc-compatible binary. Containers go under <data-dir>.
+// when built), runc, crun, sim, or a path to any runc-compatible binary. What containers write and
+// print goes under <data-dir>; their runtime state (what a reboot clears) under the exec root.
 import { existsSync } from 'node:fs';
 import { basename, isAbsolute, join } from 'node:path';
 import type { Clock } from './clock.ts';
@@ -10,6 +11,11 @@ import { type Runtime, RuntimeError } from './types.ts';
 
 export interface CreateRuntimeOptions {
   dataDir: string;
+  /**
+   * Runtime state a reboot clears: bundles, sockets, pid and exit files, the runtime's --root
+   * (gantryd --exec-root; /run is a tmpfs on most hosts, so these cost no disk inodes). Default: dataDir.
+   */
+  execRoot?: string;
   cgroupParent?: string;                 // default "gantry"
   log?: Log | ((m: string) => void);
   clock?: Clock;
@@ -59,8 +65,9 @@ export async function createRuntime(name: string, opts: CreateRuntimeOptions): P
   log.info(`using runtime ${rtName} (${binary}), monitor ${gx}`);
   return new OciRuntime({
     name: rtName, binary, monitorBinary: gx, log, clock: opts.clock,
-    root: join(opts.dataDir, 'runtime', rtName),
-    stateDir: join(opts.dataDir, 'containers'),
+    root: join(opts.execRoot ?? opts.dataDir, 'runtime', rtName),
+    stateDir: join(opts.execRoot ?? opts.dataDir, 'containers'),
+    diskDir: join(opts.dataDir, 'containers'),
     cgroupParent: opts.cgroupParent ?? 'gantry',
   });
 }

@@ -5,8 +5,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export interface RootfsMounter {
-  /** lowerDirs lowest first; upper/work live under containerDir; volatile skips overlay syncs. */
-  mountRootfs(opts: { lowerDirs: string[]; containerDir: string; volatile: boolean }): Promise<{ rootfs: string; unmount(): Promise<void> }>;
+  /** lowerDirs lowest first; upper/work live under diskDir, else containerDir; volatile skips overlay syncs. */
+  mountRootfs(opts: { lowerDirs: string[]; containerDir: string; diskDir?: string; volatile: boolean }): Promise<{ rootfs: string; unmount(): Promise<void> }>;
   /** Unmounts whatever mountRootfs mounted for containerDir; a no-op when nothing is mounted. */
   unmountRootfs(containerDir: string): Promise<void>;
 }
@@ -30,10 +30,10 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 
 /** Overlay at <containerDir>/rootfs over the lower dirs, upper/work in the container dir. */
 export const fallbackMounter: RootfsMounter = {
-  async mountRootfs({ lowerDirs, containerDir, volatile }) {
+  async mountRootfs({ lowerDirs, containerDir, diskDir, volatile }) {
     const rootfs = join(containerDir, 'rootfs');
-    const upper = join(containerDir, 'upper');
-    const work = join(containerDir, 'work');
+    const upper = join(diskDir ?? containerDir, 'upper');
+    const work = join(diskDir ?? containerDir, 'work');
     for (const d of [rootfs, upper, work]) await mkdir(d, { recursive: true });
     if (lowerDirs.length === 0) throw new Error(`no image layers to mount for ${containerDir}`);
     const lower = [...lowerDirs].reverse().join(':');

@@ -32,8 +32,10 @@ import {
 export interface OciRuntimeOptions {
   name: string;                 // "runc" | "crun" | "native" | any
   binary: string;               // the runc-compatible CLI
-  root: string;                 // its --root: <data-dir>/runtime/<name>
-  stateDir: string;             // <data-dir>/containers: one directory per container
+  root: string;                 // its --root: <exec-root>/runtime/<name>
+  stateDir: string;             // <exec-root>/containers: one directory per container (bundle, sockets, pid and exit files)
+  /** <data-dir>/containers: what a container writes (upper/, work/) and prints (ctr.log*), kept on disk. Default: stateDir. */
+  diskDir?: string;
   monitorBinary: string;        // gantry-exec (its `monitor` subcommand)
   cgroupParent: string;         // gantryd --cgroup-parent, default "gantry"
   log?: Log;
@@ -57,6 +59,8 @@ export interface ContainerMeta {
   /** The runtime CLI and --root that created it: later calls use them, whichever runtime is current. */
   binary?: string;
   runtimeRoot?: string;
+  /** Where its upper/, work/ and logs are, when not in its state dir. */
+  diskDir?: string;
 }
 
 interface ExitFile { exitCode: number; signal: number | null; oomKilled: boolean; finishedAt: string }
@@ -310,6 +314,9 @@ export class OciRuntime implements Runtime {
   private rootMade = false;
   private readonly usersByImage = new Map<string, ImageUsers>();
   private readonly fitByImage = new Map<string, boolean>();
+  /** meta.json as this process last wrote or read it (it is the only writer): start, wait, state and stop each need it. */
+  private readonly metas = new Map<string, ContainerMeta>();
+  private swept: Promise<void> | undefined;
   private wrapped = false;
 
   constructor(opts: OciRuntimeOptions) {
@@ -328,6 +335,34 @@ export class OciRuntime implements Runtime {
   private dir(id: string): string {
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)) throw new RuntimeError(`invalid container id "${id}"`);
     return join(this.o.stateDir, id);
+  }
+
+  /** Where a container's writes and logs are: recorded at create (containers made before the split keep them in their state dir). */
+  private diskOf(id: string, meta: ContainerMeta | undefined): string {
+    return meta?.diskDir ?? this.dir(id);
+  }
+
+  /**
+   * Once per process, before the first create or list: disk dirs whose state dir is gone (the exec
+   * root is a tmpfs and the host rebooted, or gantryd crashed mid-remove) are removed, unless an
+   * overlay still writes there.
+   */
+  private sweepDisk(): Promise<void> {
+    const base = this.o.diskDir;
+    if (!base || base === this.o.stateDir) return Promise.resolve();
+    this.swept ??= (async () => {
+      const names = await readdir(base).catch(() => [] as string[]);
+      if (!names.length) return;
+      const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+      for (const n of names) {
+        if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(n)) continue; // not a container id: not ours
+        const disk = join(base, n);
+        if (existsSync(join(this.dir(n), 'meta.json')) || existsSync(join(disk, 'meta.json')) || info.includes(`upperdir=${disk}/upper`)) continue;
+        this.log.info('removing the disk dir of a container whose state is gone', { id: n, dir: disk });
+        await rm(disk, { recursive: true, force: true }).catch((err) => this.log.warn('could not remove a stale disk dir', { dir: disk, err: String(err) }));
+      }
+    })();
+    return this.swept;
   }
 
   /** The runtime binary to call: a wrapper script when BIN must not see the cgroup2 mount. */
@@ -365,7 +400,11 @@ export class OciRuntime implements Runtime {
   }
 
   private async readMeta(id: string): Promise<ContainerMeta | undefined> {
-    return readJson<ContainerMeta>(join(this.dir(id), 'meta.json'));
+    const known = this.metas.get(id);
+    if (known) return known;
+    const meta = await readJson<ContainerMeta>(join(this.dir(id), 'meta.json'));
+    if (meta) this.metas.set(id, meta);
+    return meta;
   }
 
   private async readExit(id: string): Promise<ExitFile | undefined> {
@@ -414,11 +453,18 @@ export class OciRuntime implements Runtime {
   async create(config: ContainerConfig): Promise<void> {
     const dir = this.dir(config.id);
     if (existsSync(join(dir, 'meta.json'))) throw new RuntimeError(`container ${config.id} already exists in ${dir} (remove it first)`);
+    await this.sweepDisk();
     if (!this.rootMade) {
       await mkdir(this.o.root, { recursive: true });
       this.rootMade = true;
     }
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // its writes and logs on disk, the rest in the state dir (a tmpfs: no disk inodes for bundle, sockets, pid files)
+    const disk = this.o.diskDir && this.o.diskDir !== this.o.stateDir ? join(this.o.diskDir, config.id) : undefined;
+    if (disk) {
+      await rm(disk, { recursive: true, force: true }); // no meta.json: anything here is left from an earlier life
+      await mkdir(disk, { recursive: true, mode: 0o700 });
+    }
     let unmount: (() => Promise<void>) | undefined;
     try {
       let rootfs: string;
@@ -427,7 +473,7 @@ export class OciRuntime implements Runtime {
         const lowerDirs = [...config.rootfs.lowerDirs];
         // the bind targets come from a shared layer on top, not made in this container's upper dir
         if (targets && lowerDirs.length < MAX_LOWER_DIRS && (await this.targetsFit(lowerDirs, targets))) lowerDirs.push(await ensureTargetsLayer(this.o.root, targets));
-        const m = await (await this.getMounter()).mountRootfs({ lowerDirs, containerDir: dir, volatile: true });
+        const m = await (await this.getMounter()).mountRootfs({ lowerDirs, containerDir: dir, diskDir: disk, volatile: true });
         rootfs = m.rootfs;
         unmount = m.unmount;
       } else {
@@ -460,21 +506,27 @@ export class OciRuntime implements Runtime {
       const meta: ContainerMeta = {
         id: config.id, runtime: this.name, createdAt: this.clock.now(), stopSignal: config.stopSignal || 'SIGTERM',
         rootfs: { kind: config.rootfs.kind, path: rootfs }, labels: config.labels, tty: config.tty,
-        binary: await this.runtimeBin(), runtimeRoot: this.o.root,
+        binary: await this.runtimeBin(), runtimeRoot: this.o.root, diskDir: disk,
       };
       await writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
-      const r = await this.spawnMonitor(config, dir);
+      this.metas.set(config.id, meta);
+      const r = await this.spawnMonitor(config, dir, disk);
       if (r.code !== 0) throw new RuntimeError(`create container ${config.id} with ${this.name}: ${OciRuntime.errLine(r)}`);
       this.log.debug('created', { id: config.id, out: r.stdout.trim() });
     } catch (e) {
+      this.metas.delete(config.id);
       await unmount?.().catch((err) => this.log.warn('unmount after failed create', { id: config.id, err: String(err) }));
-      if ((await mountsUnder(dir)).length === 0) await rm(dir, { recursive: true, force: true });
+      if ((await mountsUnder(dir)).length === 0) {
+        await rm(dir, { recursive: true, force: true });
+        if (disk) await rm(disk, { recursive: true, force: true });
+      }
       throw e instanceof RuntimeError ? e : new RuntimeError(`create container ${config.id}: ${(e as Error).message}`, { cause: e });
     }
   }
 
-  private async spawnMonitor(config: ContainerConfig, dir: string): Promise<CmdResult> {
+  private async spawnMonitor(config: ContainerConfig, dir: string, logDir: string | undefined): Promise<CmdResult> {
     const args = ['monitor', '--runtime', await this.runtimeBin(), '--runtime-root', this.o.root, '--bundle', dir, '--state-dir', dir];
+    if (logDir) args.push('--log-dir', logDir);
     if (config.logMaxBytes) args.push('--log-max-size', String(config.logMaxBytes));
     if (config.logMaxFiles) args.push('--log-max-files', String(config.logMaxFiles));
     if (config.tty) args.push('--tty');
@@ -488,8 +540,9 @@ export class OciRuntime implements Runtime {
     if (meta.startedAt) return; // started before (a gantryd restart between start and RUNNING)
     const r = await this.cmd(['start', id], meta);
     if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
-    meta.startedAt = this.clock.now();
-    await rewriteInPlace(join(this.dir(id), 'meta.json'), JSON.stringify(meta));
+    const started = { ...meta, startedAt: this.clock.now() };
+    await rewriteInPlace(join(this.dir(id), 'meta.json'), JSON.stringify(started));
+    this.metas.set(id, started);
   }
 
   async state(id: string): Promise<ContainerState> {
@@ -616,7 +669,10 @@ export class OciRuntime implements Runtime {
 
   async remove(id: string): Promise<void> {
     const dir = this.dir(id);
-    if (!existsSync(dir)) return;
+    if (!existsSync(dir)) {
+      this.metas.delete(id);
+      return;
+    }
     const meta = await this.readMeta(id);
     const r = await this.cmd(['delete', '--force', id], meta);
     if (r.code !== 0 && !/does not exist|not found|no such/i.test(r.stderr)) {
@@ -633,10 +689,13 @@ export class OciRuntime implements Runtime {
     if (meta?.rootfs.kind !== 'dir') await (await this.getMounter()).unmountRootfs(dir);
     const left = await mountsUnder(dir);
     if (left.length) throw new RuntimeError(`remove container ${id}: ${left.join(', ')} still mounted (unmount it, then remove again)`);
+    this.metas.delete(id);
     await rm(dir, { recursive: true, force: true });
+    if (meta?.diskDir) await rm(meta.diskDir, { recursive: true, force: true });
   }
 
   async list(): Promise<ContainerState[]> {
+    await this.sweepDisk();
     let names: string[];
     try {
       names = await readdir(this.o.stateDir);
@@ -659,14 +718,15 @@ export class OciRuntime implements Runtime {
   async *logs(id: string, opts: LogOptions): AsyncIterable<LogEntry> {
     const dir = this.dir(id);
     if (!existsSync(dir)) throw new RuntimeError(`container ${id} not found`);
+    const logDir = this.diskOf(id, await this.readMeta(id));
     const filter = (e: LogEntry) => !opts.sinceMs || e.timeMs >= opts.sinceMs;
     // Open the live file first: what is written while the rotated files are read is still in it.
-    const tail = new LogTail(join(dir, 'ctr.log'));
+    const tail = new LogTail(join(logDir, 'ctr.log'));
     await tail.open();
     try {
       let entries: LogEntry[] = [];
       for (let i = 20; i >= 1; i--) {
-        const p = join(dir, `ctr.log.${i}`);
+        const p = join(logDir, `ctr.log.${i}`);
         if (!existsSync(p) || tail.isFile(p)) continue;
         for (const line of (await readFile(p, 'utf8').catch(() => '')).split('\n')) {
           const e = line ? parseLogLine(line) : undefined;
@@ -683,7 +743,7 @@ export class OciRuntime implements Runtime {
       for (;;) {
         if (opts.signal?.aborted) return;
         const exited = existsSync(join(dir, 'exit.json')) || !this.monitorAlive(id);
-        const change = this.watchLog(dir, opts.signal);
+        const change = this.watchLog(dir, logDir, opts.signal);
         try {
           for (const e of await tail.drain()) {
             if (opts.signal?.aborted) return;
@@ -700,14 +760,14 @@ export class OciRuntime implements Runtime {
     }
   }
 
-  /** Resolves on any change in the container dir (log appended, rotated, exit.json), monitor exit or abort. */
-  private watchLog(dir: string, signal?: AbortSignal): { promise: Promise<void>; close(): void } {
+  /** Resolves on any change in the container's state or log dir (log appended, rotated, exit.json), monitor exit or abort. */
+  private watchLog(dir: string, logDir: string, signal?: AbortSignal): { promise: Promise<void>; close(): void } {
     let done!: () => void;
     const promise = new Promise<void>((res) => {
       done = res;
     });
-    const watcher = watch(dir, () => done());
-    watcher.on('error', () => done());
+    const watchers = [...new Set([dir, logDir])].map((d) => watch(d, () => done()));
+    for (const w of watchers) w.on('error', () => done());
     const sock = connect(join(dir, 'attach.sock'));
     sock.on('data', () => {});
     sock.on('error', () => done());
@@ -716,7 +776,7 @@ export class OciRuntime implements Runtime {
     return {
       promise,
       close() {
-        watcher.close();
+        for (const w of watchers) w.close();
         sock.destroy();
         signal?.removeEventListener('abort', done);
       },

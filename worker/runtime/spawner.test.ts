@@ -163,6 +163,14 @@ for (const kind of ['native', 'node'] as const) {
       message: `layer directory ${join(dir, 'missing')} does not exist`,
     });
     assert.deepEqual(await mountsUnder(containerDir), []);
+    // with a disk dir: the container's writes land there (twice: the volatile leftovers are cleared there too)
+    const diskDir = join(dir, 'disk');
+    for (let i = 0; i < 2; i++) {
+      const onDisk = await m.mountRootfs({ ...opts, diskDir });
+      writeFileSync(join(onDisk.rootfs, `disk${i}`), 'x\n');
+      assert.ok(existsSync(join(diskDir, 'upper', `disk${i}`)));
+      await onDisk.unmount();
+    }
   });
 }
 

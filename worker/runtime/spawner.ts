@@ -124,9 +124,10 @@ export class Spawner {
     };
     return {
       mountRootfs: async (opts) => {
-        const { lowerDirs, containerDir, volatile, readOnly } = opts as MountOptions & { readOnly?: boolean };
+        const { lowerDirs, containerDir, diskDir, volatile, readOnly } = opts as MountOptions & { readOnly?: boolean };
         // gantry-spawn takes absolute paths only (it does not share this process's cwd)
         const sent: MountOptions = { lowerDirs: lowerDirs.map((d) => resolve(d)), containerDir: resolve(containerDir), volatile };
+        if (diskDir) sent.diskDir = resolve(diskDir);
         if (readOnly !== undefined) Object.assign(sent, { readOnly });
         const r = await this.call({ op: 'mount', opts: sent });
         if (r === undefined) return (await defaultMounter()).mountRootfs(opts);

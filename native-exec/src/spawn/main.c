@@ -6,7 +6,8 @@
  *       "cwd":D,"timeoutMs":T,"maxBuffer":B,            shell); input written to its stdin, then
  *       "input":S}                                      closed; stdout/stderr read up to B each
  *   ── {"id":2,"op":"mount","opts":{"lowerDirs":[..],   mount(2) overlay at D/rootfs (overlay.c,
- *       "containerDir":D,"volatile":true}}         ──▶  as worker/rootfs/overlay.ts mountRootfs)
+ *       "containerDir":D,["diskDir":W,]"volatile":true}} ──▶  as worker/rootfs/overlay.ts mountRootfs;
+ *                                                    upper/ and work/ under W when given)
  *   ◀── {"id":2,"op":"mount","rootfs":"D/rootfs"}       answered at once (mount is synchronous)
  *   ── {"id":3,"op":"unmount","containerDir":D}    ──▶  umount2 each mount at/below D/rootfs
  *   ◀── {"id":3,"op":"unmount"}
@@ -127,13 +128,15 @@ static int op_exec(long long id, const json *req, gx_err *err) {
 
 static int op_mount(long long id, const json *req, gx_err *err) {
   static const char *const fields[] = {"id", "op", "opts", NULL};
-  static const char *const opt_fields[] = {"lowerDirs", "containerDir", "volatile", "readOnly", NULL};
+  static const char *const opt_fields[] = {"lowerDirs", "containerDir", "diskDir", "volatile", "readOnly", NULL};
   if (only_fields(req, "mount", fields, err) < 0) return -1;
   const json *o = jget(req, "opts");
   if (!o || o->t != J_OBJ) return gx_fail(err, 0, "mount: \"opts\" must be an object");
   mount_req m = {0};
   if (only_fields(o, "mount opts", opt_fields, err) < 0 || want_string(o, "containerDir", true, true, &m.container_dir, err) < 0) return -1;
   if (m.container_dir[0] != '/') return gx_fail(err, 0, "mount: \"containerDir\" must be an absolute path");
+  if (want_string(o, "diskDir", false, true, &m.disk_dir, err) < 0) return -1;
+  if (m.disk_dir && m.disk_dir[0] != '/') return gx_fail(err, 0, "mount: \"diskDir\" must be an absolute path");
   for (const char *const *k = (const char *const[]){"volatile", "readOnly", NULL}; *k; k++) {
     const json *b = jget(o, *k);
     if (b && b->t != J_BOOL) return gx_fail(err, 0, "mount: \"%s\" must be a boolean", *k);

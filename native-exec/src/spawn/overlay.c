@@ -113,8 +113,9 @@ static void base36(size_t i, char out[16]) {
   out[k] = 0;
 }
 
-/* overlay.ts overlayOptions: lowers topmost first as l/<base36 i>, upper/work relative to the container dir. */
-static char *overlay_options(size_t count, bool is_volatile, bool read_only) {
+/* overlay.ts overlayOptions: lowers topmost first as l/<base36 i>; upper/work relative to the container
+ * dir, or absolute under disk_dir when the container's writes live elsewhere. */
+static char *overlay_options(size_t count, bool is_volatile, bool read_only, const char *disk_dir) {
   strbuf sb = {0};
   sb_puts(&sb, "lowerdir=");
   for (size_t i = count; i-- > 0;) {
@@ -127,7 +128,8 @@ static char *overlay_options(size_t count, bool is_volatile, bool read_only) {
     if (count <= 1) sb_puts(&sb, ":l/empty");
     return sb.buf;
   }
-  sb_puts(&sb, ",upperdir=upper,workdir=work");
+  if (disk_dir) sb_printf(&sb, ",upperdir=%s/upper,workdir=%s/work", disk_dir, disk_dir);
+  else sb_puts(&sb, ",upperdir=upper,workdir=work");
   if (is_volatile) sb_puts(&sb, ",volatile");
   return sb.buf;
 }
@@ -141,9 +143,10 @@ int overlay_mount(const mount_req *r, char **rootfs_out, gx_err *err) {
   if (mp) return gx_fail(err, 0, "%s is already mounted; unmountRootfs(\"%s\") first", rootfs, dir);
   if (mkdir_all(rootfs, err) < 0) return -1;
   if (!r->read_only) {
-    cleanup_free char *upper = xasprintf("%s/upper", dir);
-    cleanup_free char *work = xasprintf("%s/work", dir);
-    cleanup_free char *incompat = xasprintf("%s/work/work/incompat", dir);
+    const char *disk = r->disk_dir ? r->disk_dir : dir;
+    cleanup_free char *upper = xasprintf("%s/upper", disk);
+    cleanup_free char *work = xasprintf("%s/work", disk);
+    cleanup_free char *incompat = xasprintf("%s/work/work/incompat", disk);
     if (mkdir_all(upper, err) < 0 || mkdir_all(work, err) < 0) return -1;
     /* a volatile overlay leaves work/work/incompat/volatile behind, which makes the next mount refuse */
     if (rm_rf(incompat, err) < 0) return -1;
@@ -159,7 +162,7 @@ int overlay_mount(const mount_req *r, char **rootfs_out, gx_err *err) {
     cleanup_free char *link = xasprintf("%s/l/%s", dir, b);
     if (symlink(r->lower_dirs[i], link) < 0) return gx_fail(err, errno, "symlink `%s` to `%s`", link, r->lower_dirs[i]);
   }
-  cleanup_free char *options = overlay_options(r->lowers, r->is_volatile, r->read_only);
+  cleanup_free char *options = overlay_options(r->lowers, r->is_volatile, r->read_only, r->disk_dir);
   /* the option string names l/… upper work relative to the container dir: mount from there */
   cleanup_close int back = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (back < 0) return gx_fail(err, errno, "mount overlay on %s: open the working directory", rootfs);

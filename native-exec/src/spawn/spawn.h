@@ -58,6 +58,7 @@ int proc_tick(void);
 /* overlay.c */
 typedef struct mount_req {
   const char *container_dir;  /* absolute */
+  const char *disk_dir;       /* absolute, holds upper/ and work/ (what the container writes); NULL: container_dir */
   const char **lower_dirs;    /* lowest first, absolute */
   size_t lowers;
   bool is_volatile, read_only;

@@ -2,7 +2,7 @@
 // containers): lifecycle, logs, exit codes, stop grace, exec, overlay rootfs, surviving gantryd.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { OciRuntime } from '../runtime-oci.ts';
@@ -19,11 +19,12 @@ const runtimes: { name: string; binary: string; skip: string | false }[] = [
   { name: 'native', binary: GANTRY_EXEC, skip: nativeWorks ? false : 'gantry-exec cannot run containers yet (no `list`)' },
 ];
 
-function setup(t: { after(fn: () => unknown): void }, name: string, binary: string) {
+function setup(t: { after(fn: () => unknown): void }, name: string, binary: string, o: { diskDir?: boolean } = {}) {
   const tmp = tempDir(`gantry-rt-${name}`);
   const cgroupParent = unique('gantry-test');
   const rt = new OciRuntime({
     name, binary, root: join(tmp, 'runtime', name), stateDir: join(tmp, 'containers'), monitorBinary: GANTRY_EXEC, cgroupParent,
+    diskDir: o.diskDir ? join(tmp, 'disk') : undefined,
   });
   const rootfs = busyboxRootfs(join(tmp, 'busybox'));
   const made: string[] = [];
@@ -47,6 +48,32 @@ async function collect(it: AsyncIterable<LogEntry>): Promise<LogEntry[]> {
   for await (const e of it) out.push(e);
   return out;
 }
+
+test('runtime-oci: with a disk dir, writes and logs go there and the rest to the state dir; remove and the sweep clear both', { skip: runtimes[2].skip, timeout: 60_000 }, async (t) => {
+  const { rt, rootfs, id, tmp } = setup(t, 'native', GANTRY_EXEC, { diskDir: true });
+  const cid = id('split');
+  await rt.create(containerConfig(cid, { kind: 'layers', lowerDirs: [rootfs] }, ['sh', '-c', 'echo x > /written; echo said-it'], { readOnlyRootfs: false }));
+  await rt.start(cid);
+  assert.equal((await rt.wait(cid)).exitCode, 0);
+  const disk = join(tmp, 'disk', cid);
+  const state = join(tmp, 'containers', cid);
+  assert.equal(readFileSync(join(disk, 'upper', 'written'), 'utf8'), 'x\n', 'the upper dir is in the disk dir');
+  assert.match(readFileSync(join(disk, 'ctr.log'), 'utf8'), /said-it/, 'the log is in the disk dir');
+  assert.ok(existsSync(join(state, 'meta.json')) && existsSync(join(state, 'exit.json')) && !existsSync(join(state, 'upper')) && !existsSync(join(state, 'ctr.log')));
+  assert.deepEqual((await collect(rt.logs(cid, { follow: true, tail: -1, sinceMs: 0 }))).map((e) => e.data.toString()), ['said-it\n']);
+  await rt.remove(cid);
+  assert.ok(!existsSync(disk) && !existsSync(state), 'remove takes both');
+
+  // a disk dir whose state is gone (the exec root is a tmpfs and the host rebooted) goes at the next start
+  const orphan = join(tmp, 'disk', 'orphan1');
+  mkdirSync(join(orphan, 'upper'), { recursive: true });
+  const again = new OciRuntime({
+    name: 'native', binary: GANTRY_EXEC, root: join(tmp, 'runtime', 'native'), stateDir: join(tmp, 'containers'), diskDir: join(tmp, 'disk'),
+    monitorBinary: GANTRY_EXEC, cgroupParent: unique('gantry-test'),
+  });
+  assert.deepEqual(await again.list(), []);
+  assert.ok(!existsSync(orphan), 'the orphaned disk dir was swept');
+});
 
 for (const r of runtimes) {
   test(`runtime-oci(${r.name}): create, start, logs, exit code, remove leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
