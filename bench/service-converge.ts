@@ -136,6 +136,20 @@ interface Sample {
   cpu: number; // the whole host's busy CPU time over `total`, ms (both cores; polling included, the same for both systems)
 }
 
+/**
+ * After a removal, waits for the host to go quiet (the containers' processes are gone, but unmounts,
+ * netns and cgroup teardown go on for a while): the next measurement, of either system, starts from
+ * the same idle host. At most 30 s.
+ */
+async function settle(): Promise<void> {
+  const end = Date.now() + 30_000;
+  while (Date.now() < end) {
+    const b0 = hostBusyMs();
+    await sleep(300);
+    if (hostBusyMs() - b0 < 0.15 * 300 * 2) return; // under 15 % of both cores
+  }
+}
+
 /** The host's busy CPU time so far, ms (/proc/stat: user, nice, system, irq, softirq, steal). */
 function hostBusyMs(): number {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
@@ -155,6 +169,7 @@ async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<
   const cpu = hostBusyMs() - c0;
   await gantryOk(t.host, ['service', 'rm', name]);
   await until(() => t.containersLeft() === 0 || `${name}: ${t.containersLeft()} containers still running`, 120_000, 100);
+  await settle();
   return { total: ms, create, cpu };
 }
 
@@ -208,6 +223,7 @@ async function swarmConverge(s: SwarmTarget, n: number, tag: string): Promise<Sa
     const left = await s.containersLeft(name);
     return left === 0 || `${name}: ${left} containers still running`;
   }, 120_000, 200);
+  await settle();
   return { total: ms, create, cpu };
 }
 
