@@ -13,7 +13,7 @@ import { clusterSkipReason, gantryOk, IMAGE, importImage, type Lab, live, ps, sl
 import { cleanupLabs, Lab as LabClass } from '../../deploy/lab/lab-hosts.ts';
 import { mountsUnder } from '../../deploy/lab/sys.ts';
 import { secretsDirFor } from '../../worker/secrets.ts';
-import { type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
+import { type LocalHost, runningRows, SIM_IMAGE, startHost, until, waitReady } from './local-cluster.ts';
 
 const KEY_RE = /GNTRYKEY-1-[A-Za-z0-9_-]{43}/;
 const LOCKED_RE = /this manager is locked: run `gantry cluster unlock`/i;
@@ -129,11 +129,11 @@ test('autolock: a restarted manager is locked until unlocked; wrong keys change 
     const r = await m1.gantry(['secret', 'ls']);
     return r.code === 0 && /\bpw\b/.test(r.out) ? true : `secret ls: ${r.err || r.out}`;
   });
-  const svc = await m1.gantry(['service', 'create', '-d', '--name', 'app', '--secret', 'pw', 'busybox', 'sleep', '1000']);
+  const svc = await m1.gantry(['service', 'create', '-d', '--name', 'app', '--secret', 'pw', SIM_IMAGE, 'sleep', '1000']);
   assert.equal(svc.code, 0, svc.err);
   await until(async () => {
     const r = (await m1.gantry(['service', 'ps', 'app'])).out;
-    return /Running/.test(r) ? true : `not running: ${r}`;
+    return runningRows(r).length > 0 ? true : `not running: ${r}`;
   });
 
   // rotation: both managers re-wrap; the old key no longer opens either
@@ -215,10 +215,10 @@ test('autolock: with three managers one locked manager leaves the quorum to the 
   assert.match((await m3.gantry(['info'])).out, /Cluster:\s+locked/);
   // the two others still commit: a service is created and runs
   await until(async () => {
-    const r = await m1.gantry(['service', 'create', '-d', '--name', 'q', '--constraint', 'node.hostname!=a3', 'busybox', 'sleep', '1000']);
+    const r = await m1.gantry(['service', 'create', '-d', '--name', 'q', '--constraint', 'node.hostname!=a3', SIM_IMAGE, 'sleep', '1000']);
     return r.code === 0 || /already exists/.test(r.err) ? true : `service create: ${r.err}`;
   });
-  await until(async () => (/Running/.test((await m1.gantry(['service', 'ps', 'q'])).out) ? true : 'q not running'));
+  await until(async () => (runningRows((await m1.gantry(['service', 'ps', 'q'])).out).length > 0 ? true : 'q not running'));
   const ok = await m3.gantry(['cluster', 'unlock', '--key-file', await keyFile(m3, key)]);
   assert.equal(ok.code, 0, ok.err);
   await until(async () => {

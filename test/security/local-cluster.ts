@@ -1,5 +1,7 @@
 // Small clusters of in-process gantryd daemons on 127.0.0.1 with the sim runtime (no containers, no
 // namespaces): enough for what the security tests check (TLS, tokens, roles, revocation, secrets).
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +31,21 @@ function sink(): { stream: Writable; text: () => string } {
     }),
     text: () => parts.join(''),
   };
+}
+
+/**
+ * The image tasks on these hosts use: a one-file rootfs imported into every host's image store (the
+ * sim runtime runs nothing, and no registry is needed: resolving it at 127.0.0.1:9 fails at once).
+ */
+export const SIM_IMAGE = '127.0.0.1:9/sim:1';
+
+function simImageTar(dir: string): string {
+  const root = path.join(dir, 'sim-rootfs');
+  mkdirSync(path.join(root, 'etc'), { recursive: true });
+  writeFileSync(path.join(root, 'etc', 'hostname'), 'sim\n');
+  const tar = path.join(dir, 'sim-rootfs.tar');
+  execFileSync('tar', ['-cf', tar, '-C', root, '.']);
+  return tar;
 }
 
 export async function startHost(t: TestContext, name: string): Promise<LocalHost> {
@@ -64,6 +81,8 @@ export async function startHost(t: TestContext, name: string): Promise<LocalHost
       return { code, out: out.text(), err: err.text() };
     },
   };
+  const imported = await host.gantry(['image', 'import', simImageTar(dir), SIM_IMAGE]);
+  if (imported.code !== 0) throw new Error(`importing ${SIM_IMAGE} on ${name}: ${imported.err}`);
   return host;
 }
 
@@ -96,4 +115,12 @@ export async function waitReady(via: LocalHost, hostname: string): Promise<void>
     const row = r.out.split('\n').find((l) => l.split(/\s+/).includes(hostname));
     return row && /\bReady\b/.test(row) ? true : `${hostname} not ready: ${row ?? r.err}`;
   });
+}
+
+/** The rows of a `service ps` table whose CURRENT STATE is Running (the DESIRED STATE column says Running long before). */
+export function runningRows(psTable: string): string[] {
+  const [header = '', ...rows] = psTable.split('\n');
+  const at = header.indexOf('CURRENT STATE');
+  if (at < 0) return [];
+  return rows.filter((r) => r.slice(at).startsWith('Running'));
 }

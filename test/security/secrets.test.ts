@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { initCluster, type LocalHost, startHost, until, waitReady } from './local-cluster.ts';
+import { initCluster, type LocalHost, runningRows, SIM_IMAGE, startHost, until, waitReady } from './local-cluster.ts';
 
 const VALUE = 'correct-horse-battery-staple-7f3a91';
 
@@ -45,11 +45,11 @@ test('secrets: only the node running a task that uses a secret receives it; neve
   assert.match((await m.gantry(['secret', 'create', 'too-big', big])).err, /the limit is 500 KB/);
   assert.equal((await m.gantry(['config', 'create', 'big-config', big])).code, 0, 'configs may be up to 1000 KB');
 
-  const svc = await m.gantry(['service', 'create', '-d', '--name', 'app', '--replicas', '1', '--secret', 'db-password,mode=0400', 'busybox', 'sleep', '1000']);
+  const svc = await m.gantry(['service', 'create', '-d', '--name', 'app', '--replicas', '1', '--secret', 'db-password,mode=0400', SIM_IMAGE, 'sleep', '1000']);
   assert.equal(svc.code, 0, svc.err);
   const runsOn = await until(async () => {
     const ps = (await m.gantry(['service', 'ps', 'app'])).out;
-    const row = ps.split('\n').find((l) => /Running/.test(l));
+    const [row] = runningRows(ps);
     return row ? (/\bw1\b/.test(row) ? w1 : /\bw2\b/.test(row) ? w2 : `on ${row}`) : `not running: ${ps}`;
   });
   const idle = runsOn === w1 ? w2 : w1;
