@@ -95,6 +95,8 @@ export class Daemon {
   /** Autolock: this manager's cluster key is on disk only wrapped, and nobody has unlocked it yet. */
   private locked = false;
   private keeper: AutolockKeeper | undefined;
+  /** The role the managers last asked this node to take: a promotion asked for mid-demotion is acted on once it is a worker. */
+  private wantedRole: NodeRole | undefined;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;
@@ -618,6 +620,7 @@ export class Daemon {
         void saveState(this.opts.dataDir, this.state).catch((err) => this.log.warn(`saving the manager list: ${err.message}`));
       },
       onRoleChange: (desired) => {
+        this.wantedRole = desired;
         if (desired === NodeRole.NODE_ROLE_MANAGER && this.state?.role === 'worker') this.promoteWithRetry(0);
       },
     });
@@ -698,6 +701,8 @@ export class Daemon {
     // a worker certificate from now on (the managers already treat this node as a worker)
     void this.tls.renew().catch((err) => this.log.warn(`gantryd: renewing the certificate as a worker: ${(err as Error).message}`));
     this.log.info('gantryd: this node is a worker now');
+    // promoted again while it was handing over: the request came when it was not a worker yet
+    if (this.wantedRole === NodeRole.NODE_ROLE_MANAGER) this.promoteWithRetry(0);
   }
 
   private async stopRoles(): Promise<void> {

@@ -146,6 +146,17 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     }, 60_000);
     await until(async () => ((await h0.gantry(['node', 'ls'])).code === 0) || 'promoted host does not serve the control API yet', 30_000);
 
+    // promoted again while it still hands over (recorded as a worker, its etcd member not yet
+    // removed): the promotion reaches it before it is a worker, and it acts on it once it is one
+    await gantryOk(via, ['node', 'demote', h0.name]);
+    await until(async () => ((await nodes(via)).find((x) => x.hostname === h0.name)?.manager === '') || `${h0.name} not recorded as a worker yet`, 30_000);
+    await gantryOk(via, ['node', 'promote', h0.name]);
+    await until(async () => {
+      const n = (await nodes(via)).find((x) => x.hostname === h0.name);
+      return (n?.manager === 'reachable' || n?.manager === 'leader') || `${h0.name} promoted mid-demotion: ${n?.manager || 'worker'}`;
+    }, 60_000);
+    await until(async () => ((await h0.gantry(['node', 'ls'])).code === 0) || 'promoted-again host does not serve the control API yet', 30_000);
+
     // demoting every manager but one is fine; the last one is refused
     await gantryOk(via, ['node', 'demote', h0.name, lab.host(2).name]);
     await until(async () => ((await nodes(via)).filter((n) => n.manager !== '').length === 1) || 'still more than one manager', 60_000);
