@@ -34,23 +34,38 @@ static int wr_ll(const char *dir, const char *file, long long v, gx_err *err) {
   return wr(dir, file, b, err);
 }
 
-/* cpuset children start empty: copy cpus and mems down each new level. */
+static int blank(const char *s) {
+  for (; *s; s++)
+    if (*s != ' ' && *s != '\n' && *s != '\t') return 0;
+  return 1;
+}
+
+/* Gives `dir` its parent's cpuset.cpus or .mems when it has none (a new cpuset is empty, and no
+ * task can enter an empty one: ENOSPC). */
+static int cpuset_inherit(const char *parent, const char *dir, const char *file, int is_new, gx_err *err) {
+  if (!is_new) {
+    cleanup_free char *own = NULL, *op = xasprintf("%s/%s", dir, file);
+    if (read_file(op, &own, NULL, err) < 0) return -1;
+    if (!blank(own)) return 0;
+  }
+  cleanup_free char *val = NULL, *pf = xasprintf("%s/%s", parent, file);
+  if (read_file(pf, &val, NULL, err) < 0) return -1;
+  return wr(dir, file, val, err);
+}
+
+/* cpuset children start empty: copy cpus and mems down each level that has none. A level that
+ * exists already may be one another gantry-exec has just made and not filled yet, so it is
+ * checked too (two containers starting together under a new parent: the second got ENOSPC). */
 static int mkdir_cpuset(const char *root, const char *path, gx_err *err) {
   cleanup_free char *p = xstrdup(path);
   char *cur = xasprintf("%s", root);
   int ret = 0;
   for (char *s = strtok(p, "/"); s && ret == 0; s = strtok(NULL, "/")) {
     char *next = xasprintf("%s/%s", cur, s);
-    if (mkdir(next, 0755) == 0) {
-      for (int i = 0; i < 2 && ret == 0; i++) {
-        const char *f = i ? "cpuset.mems" : "cpuset.cpus";
-        cleanup_free char *val = NULL, *pf = xasprintf("%s/%s", cur, f);
-        if (read_file(pf, &val, NULL, err) < 0) ret = -1;
-        else ret = wr(next, f, val, err);
-      }
-    } else if (errno != EEXIST) {
-      ret = gx_fail(err, errno, "mkdir `%s`", next);
-    }
+    int made = mkdir(next, 0755) == 0;
+    if (!made && errno != EEXIST) ret = gx_fail(err, errno, "mkdir `%s`", next);
+    if (ret == 0) ret = cpuset_inherit(cur, next, "cpuset.cpus", made, err);
+    if (ret == 0) ret = cpuset_inherit(cur, next, "cpuset.mems", made, err);
     free(cur);
     cur = next;
   }

@@ -43,6 +43,23 @@ describe('gantry-exec cgroups', () => {
     assert.deepEqual(r.stdout.trim().split('\n'), ['512', '50000', '100000', '0', String(8 * 1024 * 1024)]);
   });
 
+  test('cgroup v1: a parent cpuset that exists but is still empty (made a moment ago by another start) is filled, not entered empty', () => {
+    const parent = `gx-empty-cpuset-${process.pid}`;
+    h.cgroupParents.push(parent);
+    const dir = `/sys/fs/cgroup/cpuset/${parent}`;
+    mkdirSync(dir); // as a concurrent gantry-exec leaves it between its mkdir and its copy of cpus/mems
+    assert.equal(readFileSync(join(dir, 'cpuset.cpus'), 'utf8').trim(), '', 'a new cpuset starts empty');
+    const { id, bundle } = h.bundle(['cat', '/sys/fs/cgroup/cpuset/cpuset.cpus'], (s) => {
+      s.linux.cgroupsPath = `/${parent}/${s.hostname}-leaf`;
+    });
+    const r = h.gx(['run', '--bundle', bundle, id]);
+    assert.equal(r.status, 0, r.stderr);
+    const hostCpus = readFileSync('/sys/fs/cgroup/cpuset/cpuset.cpus', 'utf8').trim();
+    assert.equal(r.stdout.trim(), hostCpus);
+    assert.equal(readFileSync(join(dir, 'cpuset.cpus'), 'utf8').trim(), hostCpus);
+    assert.equal(readFileSync(join(dir, 'cpuset.mems'), 'utf8').trim(), readFileSync('/sys/fs/cgroup/cpuset/cpuset.mems', 'utf8').trim());
+  });
+
   test('cgroup v2 (fake cgroupfs): limits, controllers, membership and removal', async () => {
     const fake = tempDir('gx-fake-cgroup2');
     h.dirs.push(fake);
