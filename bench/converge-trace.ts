@@ -50,7 +50,7 @@ async function watchEtcd(dataDir: string): Promise<void> {
     for (const e of events) {
       if (e.op !== 'put') continue;
       if (e.kind === 'services') process.stdout.write(`${JSON.stringify({ t, kind: 'service', id: e.object.id, name: e.object.spec?.name })}\n`);
-      if (e.kind === 'tasks') process.stdout.write(`${JSON.stringify({ t, kind: 'task', id: e.object.id, service: e.object.serviceId, state: e.object.status?.state ?? 0, ts: Number(e.object.status?.timestamp ?? 0) })}\n`);
+      if (e.kind === 'tasks') process.stdout.write(`${JSON.stringify({ t, kind: 'task', id: e.object.id, service: e.object.serviceId, state: e.object.status?.state ?? 0, ts: Number(e.object.status?.timestamp ?? 0), err: e.object.status?.err || undefined })}\n`);
     }
   });
   process.stdout.write('ready\n');
@@ -70,7 +70,7 @@ async function startPerf(file: string): Promise<() => Promise<void>> {
     });
 }
 
-type Line = { t: number; kind: 'service' | 'task'; id: string; name?: string; service?: string; state?: number; ts?: number };
+type Line = { t: number; kind: 'service' | 'task'; id: string; name?: string; service?: string; state?: number; ts?: number; err?: string };
 
 async function main(): Promise<void> {
   cliEntry = await buildCli();
@@ -113,6 +113,7 @@ async function main(): Promise<void> {
         let serviceId = '';
         const stored = new Map<string, Map<number, number>>();
         const workerTs = new Map<string, Map<number, number>>();
+        const errors: string[] = [];
         let serviceAt = -1;
         await until(() => {
           for (const l of lines.splice(0)) {
@@ -125,6 +126,8 @@ async function main(): Promise<void> {
             const m = stored.get(l.id) ?? new Map<number, number>();
             stored.set(l.id, m);
             if (!m.has(st)) m.set(st, l.t - t0);
+            const e = `task ${l.id} ${STATE_NAMES[st]}: ${l.err}`;
+            if (l.err && !errors.includes(e)) errors.push(e);
             if (l.ts && st >= TaskState.TASK_STATE_ACCEPTED) {
               const wm = workerTs.get(l.id) ?? new Map<number, number>();
               workerTs.set(l.id, wm);
@@ -143,6 +146,7 @@ async function main(): Promise<void> {
           const wt = [...workerTs.values()].map((m) => m.get(st)).filter((x): x is number => x !== undefined);
           console.log(`  ${String(STATE_NAMES[st]).padEnd(10)} stored ${stats(s).padEnd(44)} (${s.length})   worker ts ${stats(wt)} (${wt.length})`);
         }
+        for (const e of errors) console.log(`  error: ${e}`);
         await gantryOk(h, ['service', 'rm', name]);
         await until(() => h.processes((a) => a[0] === 'sleep' && a[1] === '1d').length === 0 || 'containers left', 120_000, 100);
       }
