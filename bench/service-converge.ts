@@ -4,6 +4,7 @@
 //   node_modules/.bin/node bench/service-converge.ts [--replicas 1,10,50] [--only gantry|swarm]
 //        [--runtime native|runc|crun] [--hosts 1] [--failover] [--failover-replicas 12] [--rounds 1]
 //   --hosts N > 1: both systems on N lab hosts (gantryd per netns host; a dockerd swarm per netns host).
+//   --gantryd-node-options "..."  NODE_OPTIONS for the lab's gantryd (to try V8 flags, e.g. --max-semi-space-size=32).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dial, unary } from '../cli/connection.ts';
@@ -32,6 +33,7 @@ interface Opts {
   failoverReplicas: number;
   rounds: number;
   hosts: number;
+  gantrydNodeOptions?: string;
 }
 
 function parse(argv: string[]): Opts {
@@ -49,6 +51,7 @@ function parse(argv: string[]): Opts {
     failoverReplicas: Number(get('failover-replicas') ?? 12),
     rounds: Number(get('rounds') ?? 1),
     hosts: Number(get('hosts') ?? 1),
+    gantrydNodeOptions: get('gantryd-node-options'),
   };
 }
 
@@ -292,7 +295,7 @@ async function main(): Promise<void> {
     let st: SwarmTarget | undefined;
     if (o.only !== 'swarm') {
       await cleanupLabs();
-      const lab = await Lab.up({ hosts: o.hosts, runtime: o.runtime });
+      const lab = await Lab.up({ hosts: o.hosts, runtime: o.runtime, env: o.gantrydNodeOptions ? { NODE_OPTIONS: o.gantrydNodeOptions } : undefined });
       teardown.push(() => lab.down());
       const h = await formCluster(lab);
       gt = await gantryTarget(lab, h, tar);
