@@ -2,26 +2,25 @@
 // ASSIGNED → RUNNING → SHUTDOWN → removed; exit 1 → FAILED; a missing image → REJECTED.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { TaskState } from '../../../proto/gen/gantry/v1/objects.ts';
 import { nullLog } from '../../runtime/log.ts';
 import { OciRuntime } from '../../runtime/runtime-oci.ts';
 import {
-  busyboxRootfs, cgroupsContaining, GANTRY_EXEC, mountsContaining, processesContaining, RUNC, removeCgroups, rmrf, tempDir, unique,
+  busyboxRootfs, cgroupsContaining, GANTRY_EXEC, mountsContaining, processesContaining, RUNC, removeCgroups, requireRuntimes, rmrf, tempDir, unique,
 } from '../../runtime/tests/fixtures.ts';
 import { TaskManager } from '../task-manager.ts';
 import { dirImages, StatusRecorder, task, until } from '../testing.ts';
 
 const S = TaskState;
-const nativeWorks = existsSync(GANTRY_EXEC) && spawnSync(GANTRY_EXEC, ['--root', '/tmp/gantry-probe-root', 'list'], { timeout: 5000 }).status === 0;
+requireRuntimes([RUNC, GANTRY_EXEC]);
 
-for (const [name, binary, skip] of [
-  ['runc', RUNC, existsSync(GANTRY_EXEC) ? false : 'gantry-exec (the monitor) is not built'],
-  ['native', GANTRY_EXEC, nativeWorks ? false : 'gantry-exec cannot run containers yet'],
+for (const [name, binary] of [
+  ['runc', RUNC],
+  ['native', GANTRY_EXEC],
 ] as const) {
-  test(`task-manager(${name}): real tasks run, fail, get rejected, shut down and leave nothing`, { skip, timeout: 90_000 }, async (t) => {
+  test(`task-manager(${name}): real tasks run, fail, get rejected, shut down and leave nothing`, { timeout: 90_000 }, async (t) => {
     const tmp = tempDir(`gantry-tm-${name}`);
     const cgroupParent = unique('gantry-tmtest');
     const rt = new OciRuntime({ name, binary, root: join(tmp, 'runtime', name), stateDir: join(tmp, 'containers'), monitorBinary: GANTRY_EXEC, cgroupParent });
@@ -78,7 +77,7 @@ for (const [name, binary, skip] of [
   });
 }
 
-test('task-manager(runc): a gantryd restart re-adopts the running task without restarting it', { skip: existsSync(GANTRY_EXEC) ? false : 'gantry-exec not built', timeout: 90_000 }, async (t) => {
+test('task-manager(runc): a gantryd restart re-adopts the running task without restarting it', { timeout: 90_000 }, async (t) => {
   const tmp = tempDir('gantry-tm-readopt');
   const cgroupParent = unique('gantry-tmtest');
   const taskId = unique('readopt');
@@ -126,7 +125,7 @@ test('task-manager(runc): a gantryd restart re-adopts the running task without r
   assert.deepEqual(mountsContaining(tmp), []);
 });
 
-test('task-manager(runc): with the real ImageStore (imported image, CMD from --change) a task runs on an overlay of its snapshots', { skip: existsSync(GANTRY_EXEC) ? false : 'gantry-exec not built', timeout: 90_000 }, async (t) => {
+test('task-manager(runc): with the real ImageStore (imported image, CMD from --change) a task runs on an overlay of its snapshots', { timeout: 90_000 }, async (t) => {
   const { ImageStore } = await import('../../image/store.ts');
   const tmp = tempDir('gantry-tm-store');
   const cgroupParent = unique('gantry-tmtest');

@@ -9,6 +9,16 @@ export const RUNC = '/usr/sbin/runc';
 export const CRUN = '/usr/bin/crun';
 export const GANTRY_EXEC = new URL('../../../native-exec/build/gantry-exec', import.meta.url).pathname;
 
+/**
+ * Throws, naming what is missing and what to run, unless the runtimes these tests use are here:
+ * deploy/install.sh installs runc and crun and builds gantry-exec, so a missing one is a broken
+ * install to be seen, not tests to skip.
+ */
+export function requireRuntimes(bins: string[] = [RUNC, CRUN, GANTRY_EXEC]): void {
+  const missing = bins.filter((b) => !existsSync(b));
+  if (missing.length > 0) throw new Error(`${missing.join(', ')} not found: run deploy/install.sh (apt runc crun; make -C native-exec)`);
+}
+
 const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'true', 'false', 'ls', 'id', 'hostname', 'trap', 'kill', 'ps', 'grep', 'wc', 'test', 'touch', 'mkdir', 'env', 'seq', 'unshare', 'head'];
 
 /** A directory holding a busybox rootfs (with /etc/passwd and /etc/group). */

@@ -1,5 +1,5 @@
-// Integration tests for OciRuntime with real containers (runc, crun; gantry-exec when it can run
-// containers): lifecycle, logs, exit codes, stop grace, exec, overlay rootfs, surviving gantryd.
+// Integration tests for OciRuntime with real containers (runc, crun and gantry-exec): lifecycle,
+// logs, exit codes, stop grace, exec, overlay rootfs, surviving gantryd.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -9,14 +9,14 @@ import { OciRuntime } from '../runtime-oci.ts';
 import type { LogEntry } from '../types.ts';
 import {
   busyboxRootfs, CRUN, cgroupsContaining, containerConfig, GANTRY_EXEC, mountsContaining, processesContaining, RUNC,
-  removeCgroups, rmrf, tempDir, unique, waitFor,
+  removeCgroups, requireRuntimes, rmrf, tempDir, unique, waitFor,
 } from './fixtures.ts';
 
-const nativeWorks = existsSync(GANTRY_EXEC) && spawnSync(GANTRY_EXEC, ['--root', '/tmp/gantry-probe-root', 'list'], { timeout: 5000 }).status === 0;
-const runtimes: { name: string; binary: string; skip: string | false }[] = [
-  { name: 'runc', binary: RUNC, skip: existsSync(GANTRY_EXEC) ? false : 'gantry-exec (the monitor) is not built: make -C native-exec' },
-  { name: 'crun', binary: CRUN, skip: !existsSync(CRUN) ? 'crun not installed' : existsSync(GANTRY_EXEC) ? false : 'gantry-exec not built' },
-  { name: 'native', binary: GANTRY_EXEC, skip: nativeWorks ? false : 'gantry-exec cannot run containers yet (no `list`)' },
+requireRuntimes();
+const runtimes: { name: string; binary: string }[] = [
+  { name: 'runc', binary: RUNC },
+  { name: 'crun', binary: CRUN },
+  { name: 'native', binary: GANTRY_EXEC },
 ];
 
 function setup(t: { after(fn: () => unknown): void }, name: string, binary: string, o: { diskDir?: boolean } = {}) {
@@ -49,7 +49,7 @@ async function collect(it: AsyncIterable<LogEntry>): Promise<LogEntry[]> {
   return out;
 }
 
-test('runtime-oci: with a disk dir, writes and logs go there and the rest to the state dir; remove and the sweep clear both', { skip: runtimes[2].skip, timeout: 60_000 }, async (t) => {
+test('runtime-oci: with a disk dir, writes and logs go there and the rest to the state dir; remove and the sweep clear both', { timeout: 60_000 }, async (t) => {
   const { rt, rootfs, id, tmp } = setup(t, 'native', GANTRY_EXEC, { diskDir: true });
   const cid = id('split');
   await rt.create(containerConfig(cid, { kind: 'layers', lowerDirs: [rootfs] }, ['sh', '-c', 'echo x > /written; echo said-it'], { readOnlyRootfs: false }));
@@ -76,7 +76,7 @@ test('runtime-oci: with a disk dir, writes and logs go there and the rest to the
 });
 
 for (const r of runtimes) {
-  test(`runtime-oci(${r.name}): create, start, logs, exit code, remove leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): create, start, logs, exit code, remove leaves nothing`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, cgroupParent, id, tmp } = setup(t, r.name, r.binary);
     const cid = id('life');
     await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'echo out-$HOSTNAME; echo err >&2; exit 3'], { hostname: 'box1' }));
@@ -100,7 +100,7 @@ for (const r of runtimes) {
     assert.ok(!existsSync(join(tmp, 'containers', cid)));
   });
 
-  test(`runtime-oci(${r.name}): stop sends the stop signal, then SIGKILL after the grace`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): stop sends the stop signal, then SIGKILL after the grace`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id } = setup(t, r.name, r.binary);
     const polite = id('polite');
     const stubborn = id('stubborn');
@@ -120,7 +120,7 @@ for (const r of runtimes) {
     assert.deepEqual(logs.map((l) => l.data.toString()), ['ready\n', 'bye\n']);
   });
 
-  test(`runtime-oci(${r.name}): follow streams live lines; exec runs in the container`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): follow streams live lines; exec runs in the container`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id } = setup(t, r.name, r.binary);
     const cid = id('follow');
     await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'echo first; read x < /dev/null; sleep 0.3; for i in 1 2 3; do echo line$i; sleep 0.1; done; sleep 1000']));
@@ -139,7 +139,7 @@ for (const r of runtimes) {
     assert.equal(st.status, 'stopped');
   });
 
-  test(`runtime-oci(${r.name}): overlay rootfs over layers keeps the lower dir clean`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): overlay rootfs over layers keeps the lower dir clean`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp } = setup(t, r.name, r.binary);
     const cid = id('layers');
     await rt.create(containerConfig(cid, { kind: 'layers', lowerDirs: [rootfs] }, ['sh', '-c', 'echo x > /written; cat /etc/hosts /made/by/gantry.txt'], {
@@ -161,7 +161,7 @@ for (const r of runtimes) {
     assert.deepEqual(mountsContaining(tmp), []);
   });
 
-  test(`runtime-oci(${r.name}): logs rotate at the size limit; reading and following span the rotated files`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): logs rotate at the size limit; reading and following span the rotated files`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp } = setup(t, r.name, r.binary);
     const cid = id('rotate');
     // 150 lines of ~75 bytes of JSON into 4 KiB files, 5 kept: two or more rotations, nothing dropped.
@@ -180,7 +180,7 @@ for (const r of runtimes) {
     assert.deepEqual(tail, ['line148', 'line149', 'last']);
   });
 
-  test(`runtime-oci(${r.name}): limits land in the container's cgroup; kill delivers a signal`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): limits land in the container's cgroup; kill delivers a signal`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, cgroupParent } = setup(t, r.name, r.binary);
     const cid = id('limits');
     await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.05; done"], {
@@ -207,7 +207,7 @@ for (const r of runtimes) {
     assert.equal((await rt.wait(cid)).exitCode, 137);
   });
 
-  test(`runtime-oci(${r.name}): a tty container logs its terminal output`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): a tty container logs its terminal output`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id } = setup(t, r.name, r.binary);
     const cid = id('tty');
     await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', 'test -t 1 && echo on-a-tty $TERM'], { tty: true }));
@@ -217,7 +217,7 @@ for (const r of runtimes) {
     assert.equal(out.replace(/\r/g, ''), 'on-a-tty xterm\n');
   });
 
-  test(`runtime-oci(${r.name}): Docker's confinement: default caps, a seccomp filter, no unshare, masked and read-only /proc`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): Docker's confinement: default caps, a seccomp filter, no unshare, masked and read-only /proc`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id } = setup(t, r.name, r.binary);
     const cid = id('confine');
     const script = [
@@ -239,7 +239,7 @@ for (const r of runtimes) {
     assert.match(out, /nofile=\d+/);
   });
 
-  test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { skip: r.skip, timeout: 60_000 }, async (t) => {
+  test(`runtime-oci(${r.name}): a failed create says why and leaves nothing`, { timeout: 60_000 }, async (t) => {
     const { rt, rootfs, id, tmp, cgroupParent } = setup(t, r.name, r.binary);
     const cid = id('bad');
     await assert.rejects(rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['/no/such/binary'])), (e: Error) => {
@@ -252,7 +252,7 @@ for (const r of runtimes) {
   });
 }
 
-test('runtime-oci(runc): the container outlives the process that created it, and is re-adopted', { skip: runtimes[0].skip, timeout: 60_000 }, async (t) => {
+test('runtime-oci(runc): the container outlives the process that created it, and is re-adopted', { timeout: 60_000 }, async (t) => {
   const { rt, rootfs, id, tmp, cgroupParent } = setup(t, 'runc', RUNC);
   const cid = id('survive');
   const script = `
@@ -286,7 +286,7 @@ test('runtime-oci(runc): the container outlives the process that created it, and
   assert.deepEqual(logs, ['alive\n', 'term\n']);
 });
 
-test('runtime-oci(runc): wait still ends when the monitor was killed (exit code lost)', { skip: runtimes[0].skip, timeout: 60_000 }, async (t) => {
+test('runtime-oci(runc): wait still ends when the monitor was killed (exit code lost)', { timeout: 60_000 }, async (t) => {
   const { rt, rootfs, id, tmp } = setup(t, 'runc', RUNC);
   const cid = id('nomon');
   await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sleep', '1000']));
@@ -304,7 +304,7 @@ test('runtime-oci(runc): wait still ends when the monitor was killed (exit code 
   assert.deepEqual(mountsContaining(tmp), []);
 });
 
-test('runtime-oci: after switching runtimes, containers of the old one are still listed, stopped and removed through it', { skip: runtimes[1].skip, timeout: 60_000 }, async (t) => {
+test('runtime-oci: after switching runtimes, containers of the old one are still listed, stopped and removed through it', { timeout: 60_000 }, async (t) => {
   const { rt, rootfs, id, tmp, cgroupParent } = setup(t, 'runc', RUNC);
   const cid = id('switch');
   await rt.create(containerConfig(cid, { kind: 'dir', path: rootfs }, ['sh', '-c', "trap 'exit 5' TERM; while true; do sleep 0.05; done"]));
