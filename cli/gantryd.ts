@@ -4,7 +4,7 @@
 import os from 'node:os';
 import { bool, type FlagDef, list, parseArgs, str, UsageError } from './args.ts';
 import { DEFAULT_SOCKET } from './connection.ts';
-import { DEFAULT_DATA_DIR, DEFAULT_PORT, Daemon, defaultExecRoot } from './daemon/node.ts';
+import { DEFAULT_DATA_DIR, DEFAULT_PORT, Daemon } from './daemon/node.ts';
 import { stderrLog } from './log.ts';
 
 const FLAGS: FlagDef[] = [
@@ -36,10 +36,9 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = stderrLog(process.env);
-  const dataDir = str(args, 'data-dir') ?? DEFAULT_DATA_DIR;
   const daemon = new Daemon({
-    dataDir,
-    execRoot: str(args, 'exec-root') ?? defaultExecRoot(dataDir),
+    dataDir: str(args, 'data-dir') ?? DEFAULT_DATA_DIR,
+    execRoot: str(args, 'exec-root'),
     socket: str(args, 'socket') ?? DEFAULT_SOCKET,
     listenAddr: str(args, 'listen-addr') ?? `0.0.0.0:${DEFAULT_PORT}`,
     advertiseAddr: str(args, 'advertise-addr'),

@@ -97,9 +97,11 @@ export class Daemon {
   private keeper: AutolockKeeper | undefined;
   /** The role the managers last asked this node to take: a promotion asked for mid-demotion is acted on once it is a worker. */
   private wantedRole: NodeRole | undefined;
+  private readonly execRoot: string;
 
   constructor(opts: DaemonOptions) {
     this.opts = opts;
+    this.execRoot = opts.execRoot ?? defaultExecRoot(opts.dataDir);
     this.log = opts.log;
   }
 
@@ -108,7 +110,7 @@ export class Daemon {
     this.images = await ImageStore.open(path.join(this.opts.dataDir, 'images'), { insecureRegistries: this.opts.insecureRegistries ?? [] });
     this.runtime = await createRuntime(this.opts.runtime, {
       dataDir: this.opts.dataDir,
-      execRoot: this.opts.execRoot ?? defaultExecRoot(this.opts.dataDir),
+      execRoot: this.execRoot,
       cgroupParent: this.opts.cgroupParent,
       log: (m: string) => this.log.info(`runtime: ${m}`),
     });
@@ -608,7 +610,7 @@ export class Daemon {
       managers: state.managers,
       addr: state.advertiseAddr,
       stateDir: path.join(this.opts.dataDir, 'tasks'),
-      netnsDir: path.join(this.opts.execRoot ?? defaultExecRoot(this.opts.dataDir), 'netns'),
+      netnsDir: path.join(this.execRoot, 'netns'),
       runtime: this.runtime,
       network: this.runtime.name !== 'sim',
       images: this.images,
