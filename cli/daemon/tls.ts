@@ -35,6 +35,8 @@ export class NodeTls {
   private keyAtRest: Buffer | undefined | null = undefined;
   private lockedParts: { certPem: string; caPem: string } | undefined;
   private renewing: Promise<void> | undefined;
+  /** The last certificate install (set or renewal): the next one waits for it. */
+  private installing: Promise<unknown> = Promise.resolve();
   private watching = 0;
   private watchCall: grpc.ClientUnaryCall | undefined;
   /** The client of the long poll, kept while this host's certificate and the manager stay the same. */
@@ -100,16 +102,31 @@ export class NodeTls {
   }
 
   async set(given: TlsMaterial): Promise<void> {
-    const m = { ...given, certPem: extendChain(given.certPem, this.material?.certPem, (this.opts.now ?? Date.now)()) };
-    if (this.keyAtRest instanceof Buffer) {
-      // autolock: the key only wrapped on disk
-      await writeTlsKeyAtRest(this.opts.dataDir, m.keyPem, this.keyAtRest);
-      await writeCertsOnly(this.opts.dataDir, m.certPem, m.caPem);
-    } else await saveNodeCerts(this.opts.dataDir, m);
-    this.material = m;
-    await this.writeRuntimeKey();
-    this.serverCredentials.update(m);
-    this.schedule();
+    await this.install(given);
+  }
+
+  /**
+   * Installs certificates one at a time. With `unlessChangedFrom`, only if nothing else installed
+   * a certificate since that one was read: a renewal started as a worker must not overwrite the
+   * manager certificate a promotion installed while the renewal was on the wire.
+   */
+  private install(given: TlsMaterial, unlessChangedFrom?: TlsMaterial): Promise<boolean> {
+    const done = this.installing.then(async () => {
+      if (unlessChangedFrom && this.material !== unlessChangedFrom) return false;
+      const m = { ...given, certPem: extendChain(given.certPem, this.material?.certPem, (this.opts.now ?? Date.now)()) };
+      if (this.keyAtRest instanceof Buffer) {
+        // autolock: the key only wrapped on disk
+        await writeTlsKeyAtRest(this.opts.dataDir, m.keyPem, this.keyAtRest);
+        await writeCertsOnly(this.opts.dataDir, m.certPem, m.caPem);
+      } else await saveNodeCerts(this.opts.dataDir, m);
+      this.material = m;
+      await this.writeRuntimeKey();
+      this.serverCredentials.update(m);
+      this.schedule();
+      return true;
+    });
+    this.installing = done.catch(() => false);
+    return done;
   }
 
   async setClusterKey(key: Buffer): Promise<void> {
@@ -281,7 +298,11 @@ export class NodeTls {
         const res = await new Promise<RenewCertificateResponse>((resolve, reject) =>
           client.renewCertificate({ csr: Buffer.from(csrPem) }, new grpc.Metadata(), { deadline: Date.now() + 15_000 }, (err, r) => (err ? reject(err) : resolve(r))),
         );
-        await this.set({ keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() || m.caPem });
+        const installed = await this.install({ keyPem, certPem: Buffer.from(res.certificate).toString(), caPem: Buffer.from(res.rootCaCert).toString() || m.caPem }, m);
+        if (!installed) {
+          this.opts.log('tls: a renewal was overtaken by a newer certificate (a promotion or demotion): kept the newer one');
+          return;
+        }
         const id = this.identity();
         this.opts.log(`tls: renewed this node's certificate (${id?.role}, valid until ${id ? new Date(id.notAfter).toISOString() : '?'})`);
         if (id) this.onRenewed?.(id);
