@@ -77,6 +77,9 @@ export class ManagerRole {
   private readonly etcd: EtcdMember;
   private unwatch: (() => void) | undefined;
   private demoting = false;
+  /** A demotion in progress has recorded role=worker / the etcd member it removes (kept for its retries). */
+  private roleRecorded = false;
+  private demotedMemberId: string | undefined;
   private stopped = false;
 
   private unwatchRemovals: (() => void) | undefined;
@@ -185,22 +188,30 @@ export class ManagerRole {
     const check = (n: Node | undefined) => {
       if (n?.spec && n.spec.desiredRole === NodeRole.NODE_ROLE_WORKER && !this.demoting) {
         this.demoting = true;
-        void this.demote().catch((err) => {
-          this.demoting = false;
-          // no store event may come again for this node: try again by itself (two managers demoted
-          // at once found etcd busy with the other's removal, and this one stayed half-demoted)
-          this.opts.log.error(`manager: demotion failed, trying again in 2 s: ${(err as Error).message}`);
-          const retry = setTimeout(() => {
-            if (!this.stopped) check(this.store.view().get('nodes', id));
-          }, 2000);
-          retry.unref();
-        });
+        this.demoteUntilDone();
       }
     };
     this.unwatch = this.store.subscribe((events) => {
       for (const e of events) if (e.kind === 'nodes' && e.op === 'put' && e.object.id === id) check(e.object);
     });
     check(this.store.view().get('nodes', id));
+  }
+
+  /**
+   * Once begun, a demotion is carried to its end, also when the node is promoted again meanwhile
+   * (gantryd then promotes the worker anew: wantedRole in cli/daemon/node.ts). Given up half-way,
+   * it left a manager that no longer campaigns, recorded as a worker, that nobody promoted again
+   * (two managers demoted at once: the second removal timed out while the first settled).
+   */
+  private demoteUntilDone(): void {
+    void this.demote().catch((err) => {
+      if (this.stopped) return;
+      this.opts.log.error(`manager: demotion failed, trying again in 2 s: ${(err as Error).message}`);
+      const retry = setTimeout(() => {
+        if (!this.stopped) this.demoteUntilDone();
+      }, 2000);
+      retry.unref();
+    });
   }
 
   /**
@@ -249,8 +260,13 @@ export class ManagerRole {
     const leadership = this.store.leadership(state.nodeId);
     if (leadership.isLeader()) await leadership.resign();
     const self = this.store.view().get('nodes', state.nodeId);
-    const memberId = self?.managerStatus?.etcdMemberId;
-    await retryUpdate(this.store, state.nodeId, (n) => ({ ...n, role: NodeRole.NODE_ROLE_WORKER, managerStatus: undefined }));
+    this.demotedMemberId ??= self?.managerStatus?.etcdMemberId;
+    const memberId = this.demotedMemberId;
+    if (!this.roleRecorded) {
+      // once: after our member is gone a retry could not write it (our store reads our etcd)
+      await retryUpdate(this.store, state.nodeId, (n) => ({ ...n, role: NodeRole.NODE_ROLE_WORKER, managerStatus: undefined }));
+      this.roleRecorded = true;
+    }
     const others = this.store
       .view()
       .list('nodes')

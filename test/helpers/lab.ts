@@ -12,6 +12,24 @@ export type { Lab, LabHost, NodeRow, TaskRow };
 
 export const IMAGE = 'lab/busybox:1';
 
+/**
+ * A test body whose failure carries the last lines of each host's gantryd log, appended to the
+ * error's stack: CI keeps only the test output, and a failure seen once there is otherwise mute.
+ */
+export function explainFailure<T extends unknown[]>(hosts: () => LabHost[], fn: (...args: T) => Promise<void>, lines = 30): (...args: T) => Promise<void> {
+  return async (...args: T) => {
+    try {
+      await fn(...args);
+    } catch (err) {
+      if (err instanceof Error) {
+        const tails = hosts().map((h) => `--- ${h.name} gantryd log, last ${lines} lines ---\n${h.logTail(lines).split('\n').map((l) => l.slice(0, 300)).join('\n')}`);
+        err.stack = `${err.stack}\n${tails.join('\n')}`;
+      }
+      throw err;
+    }
+  };
+}
+
 /** Why the cluster tests cannot run here, or undefined when they can (for `{ skip }`). */
 export function clusterSkipReason(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces, mounts, cgroups)';

@@ -7,6 +7,7 @@ import {
   type ClusterLab,
   clusterSkipReason,
   createSleeper,
+  explainFailure,
   formCluster,
   gantryOk,
   importImage,
@@ -81,16 +82,16 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     await lab?.down();
   });
 
-  test('managers: hosts joined with the manager token are managers; one leads, the others are reachable', async () => {
+  test('managers: hosts joined with the manager token are managers; one leads, the others are reachable', explainFailure(() => lab.hosts, async () => {
     const ns = await nodes(lab.host(0));
     const managers = ns.filter((n) => n.manager !== '');
     assert.deepEqual(managers.map((n) => n.hostname).sort(), ['gl' + lab.id + 'h0', 'gl' + lab.id + 'h1', 'gl' + lab.id + 'h2'].sort());
     assert.equal(managers.filter((n) => n.manager === 'leader').length, 1);
     // every manager serves the control API from the same state
     for (const h of lab.hosts.slice(0, 3)) assert.equal((await nodes(h)).length, 5);
-  });
+  }));
 
-  test('managers: the leader host killed — another manager leads, writes resume, the service keeps its replicas and no slot runs twice', async (t) => {
+  test('managers: the leader host killed — another manager leads, writes resume, the service keeps its replicas and no slot runs twice', explainFailure(() => lab.hosts, async (t) => {
     await createSleeper(c.manager, 'steady', '86501', ['--replicas', '6']);
     await waitConverged(c, 'steady', '86501', 6);
     const leader = await leaderOf(lab, lab.host(0));
@@ -123,9 +124,9 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     }, 60_000);
     assert.equal((await nodes(leader)).length, 5, 'the returning manager serves the cluster state');
     await gantryOk(survivors[0], ['service', 'rm', 'steady', 'after-failover']);
-  });
+  }));
 
-  test('managers: demote and promote move the manager role; the last manager cannot be demoted', async () => {
+  test('managers: demote and promote move the manager role; the last manager cannot be demoted', explainFailure(() => lab.hosts, async () => {
     const h0 = lab.host(0);
     const via = lab.host(1);
     await gantryOk(via, ['node', 'demote', h0.name]);
@@ -163,9 +164,9 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     const last = await via.gantry(['node', 'demote', via.name]);
     assert.notEqual(last.code, 0);
     assert.match(last.stderr, /last manager/);
-  });
+  }));
 
-  test('managers: a wrong or rotated join token is refused with what to do; the new one works', async () => {
+  test('managers: a wrong or rotated join token is refused with what to do; the new one works', explainFailure(() => lab.hosts, async () => {
     const via = lab.host(1);
     const h4 = lab.host(4);
     await gantryOk(h4, ['leave']);
@@ -188,9 +189,9 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     const fresh = (await gantryOk(via, ['join-token', '-q', 'worker'])).trim();
     await gantryOk(h4, ['join', '--token', fresh, `${via.ip}:4242`]);
     await until(async () => ((await nodes(via)).filter((n) => n.hostname === h4.name && n.status === 'ready').length === 1) || 'rejoined host not ready', 30_000);
-  });
+  }));
 
-  test('managers: a demotion that would lose quorum is refused; a dead manager demoted has its etcd member removed by the leader', async () => {
+  test('managers: a demotion that would lose quorum is refused; a dead manager demoted has its etcd member removed by the leader', explainFailure(() => lab.hosts, async () => {
     const via = lab.host(1);
     const [h0, h2] = [lab.host(0), lab.host(2)];
     await gantryOk(via, ['node', 'promote', h0.name, h2.name]);
@@ -210,5 +211,5 @@ describe('managers', { skip: clusterSkipReason(), concurrency: 1, timeout: 900_0
     // two voting members left, both up: writes still work
     await gantryOk(via, ['service', 'create', '-d', '--name', 'after-demote', 'lab/busybox:1', 'sleep', '86503']);
     await gantryOk(via, ['service', 'rm', 'after-demote']);
-  });
+  }));
 });
