@@ -6,7 +6,6 @@
 //   --hosts N > 1: both systems on N lab hosts (gantryd per netns host; a dockerd swarm per netns host).
 //   --gantryd-node-options "..."  NODE_OPTIONS for the lab's gantryd (to try V8 flags, e.g. --max-semi-space-size=32).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { dial, unary } from '../cli/connection.ts';
 import { field, nodeRows, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
@@ -18,6 +17,7 @@ import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
 import { docker, dockerOk, swarmLab, swarmNodeId, swarmRunning } from './swarm-lab.ts';
 import { buildCli } from '../cli/bundle.ts';
+import { hostBusyMs } from './host-cpu.ts';
 
 /** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
 let cliEntry = '';
@@ -151,12 +151,6 @@ async function settle(): Promise<void> {
     await sleep(300);
     if (hostBusyMs() - b0 < 0.15 * 300 * 2) return; // under 15 % of both cores
   }
-}
-
-/** The host's busy CPU time so far, ms (/proc/stat: user, nice, system, irq, softirq, steal). */
-function hostBusyMs(): number {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  return ((f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] ?? 0)) * 1000) / 100;
 }
 
 async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<Sample> {

@@ -1,7 +1,10 @@
 // Benchmark: a 20-replica service rolled to a new image (the same busybox rootfs imported under two
 // tags) and rolled back, parallelism 1 and 5, stop-first and start-first, monitor 0: gantry vs Docker Swarm.
 //
-//   node_modules/.bin/node bench/update.ts [--replicas 20] [--parallelism 1,5] [--order stop-first,start-first] [--only gantry|swarm] [--poll-ms 25]
+//   node_modules/.bin/node bench/update.ts [--replicas 20] [--parallelism 1,5] [--order stop-first,start-first] [--only gantry|swarm] [--poll-ms 25] [--timeline]
+//
+// --timeline prints, for gantry, when the polls first saw each task desired running, running,
+// desired to stop and stopped (ms from the update's start): where a batch waits on what.
 //
 // Time = from spawning `service update -d --image B` (or `service rollback -d`) to every task that
 // should run running image B (A), none of the other left running. Both systems on one host (a
@@ -18,6 +21,7 @@ import { type Task, TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
 import { buildCli } from '../cli/bundle.ts';
+import { hostBusyMs } from './host-cpu.ts';
 
 /** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
 let cliEntry = '';
@@ -32,6 +36,7 @@ interface Opts {
   orders: string[];
   only?: 'gantry' | 'swarm';
   pollMs: number;
+  timeline: boolean;
 }
 
 function parse(argv: string[]): Opts {
@@ -45,6 +50,7 @@ function parse(argv: string[]): Opts {
     orders: (get('order') ?? 'stop-first,start-first').split(','),
     only: get('only') as Opts['only'],
     pollMs: Number(get('poll-ms') ?? 25),
+    timeline: argv.includes('--timeline'),
   };
 }
 
@@ -75,6 +81,9 @@ interface Result {
   /** Of which the CLI took (spawn to exit): the rest is the system rolling the tasks. */
   updateCli: number;
   rollbackCli: number;
+  /** The host's busy CPU time over the update and over the rollback, ms. */
+  updateCpu: number;
+  rollbackCpu: number;
 }
 
 interface System {
@@ -89,6 +98,8 @@ interface System {
   remove(name: string): Promise<void>;
   /** Where the time of the last roll to `image` went, per slot (gantry: from the tasks' own times). */
   breakdown?(name: string, image: string): Promise<string>;
+  /** What the polls saw since `t0` (performance.now()), one line per event (gantry). */
+  timeline?(t0: number): string;
 }
 
 async function measure(sys: System, o: Opts, order: string, p: number): Promise<Result> {
@@ -97,19 +108,25 @@ async function measure(sys: System, o: Opts, order: string, p: number): Promise<
   await sys.create(name, flags);
   await pollImage(() => sys.running(name, A), o.replicas, `${sys.name} create ${name}`);
   let t0 = performance.now();
+  let c0 = hostBusyMs();
   await sys.update(name);
   const updateCli = performance.now() - t0;
   await pollImage(() => sys.running(name, B), o.replicas, `${sys.name} update ${name}`);
   const update = performance.now() - t0;
+  const updateCpu = hostBusyMs() - c0;
   if (sys.breakdown) console.error(`${sys.name} ${order}/${p} update: ${await sys.breakdown(name, B)}`);
+  if (o.timeline && sys.timeline) console.error(`${sys.name} ${order}/${p} update timeline:\n${sys.timeline(t0)}`);
   t0 = performance.now();
+  c0 = hostBusyMs();
   await sys.rollback(name);
   const rollbackCli = performance.now() - t0;
   await pollImage(() => sys.running(name, A), o.replicas, `${sys.name} rollback ${name}`);
   const rollback = performance.now() - t0;
+  const rollbackCpu = hostBusyMs() - c0;
   if (sys.breakdown) console.error(`${sys.name} ${order}/${p} rollback: ${await sys.breakdown(name, A)}`);
+  if (o.timeline && sys.timeline) console.error(`${sys.name} ${order}/${p} rollback timeline:\n${sys.timeline(t0)}`);
   await sys.remove(name);
-  return { update, rollback, updateCli, rollbackCli };
+  return { update, rollback, updateCli, rollbackCli, updateCpu, rollbackCpu };
 }
 
 async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System & { close(): void }> {
@@ -125,6 +142,7 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
   const conn = dial(`unix://${h.socket}`);
   // When the polls first saw each task reach a state, or be desired running (25 ms resolution).
   const seen = new Map<string, Map<string, number>>();
+  const slots = new Map<string, string>(); // task id → "3B": slot and image
   const see = (t: Task, what: string) => {
     let m = seen.get(t.id);
     if (!m) seen.set(t.id, (m = new Map()));
@@ -151,6 +169,10 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
         if (st >= TaskState.TASK_STATE_ASSIGNED) see(t, 'assigned');
         if (st >= TaskState.TASK_STATE_READY) see(t, 'ready');
         if (t.desiredState === TaskState.TASK_STATE_RUNNING) see(t, 'go');
+        if (t.desiredState > TaskState.TASK_STATE_RUNNING) see(t, 'stop');
+        if (st === TaskState.TASK_STATE_RUNNING) see(t, 'running');
+        if (st > TaskState.TASK_STATE_RUNNING) see(t, 'stopped');
+        slots.set(t.id, `${t.slot}${t.spec?.container?.image?.startsWith(B) ? 'B' : 'A'}`);
         if (st !== TaskState.TASK_STATE_RUNNING) continue;
         if (!t.spec?.container?.image?.startsWith(image)) other = true;
         else if (t.desiredState === TaskState.TASK_STATE_RUNNING) n++;
@@ -159,6 +181,7 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
     },
     async remove(name) {
       seen.clear();
+      slots.clear();
       await run(['service', 'rm', name]);
       const left = () => lab.hosts.reduce((k, x) => k + x.processes((a) => a[0] === 'sleep' && a[1] === '1d').length, 0);
       await until(() => left() === 0 || `${left()} containers left`, 120_000, 100);
@@ -166,6 +189,16 @@ async function gantrySystem(lab: Lab, h: LabHost, tar: string): Promise<System &
     async breakdown(name, image) {
       const res = await unary(conn, client.listTasks.bind(client), { service: name, node: '', desiredRunningOnly: false }, 5_000);
       return breakdown(res.tasks ?? [], image, seen);
+    },
+    timeline(t0) {
+      // seen holds Date.now() values; t0 is performance.now()
+      const origin = Date.now() - (performance.now() - t0);
+      const events: [number, string][] = [];
+      for (const [id, m] of seen) for (const [what, at] of m) if (at >= origin && what !== 'assigned') events.push([at - origin, `slot ${slots.get(id)} ${what}`]);
+      return events
+        .sort((a, b) => a[0] - b[0])
+        .map(([ms, e]) => `  +${Math.round(ms)} ms ${e}`)
+        .join('\n');
     },
     close: () => conn.close(),
   };
@@ -316,6 +349,12 @@ async function main(): Promise<void> {
     const b = d.get(`${order}/${p}`);
     const cli = [a?.updateCli, b?.updateCli, a?.rollbackCli, b?.rollbackCli].map(f).join(' / ');
     console.log(`${order}\t${p}\t${f(roll(a, 'update'))}\t${f(roll(b, 'update'))}\t${ratio(roll(a, 'update'), roll(b, 'update'))}\t${f(roll(a, 'rollback'))}\t${f(roll(b, 'rollback'))}\t${ratio(roll(a, 'rollback'), roll(b, 'rollback'))}\t${cli}`);
+  }
+  console.log('\nthe host\'s busy CPU time over each (both cores; gantry update / swarm update / gantry rollback / swarm rollback)');
+  for (const [order, p] of combos) {
+    const a = g.get(`${order}/${p}`);
+    const b = d.get(`${order}/${p}`);
+    console.log(`${order}\t${p}\t${[a?.updateCpu, b?.updateCpu, a?.rollbackCpu, b?.rollbackCpu].map(f).join(' / ')}`);
   }
 }
 
