@@ -2,6 +2,7 @@
 // and loading them was ~60 ms of every call (`service create --help`: 220 → 155 ms on this host).
 // `npm run build:cli` (deploy/install.sh runs it) writes it; tests and benches call buildCli() to get a fresh one.
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -28,6 +29,7 @@ export async function buildCli(out = BUNDLE_PATH): Promise<string> {
     outfile: tmp,
     logLevel: 'error',
     legalComments: 'none',
+    plugins: [lazyModules(LAZY)],
   });
   renameSync(tmp, main);
   const loader = [
@@ -39,6 +41,47 @@ export async function buildCli(out = BUNDLE_PATH): Promise<string> {
   writeFileSync(`${out}.tmp`, loader);
   renameSync(`${out}.tmp`, out);
   return out;
+}
+
+/**
+ * Loaded on first use, not when the bundle starts: a unary command over the local unary socket
+ * (cli/connection.ts) needs none of them, and they are most of a short command's start-up
+ * (node:tls ~20 ms, grpc-js with http2 ~60 ms on this host). Nothing may touch them at module load.
+ */
+const LAZY = ['@grpc/grpc-js', 'node:tls'];
+
+/**
+ * An esbuild plugin: each module in `names` is replaced by a stand-in whose exports are getters
+ * that load the real module on first read. grpc-js's makeGenericClientConstructor, which the
+ * generated protos call at load, returns a constructor that loads grpc-js when first used.
+ */
+function lazyModules(names: string[]): import('esbuild').Plugin {
+  const require = createRequire(import.meta.url);
+  const filter = new RegExp(`^(${names.map((n) => n.replace(/[/.]/g, '\\$&')).join('|')})$`);
+  return {
+    name: 'gantry-lazy-modules',
+    setup(b) {
+      b.onResolve({ filter }, (args) => (args.namespace === 'gantry-lazy' ? undefined : { path: args.path, namespace: 'gantry-lazy' }));
+      b.onLoad({ filter: /.*/, namespace: 'gantry-lazy' }, (args) => {
+        const real = args.path.startsWith('node:') ? args.path : require.resolve(args.path);
+        const own = args.path === '@grpc/grpc-js' ? ['makeGenericClientConstructor'] : [];
+        const keys = Object.keys(require(args.path) as object).filter((k) => k !== 'default' && k !== '__esModule' && !own.includes(k));
+        const contents = [
+          `let real; const load = () => (real ??= require(${JSON.stringify(real)}));`,
+          `for (const k of ${JSON.stringify(keys)}) Object.defineProperty(exports, k, { enumerable: true, get: () => load()[k] });`,
+          ...(args.path === '@grpc/grpc-js'
+            ? [
+                'Object.defineProperty(exports, "makeGenericClientConstructor", { enumerable: true, value: (def, name, opts) => {',
+                '  let C; const Lazy = function (...a) { C ??= load().makeGenericClientConstructor(def, name, opts); return Reflect.construct(C, a); };',
+                '  Lazy.service = def; Lazy.serviceName = name; return Lazy;',
+                '} });',
+              ]
+            : []),
+        ].join('\n');
+        return { contents, loader: 'js', resolveDir: REPO_ROOT };
+      });
+    },
+  };
 }
 
 if (import.meta.main) {

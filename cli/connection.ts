@@ -1,19 +1,32 @@
-// How the CLI reaches gantryd: GANTRY_HOST (unix:///path or host:port) or the default socket,
-// one grpc-js channel shared by every service client, and promise wrappers for unary calls.
+// How the CLI reaches gantryd: GANTRY_HOST (unix:///path or host:port) or the default socket.
+// Unary calls go over the local unary socket beside a unix socket when gantryd serves one
+// (cli/unary-wire.ts: no http2, no grpc-js), else over gRPC; streams always over gRPC, one grpc-js
+// channel shared by every service client.
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { clientCredentials, TLS_CHANNEL_OPTIONS } from '../manager/ca/tls.ts';
+import { clientCredentials, TLS_CHANNEL_OPTIONS } from '../manager/ca/tls-client.ts';
+import { UnaryClient, UnaryUnavailable } from './unary-client.ts';
+import { unarySocketPath } from './unary-wire.ts';
 
 export const DEFAULT_SOCKET = '/run/gantry/gantry.sock';
 
 type ClientCtor<T> = new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => T;
 
+/** A unary method of a generated service definition (ControlService.listNodes, ...). */
+export interface UnaryMethod<Req, Res> {
+  path: string;
+  requestSerialize(value: Req): Buffer;
+  responseDeserialize(bytes: Buffer): Res;
+}
+
 export interface Connection {
   target: string;
   /** One client per generated service class, all on the same channel. */
   client<T extends grpc.Client>(ctor: ClientCtor<T>): T;
+  /** One unary call with a deadline: its response, or a CallError. */
+  call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, timeoutMs?: number): Promise<Res>;
   close(): void;
 }
 
@@ -64,8 +77,32 @@ export function dial(target: string, env: NodeJS.ProcessEnv = process.env): Conn
     'grpc.max_receive_message_length': 64 << 20,
     'grpc.max_send_message_length': 64 << 20,
   };
-  return {
+  // the unary socket beside a unix target, while it answers (null: it did not, use gRPC)
+  const unaryPath = target.startsWith('unix://') ? unarySocketPath(target.slice('unix://'.length)) : undefined;
+  let quick: UnaryClient | null | undefined;
+  const viaGrpc = <Req, Res>(method: UnaryMethod<Req, Res>, req: Req, timeoutMs: number): Promise<Res> =>
+    new Promise((resolve, reject) => {
+      const c = conn.client(grpc.Client);
+      c.makeUnaryRequest(method.path, method.requestSerialize, method.responseDeserialize, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) =>
+        err ? reject(callError(err, target)) : resolve(res as Res),
+      );
+    });
+  const conn: Connection = {
     target,
+    async call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
+      if (unaryPath && quick !== null && (quick || existsSync(unaryPath))) {
+        quick ??= new UnaryClient(unaryPath);
+        try {
+          const r = await quick.call(method.path, method.requestSerialize(req), timeoutMs);
+          if (r.status !== 0) throw new CallError(r.body.toString(), r.status);
+          return method.responseDeserialize(r.body);
+        } catch (err) {
+          if (!(err instanceof UnaryUnavailable)) throw err instanceof CallError ? err : new CallError((err as Error).message, (err as { code?: number }).code ?? grpc.status.UNAVAILABLE);
+          quick = null; // a stale socket file: gRPC says what is wrong
+        }
+      }
+      return viaGrpc(method, req, timeoutMs);
+    },
     client<T extends grpc.Client>(ctor: ClientCtor<T>): T {
       let c = clients.get(ctor) as T | undefined;
       if (!c) {
@@ -81,10 +118,12 @@ export function dial(target: string, env: NodeJS.ProcessEnv = process.env): Conn
       return c;
     },
     close() {
+      if (quick) quick.close();
       for (const c of clients.values()) c.close();
       channel?.close();
     },
   };
+  return conn;
 }
 
 /** A gRPC failure as the user should read it: the server's message, plus where to look when unreachable. */

@@ -1,7 +1,9 @@
-// The cluster commands' view of the control API: one promise per RPC over the command's connection,
-// failures as CallError (the server's message), so commands read like the operations they perform.
+// The cluster commands' view of the control API: one promise per RPC over the command's connection
+// (the local unary socket when there is one: Connection.call), failures as CallError (the server's
+// message), so commands read like the operations they perform.
 import {
   ControlClient,
+  ControlService,
   type CreateServiceRequest,
   type ListTasksRequest,
   type RemoveNodeRequest,
@@ -9,30 +11,31 @@ import {
   type UpdateNodeRequest,
   type UpdateServiceRequest,
 } from '../proto/gen/gantry/v1/control.ts';
-import { LocalClient, type LocalJoinRequest, type InitRequest } from '../proto/gen/gantry/v1/local.ts';
+import { type InitRequest, type LocalJoinRequest, LocalService } from '../proto/gen/gantry/v1/local.ts';
 import type { CommandContext } from './command.ts';
-import { unary } from './connection.ts';
 
 export function control(ctx: CommandContext) {
   const conn = ctx.connect();
-  const c = conn.client(ControlClient);
   return {
-    client: c,
+    /** For the streaming calls (logs, task watches): gRPC, made on first use. */
+    get client() {
+      return conn.client(ControlClient);
+    },
     target: conn.target,
-    getNode: (ref: string) => unary(conn, c.getNode.bind(c), { ref }),
-    listNodes: () => unary(conn, c.listNodes.bind(c), {}),
-    updateNode: (req: UpdateNodeRequest) => unary(conn, c.updateNode.bind(c), req),
-    removeNode: (req: RemoveNodeRequest) => unary(conn, c.removeNode.bind(c), req),
-    createService: (req: CreateServiceRequest) => unary(conn, c.createService.bind(c), req),
-    getService: (ref: string) => unary(conn, c.getService.bind(c), { ref }),
-    listServices: () => unary(conn, c.listServices.bind(c), {}),
-    updateService: (req: UpdateServiceRequest) => unary(conn, c.updateService.bind(c), req),
-    removeService: (ref: string) => unary(conn, c.removeService.bind(c), { ref }),
-    getTask: (ref: string) => unary(conn, c.getTask.bind(c), { ref }),
+    getNode: (ref: string) => conn.call(ControlService.getNode, { ref }),
+    listNodes: () => conn.call(ControlService.listNodes, {}),
+    updateNode: (req: UpdateNodeRequest) => conn.call(ControlService.updateNode, req),
+    removeNode: (req: RemoveNodeRequest) => conn.call(ControlService.removeNode, req),
+    createService: (req: CreateServiceRequest) => conn.call(ControlService.createService, req),
+    getService: (ref: string) => conn.call(ControlService.getService, { ref }),
+    listServices: () => conn.call(ControlService.listServices, {}),
+    updateService: (req: UpdateServiceRequest) => conn.call(ControlService.updateService, req),
+    removeService: (ref: string) => conn.call(ControlService.removeService, { ref }),
+    getTask: (ref: string) => conn.call(ControlService.getTask, { ref }),
     listTasks: (req: Partial<ListTasksRequest>) =>
-      unary(conn, c.listTasks.bind(c), { service: '', node: '', desiredRunningOnly: false, ...req }),
-    getCluster: () => unary(conn, c.getCluster.bind(c), {}),
-    rotateJoinToken: (req: RotateJoinTokenRequest) => unary(conn, c.rotateJoinToken.bind(c), req),
+      conn.call(ControlService.listTasks, { service: '', node: '', desiredRunningOnly: false, ...req }),
+    getCluster: () => conn.call(ControlService.getCluster, {}),
+    rotateJoinToken: (req: RotateJoinTokenRequest) => conn.call(ControlService.rotateJoinToken, req),
   };
 }
 
@@ -40,11 +43,10 @@ export type Control = ReturnType<typeof control>;
 
 export function local(ctx: CommandContext) {
   const conn = ctx.connect();
-  const c = conn.client(LocalClient);
   return {
-    init: (req: InitRequest) => unary(conn, c.init.bind(c), req, 120_000),
-    join: (req: LocalJoinRequest) => unary(conn, c.join.bind(c), req, 120_000),
-    leave: (force: boolean) => unary(conn, c.leave.bind(c), { force }, 120_000),
-    info: () => unary(conn, c.info.bind(c), {}),
+    init: (req: InitRequest) => conn.call(LocalService.init, req, 120_000),
+    join: (req: LocalJoinRequest) => conn.call(LocalService.join, req, 120_000),
+    leave: (force: boolean) => conn.call(LocalService.leave, { force }, 120_000),
+    info: () => conn.call(LocalService.info, {}),
   };
 }

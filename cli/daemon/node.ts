@@ -40,6 +40,8 @@ import { AutolockKeeper } from '../../manager/ca/autolock-keeper.ts';
 import { newUnlockKey, sealUnlockKey } from '../../manager/ca/autolock.ts';
 import { keysLockedAtRest, readLockedClusterKey, readLockedTlsKey, removeLockedClusterKey } from '../../manager/ca/autolock-files.ts';
 import { AutolockError, autolockService, LOCKED_MESSAGE } from './autolock.ts';
+import { serveUnarySocket, type UnarySocket, unaryMethods } from './unary-socket.ts';
+import { unarySocketPath } from '../unary-wire.ts';
 
 export { DEFAULT_PORT };
 export const VERSION = '0.1.0';
@@ -85,6 +87,7 @@ export class Daemon {
   private images!: ImageStore;
   private runtime!: Runtime;
   private localServer: grpc.Server | undefined;
+  private unarySocket: UnarySocket | undefined;
   private tcpServer: grpc.Server | undefined;
   private managerRole: ManagerRole | undefined;
   private worker: Worker | undefined;
@@ -144,19 +147,22 @@ export class Daemon {
   // The local API
 
   private async serveLocal(): Promise<void> {
+    const services: Array<[grpc.ServiceDefinition, grpc.UntypedServiceImplementation]> = [
+      [LocalService, this.localService() as unknown as grpc.UntypedServiceImplementation],
+      [ImagesService, imagesService(this.images) as unknown as grpc.UntypedServiceImplementation],
+      [ControlService, this.controlProxy()],
+      [CaService, this.caProxy(CaService, 'caApi')],
+      [SecretsService, this.caProxy(SecretsService, 'secretsApi')],
+      [
+        AutolockService,
+        autolockService({
+          unlock: (key) => this.serialize(() => this.unlock(key)),
+          keeper: () => this.keeper ?? (this.locked ? LOCKED_MESSAGE : 'this host runs no manager: run this command on a manager'),
+        }) as unknown as grpc.UntypedServiceImplementation,
+      ],
+    ];
     const server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
-    server.addService(LocalService, this.localService());
-    server.addService(ImagesService, imagesService(this.images));
-    server.addService(ControlService, this.controlProxy());
-    server.addService(CaService, this.caProxy(CaService, 'caApi'));
-    server.addService(SecretsService, this.caProxy(SecretsService, 'secretsApi'));
-    server.addService(
-      AutolockService,
-      autolockService({
-        unlock: (key) => this.serialize(() => this.unlock(key)),
-        keeper: () => this.keeper ?? (this.locked ? LOCKED_MESSAGE : 'this host runs no manager: run this command on a manager'),
-      }) as unknown as grpc.UntypedServiceImplementation,
-    );
+    for (const [definition, impl] of services) server.addService(definition, impl);
     await mkdir(path.dirname(this.opts.socket), { recursive: true, mode: 0o755 });
     await unlink(this.opts.socket).catch(() => {});
     await new Promise<void>((resolve, reject) =>
@@ -164,6 +170,8 @@ export class Daemon {
     );
     chmodSync(this.opts.socket, 0o600); // root-only, like docker.sock without a docker group
     this.localServer = server;
+    // the same unary methods without http2, for the CLI (cli/unary-wire.ts)
+    this.unarySocket = await serveUnarySocket(unarySocketPath(this.opts.socket), unaryMethods(services), (m) => this.log.warn(m));
   }
 
   /** Control calls on the local socket go to this host's manager, or explain why there is none. */
@@ -734,6 +742,8 @@ export class Daemon {
     const local = this.localServer;
     this.localServer = undefined;
     local?.forceShutdown();
+    await this.unarySocket?.close();
+    this.unarySocket = undefined;
     await this.tls?.dropRuntimeKey().catch(() => {});
     await this.images?.flush().catch((err: Error) => this.log.warn(`gantryd: syncing the image store: ${err.message}`));
     await unlink(this.opts.socket).catch(() => {});

@@ -2,29 +2,19 @@
 // certificate but let the handshake finish without one (Join has none yet): each call is then
 // authorized by authz.ts from the verified peer certificate. Server credentials can be updated in
 // place (renewal, root rotation) without closing the listener or its connections.
-import { createSecureContext, type PeerCertificate, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { type CertRole, identityOf, splitPem } from './identity.ts';
+import { splitPem } from './identity.ts';
 import { chainFor } from './rotation.ts';
+import { MIN_VERSION, TLS_JOIN_SERVER_NAME } from './tls-client.ts';
 
+export { clientCredentials, requireRole, TLS_CHANNEL_OPTIONS, TLS_JOIN_SERVER_NAME, TLS_SERVER_NAME } from './tls-client.ts';
 
 export interface TlsMaterial {
   caPem: string;    // every root this cluster trusts (a PEM bundle during root rotation)
   certPem: string;
   keyPem: string;
 }
-
-const MIN_VERSION = 'TLSv1.3' as const;
-/** What clients put in SNI (an IP is not a valid server name); the server name itself is not checked. */
-export const TLS_SERVER_NAME = 'gantry-manager';
-/**
- * What a joiner puts in SNI while it pins the root (node-certs.ts): it is answered with the chain
- * that leads to the roots trusted now. Everyone else also gets the cross-signed new root after a
- * rotation, so a client that still trusts only the old root completes the handshake and hears
- * from the manager why its certificate is refused, instead of a bare TLS error.
- */
-export const TLS_JOIN_SERVER_NAME = 'gantry-join';
-export const TLS_CHANNEL_OPTIONS: grpc.ChannelOptions = { 'grpc.ssl_target_name_override': TLS_SERVER_NAME };
 
 const nl = (pem: string) => (pem.endsWith('\n') ? pem : `${pem}\n`);
 
@@ -61,19 +51,4 @@ export class ClusterServerCredentials extends grpc.ServerCredentials {
   _equals(other: grpc.ServerCredentials): boolean {
     return other === this;
   }
-}
-
-/** The server must hold a manager certificate of our roots (the CA pin): its name is not an address. */
-export function requireRole(role: CertRole) {
-  return (_host: string, cert: PeerCertificate): Error | undefined => {
-    const id = cert.raw ? identityOf(cert.raw) : undefined;
-    if (!id || id.role !== role) return new Error(`the server's certificate is not a gantry ${role} certificate (${id ? `OU ${id.role}` : 'no gantry identity'})`);
-    return undefined;
-  };
-}
-
-/** Client credentials: verify the server against our roots and present our certificate (if any). */
-export function clientCredentials(m: { caPem: string; certPem?: string; keyPem?: string }, serverRole: CertRole = 'manager'): grpc.ChannelCredentials {
-  const ctx = createSecureContext({ ca: m.caPem, cert: m.certPem, key: m.keyPem, minVersion: MIN_VERSION });
-  return grpc.credentials.createFromSecureContext(ctx, { checkServerIdentity: requireRole(serverRole) });
 }
