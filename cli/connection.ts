@@ -90,16 +90,18 @@ export function dial(target: string, env: NodeJS.ProcessEnv = process.env): Conn
   const conn: Connection = {
     target,
     async call<Req, Res>(method: UnaryMethod<Req, Res>, req: Req, timeoutMs = 30_000): Promise<Res> {
+      if (quick?.failed) quick = undefined; // its connection was lost (gantryd restarted): connect again
       if (unaryPath && quick !== null && (quick || existsSync(unaryPath))) {
         quick ??= new UnaryClient(unaryPath);
-        try {
-          const r = await quick.call(method.path, method.requestSerialize(req), timeoutMs);
+        const r = await quick.call(method.path, method.requestSerialize(req), timeoutMs).catch((err: Error & { code?: number }) => {
+          if (err instanceof UnaryUnavailable) return undefined;
+          throw new CallError(err.message, err.code ?? grpc.status.UNAVAILABLE);
+        });
+        if (r) {
           if (r.status !== 0) throw new CallError(r.body.toString(), r.status);
           return method.responseDeserialize(r.body);
-        } catch (err) {
-          if (!(err instanceof UnaryUnavailable)) throw err instanceof CallError ? err : new CallError((err as Error).message, (err as { code?: number }).code ?? grpc.status.UNAVAILABLE);
-          quick = null; // a stale socket file: gRPC says what is wrong
         }
+        quick = null; // nothing listens there (a stale socket file): gRPC says what is wrong
       }
       return viaGrpc(method, req, timeoutMs);
     },

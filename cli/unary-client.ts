@@ -3,6 +3,9 @@
 import net from 'node:net';
 import { decodeResponse, encodeRequest, FrameReader, type UnaryResponse } from './unary-wire.ts';
 
+/** grpc.status.DEADLINE_EXCEEDED, without loading grpc-js for it. */
+const DEADLINE_EXCEEDED = 4;
+
 /** The socket could not be reached at all (no gantryd, or one without it): the caller may use gRPC instead. */
 export class UnaryUnavailable extends Error {
   override name = 'UnaryUnavailable';
@@ -33,6 +36,11 @@ export class UnaryClient {
     this.socket.on('close', () => this.fail(this.connected ? new Error(`gantryd closed ${path} before answering`) : new UnaryUnavailable(`${path}: closed before connecting`)));
   }
 
+  /** The connection is gone (or never came): every call on this client fails; make a new one. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   /** Sends one request; resolves with the answer (OK or a gRPC error status), rejects when there is none. */
   call(path: string, body: Buffer, timeoutMs: number): Promise<UnaryResponse> {
     if (this.failure) return Promise.reject(this.failure);
@@ -40,7 +48,7 @@ export class UnaryClient {
     return new Promise<UnaryResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
-        reject(Object.assign(new Error(`no answer from gantryd within ${timeoutMs} ms (${path})`), { code: 4 }));
+        reject(Object.assign(new Error(`no answer from gantryd within ${timeoutMs} ms (${path})`), { code: DEADLINE_EXCEEDED }));
       }, timeoutMs);
       this.waiting.set(id, { resolve, reject, timer });
       this.socket.write(encodeRequest({ id, path, body }));

@@ -73,6 +73,11 @@ test('unary socket: calls answered with the handlers of the gRPC socket, errors 
   // the socket file goes with the server
   await server.close();
   assert.equal(existsSync(unarySocketPath(sock)), false);
+
+  // gantryd restarted: the next call of the same connection connects again
+  const again = await serveUnarySocket(unarySocketPath(sock), unaryMethods([[ControlService, impl]]), () => {});
+  t.after(() => again.close());
+  assert.deepEqual((await conn.call(ControlService.listNodes, {})).nodes.map((n) => n.id), ['n1']);
 });
 
 test('unary socket: a call in flight when the client goes is cancelled for its handler', async (t) => {
