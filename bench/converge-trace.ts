@@ -4,12 +4,13 @@
 //   node_modules/.bin/node bench/converge-trace.ts [--replicas 1,50] [--runtime native|runc] [--network none] [--keep-log FILE]
 //        [--cpu-prof DIR]   (gantryd and its helpers write V8 CPU profiles there when the lab goes down)
 //        [--perf FILE]      (`perf record -a -g` from the create to the last RUNNING, per N: FILE.N)
+//        [--strace FILE]    (`strace -f` of gantryd, its threads but not its children, over the same window: FILE.N)
 //
 // Prints, per N, milestones in ms from spawning `gantry service create -d` (median / max over the N
 // tasks): service stored, task created (NEW), PENDING, ASSIGNED, and per worker state the worker's
 // own timestamp of that transition (status.timestamp, same host clock) and when it was stored.
 import { spawn } from 'node:child_process';
-import { copyFileSync, readFileSync } from 'node:fs';
+import { copyFileSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { loadNodeCerts } from '../manager/ca/node-certs.ts';
 import { EtcdStore } from '../manager/store/etcd.ts';
@@ -18,6 +19,7 @@ import { cleanupLabs, Lab, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { buildCli } from '../cli/bundle.ts';
+import { settle } from './host-cpu.ts';
 
 /** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
 let cliEntry = '';
@@ -70,6 +72,18 @@ async function startPerf(file: string): Promise<() => Promise<void>> {
     });
 }
 
+/** Attaches `strace -f -tt` to each of the daemon's threads (not its children); the returned function detaches. */
+async function startStrace(pid: number, file: string): Promise<() => Promise<void>> {
+  const tids = readdirSync(`/proc/${pid}/task`).flatMap((t) => ['-p', t]);
+  const p = spawn('strace', ['-tt', '-o', file, ...tids], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300)); // strace needs a moment to attach
+  return () =>
+    new Promise<void>((resolve) => {
+      p.once('exit', () => resolve());
+      p.kill('SIGINT');
+    });
+}
+
 type Line = { t: number; kind: 'service' | 'task'; id: string; name?: string; service?: string; state?: number; ts?: number; err?: string };
 
 async function main(): Promise<void> {
@@ -105,6 +119,7 @@ async function main(): Promise<void> {
         const env = { ...process.env, GANTRY_HOST: `unix://${h.socket}` };
         const flags = network ? ['--network', network] : [];
         const perf = arg('perf') ? await startPerf(`${arg('perf')}.${n}`) : undefined;
+        const strace = arg('strace') ? await startStrace(h.pid() ?? 0, `${arg('strace')}.${n}`) : undefined;
         const t0 = now();
         const cliExit = await new Promise<number>((resolve, reject) => {
           const c = spawn(process.execPath, [cliEntry, 'service', 'create', '-d', '--no-resolve-image', ...flags, '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -138,6 +153,7 @@ async function main(): Promise<void> {
           return running >= n || `${running}/${n} running`;
         }, 300_000, 10);
         await perf?.();
+        await strace?.();
         const done = Math.max(...[...stored.values()].map((m) => m.get(TaskState.TASK_STATE_RUNNING) ?? 0));
         console.log(`\nN=${n}: CLI exited ${cliExit.toFixed(0)} ms, service stored ${serviceAt.toFixed(0)} ms, last RUNNING stored ${done.toFixed(0)} ms   (ms from spawning the CLI: median / max over tasks, and the first and quartiles)`);
         const states = [...new Set([...stored.values()].flatMap((m) => [...m.keys()]))].sort((a, b) => a - b);
@@ -149,6 +165,7 @@ async function main(): Promise<void> {
         for (const e of errors) console.log(`  error: ${e}`);
         await gantryOk(h, ['service', 'rm', name]);
         await until(() => h.processes((a) => a[0] === 'sleep' && a[1] === '1d').length === 0 || 'containers left', 120_000, 100);
+        await settle();
       }
     } finally {
       w.stdin.end();

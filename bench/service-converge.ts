@@ -17,7 +17,7 @@ import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
 import { docker, dockerOk, swarmLab, swarmNodeId, swarmRunning } from './swarm-lab.ts';
 import { buildCli } from '../cli/bundle.ts';
-import { hostBusyMs } from './host-cpu.ts';
+import { hostBusyMs, settle } from './host-cpu.ts';
 
 /** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
 let cliEntry = '';
@@ -137,20 +137,6 @@ interface Sample {
   total: number; // create spawned → N running
   create: number; // create spawned → the CLI exited
   cpu: number; // the whole host's busy CPU time over `total`, ms (both cores; polling included, the same for both systems)
-}
-
-/**
- * After a removal, waits for the host to go quiet (the containers' processes are gone, but unmounts,
- * netns and cgroup teardown go on for a while): the next measurement, of either system, starts from
- * the same idle host. At most 30 s.
- */
-async function settle(): Promise<void> {
-  const end = Date.now() + 30_000;
-  while (Date.now() < end) {
-    const b0 = hostBusyMs();
-    await sleep(300);
-    if (hostBusyMs() - b0 < 0.15 * 300 * 2) return; // under 15 % of both cores
-  }
 }
 
 async function gantryConverge(t: GantryTarget, n: number, tag: string): Promise<Sample> {

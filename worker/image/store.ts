@@ -20,6 +20,7 @@ import { type PushOptions, type PushResult, pushImage } from './push.ts';
 import type { RegistryClientOptions } from './registry.ts';
 import { Snapshots } from './snapshots.ts';
 import { run } from './unpack.ts';
+import { OnceCache } from '../once-cache.ts';
 
 export interface LayerRecord {
   digest: string;
@@ -129,6 +130,8 @@ export class ImageStore {
   private index: IndexFile;
   private lock: Promise<unknown> = Promise.resolve();
   private pendingSave: Promise<void> | undefined;
+  /** Parsed config blobs by digest (content-addressed, so never stale): every task of a converge asks for the same one. */
+  private readonly configs = new OnceCache<ImageConfigFile>();
   private unpacking = new Map<string, Promise<void>>();
   /** Blobs and snapshots an operation in flight is making or using (prune keeps them). */
   private held = new Map<string, number>();
@@ -281,9 +284,10 @@ export class ImageStore {
     return (await this.configFile(info)).config ?? {};
   }
 
+  /** The image's config file; shared between callers, who must not change it. */
   async configFile(info: ImageInfo | ImageRecord | string): Promise<ImageConfigFile> {
-    const rec = typeof info === 'string' ? await this.require(info) : info;
-    return this.content.readJson<ImageConfigFile>(rec.configDigest);
+    const { configDigest } = typeof info === 'string' ? await this.require(info) : info;
+    return this.configs.get(configDigest, () => this.content.readJson<ImageConfigFile>(configDigest));
   }
 
   /** The unpacked layer dirs for an overlay, LOWEST LAYER FIRST. */

@@ -24,6 +24,8 @@ import { type Clock, systemClock } from './clock.ts';
 import { type Log, nullLog } from './log.ts';
 import { mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
 import { runCommand, spawnerMounter, warmSpawner } from './spawner.ts';
+import { OnceCache } from '../once-cache.ts';
+import { StateFiles } from './state-files.ts';
 import { ensureTargetsLayer, layerFits, layerPaths } from './targets-layer.ts';
 import {
   type ContainerConfig, type ContainerState, type ExecResult, type LogEntry, type LogOptions, type Runtime, RuntimeError,
@@ -101,40 +103,6 @@ export function hostNofile(): number {
     /* fall through */
   }
   return 1048576;
-}
-
-async function writeAtomic(path: string, data: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
-}
-
-/**
- * Rewrites an existing small file where it is (no new inode: allocating one is costly on a busy
- * ext4); written with one write(2), so only a power loss could tear it, and that ends the container too.
- */
-async function rewriteInPlace(path: string, data: string): Promise<void> {
-  const buf = Buffer.from(data);
-  let fh: FileHandle;
-  try {
-    fh = await open(path, 'r+');
-  } catch {
-    return writeAtomic(path, data);
-  }
-  try {
-    await fh.write(buf, 0, buf.length, 0);
-    await fh.truncate(buf.length);
-  } finally {
-    await fh.close();
-  }
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Reads a rootfs file unless it is a symlink (which would resolve against the host). */
@@ -294,12 +262,6 @@ class LogTail {
 type CmdResult = { code: number; stdout: string; stderr: string };
 type ImageUsers = { passwd?: string; group?: string };
 
-/** Keeps at most 64 entries per cache (oldest out): one per image a node runs. */
-function remember<V>(m: Map<string, V>, key: string, v: V): void {
-  if (m.size >= 64) m.delete(m.keys().next().value as string);
-  m.set(key, v);
-}
-
 export class OciRuntime implements Runtime {
   readonly name: string;
   private readonly o: OciRuntimeOptions;
@@ -312,8 +274,12 @@ export class OciRuntime implements Runtime {
   /** gantry-exec creates missing bind-mount targets itself; for runc/crun gantryd makes them first. */
   private readonly makesMountTargets: boolean;
   private rootMade = false;
-  private readonly usersByImage = new Map<string, ImageUsers>();
-  private readonly fitByImage = new Map<string, boolean>();
+  /** The state dir's files: synchronous calls on a tmpfs (state-files.ts). */
+  private readonly files: StateFiles;
+  /** Per layer stack: its /etc/passwd and /etc/group, whether the targets layer fits it; the targets layers made. */
+  private readonly usersByImage = new OnceCache<ImageUsers>();
+  private readonly fitByImage = new OnceCache<boolean>();
+  private readonly targetLayers = new OnceCache<string>();
   /** meta.json as this process last wrote or read it (it is the only writer): start, wait, state and stop each need it. */
   private readonly metas = new Map<string, ContainerMeta>();
   private swept: Promise<void> | undefined;
@@ -329,6 +295,7 @@ export class OciRuntime implements Runtime {
     const isCrun = basename(opts.binary) === 'crun' || opts.name === 'crun';
     this.wrapped = opts.privateCgroupMount ?? (isCrun && isHybridCgroupHost());
     this.makesMountTargets = basename(opts.binary) === 'gantry-exec';
+    this.files = new StateFiles(opts.stateDir);
     warmSpawner();
   }
 
@@ -402,13 +369,13 @@ export class OciRuntime implements Runtime {
   private async readMeta(id: string): Promise<ContainerMeta | undefined> {
     const known = this.metas.get(id);
     if (known) return known;
-    const meta = await readJson<ContainerMeta>(join(this.dir(id), 'meta.json'));
+    const meta = await this.files.readJson<ContainerMeta>(join(this.dir(id), 'meta.json'));
     if (meta) this.metas.set(id, meta);
     return meta;
   }
 
   private async readExit(id: string): Promise<ExitFile | undefined> {
-    return readJson<ExitFile>(join(this.dir(id), 'exit.json'));
+    return this.files.readJson<ExitFile>(join(this.dir(id), 'exit.json'));
   }
 
   private monitorAlive(id: string): boolean {
@@ -425,23 +392,20 @@ export class OciRuntime implements Runtime {
    * container's fresh overlay so they are the image's own: kept per layer stack (the lower dirs are
    * immutable snapshots), read again for a plain directory rootfs.
    */
-  private async imageUsers(config: ContainerConfig, rootfs: string): Promise<ImageUsers> {
-    const key = config.rootfs.kind === 'layers' ? config.rootfs.lowerDirs.join('\0') : undefined;
-    const known = key === undefined ? undefined : this.usersByImage.get(key);
-    if (known) return known;
-    const users = { passwd: await readRootfsFile(rootfs, 'etc/passwd'), group: await readRootfsFile(rootfs, 'etc/group') };
-    if (key !== undefined) remember(this.usersByImage, key, users);
-    return users;
+  private imageUsers(config: ContainerConfig, rootfs: string): Promise<ImageUsers> {
+    const read = async () => ({ passwd: await readRootfsFile(rootfs, 'etc/passwd'), group: await readRootfsFile(rootfs, 'etc/group') });
+    if (config.rootfs.kind !== 'layers') return read();
+    return this.usersByImage.get(config.rootfs.lowerDirs.join('\0'), read);
   }
 
   /** Whether the shared mount-targets layer may sit on this layer stack (targets-layer.ts), once per stack. */
-  private async targetsFit(lowerDirs: string[], targets: string[]): Promise<boolean> {
-    const key = [...lowerDirs, '', ...targets].join('\0');
-    const known = this.fitByImage.get(key);
-    if (known !== undefined) return known;
-    const fits = await layerFits(lowerDirs, targets);
-    remember(this.fitByImage, key, fits);
-    return fits;
+  private targetsFit(lowerDirs: string[], targets: string[]): Promise<boolean> {
+    return this.fitByImage.get([...lowerDirs, '', ...targets].join('\0'), () => layerFits(lowerDirs, targets));
+  }
+
+  /** The shared mount-targets layer for these paths, made once per process (targets-layer.ts). */
+  private targetsLayer(targets: string[]): Promise<string> {
+    return this.targetLayers.get(targets.join('\0'), () => ensureTargetsLayer(this.o.root, targets));
   }
 
   /** The given mounter, else the default one run in the spawner helper (its mount(8) forks stay out of gantryd). */
@@ -458,12 +422,13 @@ export class OciRuntime implements Runtime {
       await mkdir(this.o.root, { recursive: true });
       this.rootMade = true;
     }
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await this.files.mkdir(dir, 0o700);
     // its writes and logs on disk, the rest in the state dir (a tmpfs: no disk inodes for bundle, sockets, pid files)
     const disk = this.o.diskDir && this.o.diskDir !== this.o.stateDir ? join(this.o.diskDir, config.id) : undefined;
-    if (disk) {
-      await rm(disk, { recursive: true, force: true }); // no meta.json: anything here is left from an earlier life
-      await mkdir(disk, { recursive: true, mode: 0o700 });
+    // mkdir answers undefined when the dir was there: no meta.json, so it is left from an earlier life
+    if (disk && (await mkdir(disk, { recursive: true, mode: 0o700 })) === undefined) {
+      await rm(disk, { recursive: true, force: true });
+      await mkdir(disk, { mode: 0o700 });
     }
     let unmount: (() => Promise<void>) | undefined;
     try {
@@ -472,7 +437,7 @@ export class OciRuntime implements Runtime {
       if (config.rootfs.kind === 'layers') {
         const lowerDirs = [...config.rootfs.lowerDirs];
         // the bind targets come from a shared layer on top, not made in this container's upper dir
-        if (targets && lowerDirs.length < MAX_LOWER_DIRS && (await this.targetsFit(lowerDirs, targets))) lowerDirs.push(await ensureTargetsLayer(this.o.root, targets));
+        if (targets && lowerDirs.length < MAX_LOWER_DIRS && (await this.targetsFit(lowerDirs, targets))) lowerDirs.push(await this.targetsLayer(targets));
         const m = await (await this.getMounter()).mountRootfs({ lowerDirs, containerDir: dir, diskDir: disk, volatile: true });
         rootfs = m.rootfs;
         unmount = m.unmount;
@@ -482,10 +447,10 @@ export class OciRuntime implements Runtime {
       }
       const fileSources: Record<string, string> = {};
       if (config.files?.length) {
-        await mkdir(join(dir, 'files'), { recursive: true });
+        await this.files.mkdir(join(dir, 'files'));
         for (const [i, f] of config.files.entries()) {
           const src = join(dir, 'files', `${i}-${basename(f.path)}`);
-          await writeFile(src, f.content, { mode: f.mode ?? 0o644 });
+          await this.files.write(src, f.content, f.mode ?? 0o644);
           fileSources[f.path] = src;
           // gantry-exec makes a missing mount target itself, inside the root (RESOLVE_IN_ROOT)
           if (!this.makesMountTargets) await ensureFileTarget(rootfs, f.path);
@@ -502,13 +467,13 @@ export class OciRuntime implements Runtime {
       });
       if (!built.ok) throw new RuntimeError(`container ${config.id}: ${built.error}`);
       // not tmp + rename: meta.json, written next, is what marks the container as made
-      await writeFile(join(dir, 'config.json'), JSON.stringify(built.spec));
+      await this.files.write(join(dir, 'config.json'), JSON.stringify(built.spec));
       const meta: ContainerMeta = {
         id: config.id, runtime: this.name, createdAt: this.clock.now(), stopSignal: config.stopSignal || 'SIGTERM',
         rootfs: { kind: config.rootfs.kind, path: rootfs }, labels: config.labels, tty: config.tty,
         binary: await this.runtimeBin(), runtimeRoot: this.o.root, diskDir: disk,
       };
-      await writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
+      await this.files.writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
       this.metas.set(config.id, meta);
       const r = await this.spawnMonitor(config, dir, disk);
       if (r.code !== 0) throw new RuntimeError(`create container ${config.id} with ${this.name}: ${OciRuntime.errLine(r)}`);
@@ -517,7 +482,7 @@ export class OciRuntime implements Runtime {
       this.metas.delete(config.id);
       await unmount?.().catch((err) => this.log.warn('unmount after failed create', { id: config.id, err: String(err) }));
       if ((await mountsUnder(dir)).length === 0) {
-        await rm(dir, { recursive: true, force: true });
+        await this.files.rmTree(dir);
         if (disk) await rm(disk, { recursive: true, force: true });
       }
       throw e instanceof RuntimeError ? e : new RuntimeError(`create container ${config.id}: ${(e as Error).message}`, { cause: e });
@@ -541,7 +506,7 @@ export class OciRuntime implements Runtime {
     const r = await this.cmd(['start', id], meta);
     if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
     const started = { ...meta, startedAt: this.clock.now() };
-    await rewriteInPlace(join(this.dir(id), 'meta.json'), JSON.stringify(started));
+    await this.files.rewriteInPlace(join(this.dir(id), 'meta.json'), JSON.stringify(started));
     this.metas.set(id, started);
   }
 
@@ -690,7 +655,7 @@ export class OciRuntime implements Runtime {
     const left = await mountsUnder(dir);
     if (left.length) throw new RuntimeError(`remove container ${id}: ${left.join(', ')} still mounted (unmount it, then remove again)`);
     this.metas.delete(id);
-    await rm(dir, { recursive: true, force: true });
+    await this.files.rmTree(dir);
     if (meta?.diskDir) await rm(meta.diskDir, { recursive: true, force: true });
   }
 
@@ -704,7 +669,7 @@ export class OciRuntime implements Runtime {
     }
     const out: ContainerState[] = [];
     for (const n of names) {
-      const meta = await readJson<ContainerMeta>(join(this.o.stateDir, n, 'meta.json'));
+      const meta = await this.files.readJson<ContainerMeta>(join(this.o.stateDir, n, 'meta.json'));
       if (meta?.id === n) out.push(await this.state(n)); // whichever runtime made it: calls go to that one
     }
     return out;
