@@ -312,12 +312,13 @@ export class OciRuntime implements Runtime {
   /**
    * Once per process, before the first create or list: disk dirs whose state dir is gone (the exec
    * root is a tmpfs and the host rebooted, or gantryd crashed mid-remove) are removed, unless an
-   * overlay still writes there.
+   * overlay still writes there. And the disk dirs are spread over the file system (spreadSubdirs).
    */
   private sweepDisk(): Promise<void> {
     const base = this.o.diskDir;
     if (!base || base === this.o.stateDir) return Promise.resolve();
     this.swept ??= (async () => {
+      await this.spreadSubdirs(base);
       const names = await readdir(base).catch(() => [] as string[]);
       if (!names.length) return;
       const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
@@ -330,6 +331,20 @@ export class OciRuntime implements Runtime {
       }
     })();
     return this.swept;
+  }
+
+  /**
+   * Marks dir as a top of directory hierarchies for ext4's allocator (`chattr +T`): each container's
+   * dir then goes to a block group of its own instead of its parent's. Without a journal, ext4
+   * skips inodes freed in the last seconds when it allocates one, and in a group where the
+   * previous containers were just removed that scan cost ~1 ms per new inode (a container makes
+   * ~8: its dirs, overlayfs's work dir and its mount-time probes). File systems without the flag
+   * refuse it, and nothing changes there.
+   */
+  private async spreadSubdirs(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const r = await runCommand('chattr', ['+T', dir], { timeoutMs: 5000 });
+    if (r.code !== 0) this.log.debug('disk dir not marked as a top dir', { dir, err: r.stderr.trim() });
   }
 
   /** The runtime binary to call: a wrapper script when BIN must not see the cgroup2 mount. */
