@@ -231,13 +231,16 @@ export function slotViews(input: UpdateInput): { slots: SlotView[]; failures: Ta
  * - Paused updates still finish slots already in flight (promote, stop the old), start no new ones.
  */
 export function decideUpdate(input: UpdateInput): UpdateDecision {
-  const d = decideSteps(input);
-  // A new task still "starting" when its monitor period ends is a failure: decide again then.
   const { service, now } = input;
   const active = service.updateStatus?.state === UpdateState.UPDATE_STATE_UPDATING || service.updateStatus?.state === UpdateState.UPDATE_STATE_ROLLBACK_STARTED;
-  if (!active) return d;
-  const monitorMs = configFor(service).monitorMs;
   const key = taskSpecKey(service);
+  // Outside an update every step needs a task on another spec (to start an update, promote over,
+  // stop, or drop): without one there is nothing to decide. A converge asks this on every event.
+  if (!active && !input.tasks.some((t) => isDirty(t, service, key))) return { actions: [] };
+  const d = decideSteps(input);
+  if (!active) return d;
+  // A new task still "starting" when its monitor period ends is a failure: decide again then.
+  const monitorMs = configFor(service).monitorMs;
   let wakeAt = d.wakeAt;
   for (const t of input.tasks) {
     const end = healthDeadline(t, monitorMs);
