@@ -19,7 +19,7 @@ import { cleanupLabs, Lab, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { buildCli } from '../cli/bundle.ts';
-import { settle } from './host-cpu.ts';
+import { cpuAccount, settle } from './host-cpu.ts';
 
 /** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
 let cliEntry = '';
@@ -120,6 +120,10 @@ async function main(): Promise<void> {
         const flags = network ? ['--network', network] : [];
         const perf = arg('perf') ? await startPerf(`${arg('perf')}.${n}`) : undefined;
         const strace = arg('strace') ? await startStrace(h.pid() ?? 0, `${arg('strace')}.${n}`) : undefined;
+        // gantryd, and what it runs for the whole converge (etcd, gantry-spawn, gantry-net); this bench with
+        // the CLI it runs, and its etcd watch; 'rest' is the containers' own processes (gantry-exec, monitors)
+        const daemon = h.pid() ?? 0;
+        const cpu = cpuAccount([[daemon, 'gantryd'], [process.pid, 'bench+CLI'], [w.pid ?? 0, 'etcd-watch'], ...h.processes().map((p) => p.pid).filter((p) => p !== daemon && readFileSync(`/proc/${p}/stat`, 'utf8').includes(`) S ${daemon} `))]);
         const t0 = now();
         const cliExit = await new Promise<number>((resolve, reject) => {
           const c = spawn(process.execPath, [cliEntry, 'service', 'create', '-d', '--no-resolve-image', ...flags, '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
@@ -152,6 +156,7 @@ async function main(): Promise<void> {
           const running = [...stored.values()].filter((m) => m.has(TaskState.TASK_STATE_RUNNING)).length;
           return running >= n || `${running}/${n} running`;
         }, 300_000, 10);
+        const used = cpu();
         await perf?.();
         await strace?.();
         const done = Math.max(...[...stored.values()].map((m) => m.get(TaskState.TASK_STATE_RUNNING) ?? 0));
@@ -162,6 +167,7 @@ async function main(): Promise<void> {
           const wt = [...workerTs.values()].map((m) => m.get(st)).filter((x): x is number => x !== undefined);
           console.log(`  ${String(STATE_NAMES[st]).padEnd(10)} stored ${stats(s).padEnd(44)} (${s.length})   worker ts ${stats(wt)} (${wt.length})`);
         }
+        console.log(`  CPU ms: ${Object.entries(used).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}`);
         for (const e of errors) console.log(`  error: ${e}`);
         await gantryOk(h, ['service', 'rm', name]);
         await until(() => h.processes((a) => a[0] === 'sleep' && a[1] === '1d').length === 0 || 'containers left', 120_000, 100);

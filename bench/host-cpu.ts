@@ -21,3 +21,47 @@ export async function settle(): Promise<void> {
     if (hostBusyMs() - b0 < 0.15 * 300 * 2) return; // under 15 % of both cores
   }
 }
+
+/** CPU time (ms) a process used so far: its threads, and its children it has reaped (/proc/PID/stat utime..cstime). */
+export function processCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
+  } catch {
+    return 0; // gone
+  }
+}
+
+/** The command name of a process ('' when it is gone). */
+export function processComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * Starts an account of where the host's CPU goes: each of the given processes by name (its comm
+ * unless given; summed per name), and the rest of the host. The returned function ends it and gives ms per name, plus 'rest'
+ * and 'host'. A process's reaped children count as its own.
+ */
+export function cpuAccount(pids: (number | [number, string])[]): () => Record<string, number> {
+  const host0 = hostBusyMs();
+  const named = pids.map((p): [number, string] => (typeof p === 'number' ? [p, processComm(p)] : p));
+  const start = new Map(named.map(([p, comm]) => [p, { comm, ms: processCpuMs(p) }]));
+  return () => {
+    const out: Record<string, number> = {};
+    let counted = 0;
+    for (const [pid, s] of start) {
+      const used = processCpuMs(pid) - s.ms;
+      if (used <= 0) continue;
+      out[s.comm] = (out[s.comm] ?? 0) + used;
+      counted += used;
+    }
+    out.host = hostBusyMs() - host0;
+    out.rest = out.host - counted;
+    return out;
+  };
+}
