@@ -6,12 +6,12 @@
 //   --hosts N > 1: both systems on N lab hosts (gantryd per netns host; a dockerd swarm per netns host).
 //   --gantryd-node-options "..."  NODE_OPTIONS for the lab's gantryd (to try V8 flags, e.g. --max-semi-space-size=32).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { dial, unary } from '../cli/connection.ts';
+import { dial } from '../cli/connection.ts';
 import { field, nodeRows, parseJsonRows } from '../deploy/lab/gantry-json.ts';
 import { formCluster, gantryOk, until } from '../deploy/lab/lab-cluster.ts';
 import { cleanupLabs, Lab, type LabHost, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { sleep } from '../deploy/lab/sys.ts';
-import { ControlClient } from '../proto/gen/gantry/v1/control.ts';
+import { ControlService } from '../proto/gen/gantry/v1/control.ts';
 import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { Swarm } from './swarm.ts';
@@ -118,14 +118,14 @@ async function gantryTarget(lab: Lab, host: LabHost, tar: string): Promise<Gantr
 }
 
 function gantryClient(lab: Lab, host: LabHost, image: string, createFlags: string[]): GantryTarget {
+  // the CLI's own path: unary calls over gantryd's local socket (Swarm is polled through its Engine API socket)
   const conn = dial(`unix://${host.socket}`);
-  const client = conn.client(ControlClient);
   return {
     host,
     image,
     createFlags,
     async running(service, excludeNode) {
-      const res = await unary(conn, client.listTasks.bind(client), { service, node: '', desiredRunningOnly: true }, 5_000);
+      const res = await conn.call(ControlService.listTasks, { service, node: '', desiredRunningOnly: true }, 5_000);
       return (res.tasks ?? []).filter((t) => t.status?.state === TaskState.TASK_STATE_RUNNING && (!excludeNode || t.nodeId !== excludeNode)).length;
     },
     containersLeft: () => lab.hosts.reduce((n, h) => n + h.processes((a) => a[0] === 'sleep' && a[1] === '1d').length, 0),
