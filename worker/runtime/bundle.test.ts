@@ -145,3 +145,9 @@ test('bundle: mounts and files become bind/tmpfs mounts', () => {
   assert.equal(by['/t'].type, 'tmpfs');
   assert.equal(by['/etc/hosts'].source, '/state/c1/files/etc_hosts');
 });
+
+test('bundle: no hooks (gantryd starts gantry-exec containers through the exec fifo, which runs no postStart hook: exec-fifo.ts)', () => {
+  const r = buildOciSpec(config({ env: ['A=1'], tty: true }), '/r', { cgroupsPath: '/gantry/c1' });
+  assert.ok(r.ok);
+  assert.equal((r.spec as { hooks?: unknown }).hooks, undefined);
+});

@@ -25,6 +25,7 @@ import { type Log, nullLog } from './log.ts';
 import { mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
 import { runCommand, spawnerMounter, warmSpawner } from './spawner.ts';
 import { OnceCache } from '../once-cache.ts';
+import { startThroughFifo } from './exec-fifo.ts';
 import { StateFiles } from './state-files.ts';
 import { ensureTargetsLayer, layerFits, layerPaths } from './targets-layer.ts';
 import {
@@ -518,8 +519,11 @@ export class OciRuntime implements Runtime {
     const meta = await this.readMeta(id);
     if (!meta) throw new RuntimeError(`container ${id} not found (create it first)`);
     if (meta.startedAt) return; // started before (a gantryd restart between start and RUNNING)
-    const r = await this.cmd(['start', id], meta);
-    if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
+    const byGantryExec = basename(meta.binary ?? '') === 'gantry-exec' && meta.runtimeRoot;
+    if (!(byGantryExec && startThroughFifo(meta.runtimeRoot!, id))) {
+      const r = await this.cmd(['start', id], meta);
+      if (r.code !== 0) throw new RuntimeError(`start container ${id} with ${this.name}: ${OciRuntime.errLine(r)}`);
+    }
     const started = { ...meta, startedAt: this.clock.now() };
     await this.files.rewriteInPlace(join(this.dir(id), 'meta.json'), JSON.stringify(started));
     this.metas.set(id, started);
