@@ -58,15 +58,31 @@ test('durability: a torn index.json falls back to the previous version; fsync mo
   assert.ok(await s2.resolveLocal('one:1'), 'the previous index knows one:1');
 });
 
-test('durability: changes made together are saved by one index write that holds all of them', async (t) => {
+test('durability: containers marked in use together cost a few appends to in-use.jsonl, no index write, and survive a reopen', async (t) => {
   const root = path.join(tmpdir(t), 'images');
   const s1 = await ImageStore.open(root);
   const img = await s1.importRootfs(Readable.from([makeTar([{ name: 'a', type: 'file', data: '1' }])]), 'one:1');
+  const index = fs.readFileSync(path.join(root, 'index.json'), 'utf8');
   const ids = Array.from({ length: 40 }, (_, i) => `c${i}`);
   await Promise.all(ids.map((c) => s1.markInUse(img.id, c)));
-  const inUse = (file: string) => Object.keys(JSON.parse(fs.readFileSync(path.join(root, file), 'utf8')).inUse).sort();
-  assert.deepEqual(inUse('index.json'), [...ids].sort());
-  assert.deepEqual(inUse('index.json.prev'), [], 'one write for the 40 changes: the previous index has none of them');
+  assert.equal(fs.readFileSync(path.join(root, 'index.json'), 'utf8'), index, 'the index is not rewritten for a mark');
+  assert.equal(fs.readFileSync(path.join(root, 'in-use.jsonl'), 'utf8').trim().split('\n').length, 40);
+  await s1.release('c0');
+  await assert.rejects(s1.remove('one:1'), /in use by containers c1, c2/);
   const s2 = await ImageStore.open(root);
-  assert.equal((await s2.list()).find((i) => i.id === img.id)?.inUseBy.length, 40);
+  assert.deepEqual((await s2.list()).find((i) => i.id === img.id)?.inUseBy.sort(), ids.slice(1).sort());
+});
+
+test('durability: an index from before in-use.jsonl keeps its marks, which move to the journal', async (t) => {
+  const root = path.join(tmpdir(t), 'images');
+  const s1 = await ImageStore.open(root);
+  const img = await s1.importRootfs(Readable.from([makeTar([{ name: 'a', type: 'file', data: '1' }])]), 'one:1');
+  const ix = JSON.parse(fs.readFileSync(path.join(root, 'index.json'), 'utf8'));
+  fs.writeFileSync(path.join(root, 'index.json'), JSON.stringify({ ...ix, inUse: { old1: img.id, old2: img.id } }));
+  const s2 = await ImageStore.open(root);
+  assert.deepEqual((await s2.list()).find((i) => i.id === img.id)?.inUseBy.sort(), ['old1', 'old2']);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(root, 'index.json'), 'utf8')).inUse, undefined, 'gone from the index');
+  await s2.release('old1');
+  const s3 = await ImageStore.open(root);
+  assert.deepEqual((await s3.list()).find((i) => i.id === img.id)?.inUseBy, ['old2'], 'a release is not undone by the old index');
 });

@@ -21,6 +21,7 @@ import type { RegistryClientOptions } from './registry.ts';
 import { Snapshots } from './snapshots.ts';
 import { run } from './unpack.ts';
 import { OnceCache } from '../once-cache.ts';
+import { Journal } from '../state/journal.ts';
 
 export interface LayerRecord {
   digest: string;
@@ -69,7 +70,14 @@ export interface ImageInfo {
 interface IndexFile {
   version: 1;
   images: Record<string, ImageRecord>;
-  inUse: Record<string, string>;
+  /** Container → image, as stores before in-use.jsonl kept it: moved to the journal at open. */
+  inUse?: Record<string, string>;
+}
+
+/** One line of in-use.jsonl: a container and the image it runs on. */
+interface InUse {
+  container: string;
+  image: string;
 }
 
 export interface PullProgress {
@@ -128,6 +136,8 @@ export class ImageStore {
   readonly snapshots: Snapshots;
   readonly options: StoreOptions;
   private index: IndexFile;
+  /** Which container runs on which image: a journal, since a converge marks dozens at once and the index is a whole-file rewrite. */
+  private readonly inUse: Journal<InUse>;
   private lock: Promise<unknown> = Promise.resolve();
   private pendingSave: Promise<void> | undefined;
   /** Parsed config blobs by digest (content-addressed, so never stale): every task of a converge asks for the same one. */
@@ -136,11 +146,12 @@ export class ImageStore {
   /** Blobs and snapshots an operation in flight is making or using (prune keeps them). */
   private held = new Map<string, number>();
 
-  private constructor(root: string, content: ContentStore, snapshots: Snapshots, index: IndexFile, options: StoreOptions) {
+  private constructor(root: string, content: ContentStore, snapshots: Snapshots, index: IndexFile, inUse: Journal<InUse>, options: StoreOptions) {
     this.root = root;
     this.content = content;
     this.snapshots = snapshots;
     this.index = index;
+    this.inUse = inUse;
     this.options = options;
   }
 
@@ -150,21 +161,38 @@ export class ImageStore {
     content.durability = options.durability ?? 'deferred';
     const snapshots = await Snapshots.open(path.join(root, 'snapshots'));
     const index = await readIndex(root);
-    const store = new ImageStore(root, content, snapshots, index, options);
+    const inUse = new Journal<InUse>(path.join(root, 'in-use.jsonl'), (u) => u?.container);
+    await inUse.load();
+    const store = new ImageStore(root, content, snapshots, index, inUse, options);
+    if (index.inUse) {
+      // an index from before the journal: its marks move there, then leave the index for good
+      if (inUse.values.size === 0) for (const [container, image] of Object.entries(index.inUse)) await inUse.put({ container, image });
+      delete index.inUse;
+      await store.saveIndex();
+    }
     await store.recover();
     return store;
   }
 
   // ------------------------------------------------------------------ index
 
+  /** Runs fn with the index locked (one change at a time, in order). */
+  private locked<T>(fn: () => T | Promise<T>): Promise<T> {
+    const p = this.lock.then(fn, fn);
+    this.lock = p.catch(() => {});
+    return p;
+  }
+
   /** Runs fn with the index locked and resolves once the index is saved with its change (temp file + rename). */
   async mutate<T>(fn: (ix: IndexFile) => T | Promise<T>): Promise<T> {
-    const run = async (): Promise<T> => fn(this.index);
-    const p = this.lock.then(run, run);
-    this.lock = p.catch(() => {});
-    const r = await p;
+    const r = await this.locked(() => fn(this.index));
     await this.saveIndex();
     return r;
+  }
+
+  /** The containers that run on an image. */
+  private usersOf(imageId: string): string[] {
+    return [...this.inUse.values.values()].filter((u) => u.image === imageId).map((u) => u.container);
   }
 
   /**
@@ -188,7 +216,7 @@ export class ImageStore {
   }
 
   info(rec: ImageRecord): ImageInfo {
-    const inUseBy = Object.entries(this.index.inUse).filter(([, id]) => id === rec.id).map(([c]) => c);
+    const inUseBy = this.usersOf(rec.id);
     return {
       id: rec.id,
       repoTags: rec.names.map((n) => familiarString(mustParse(n))),
@@ -308,18 +336,20 @@ export class ImageStore {
 
   // ------------------------------------------------------------------ containers
 
+  /** Marks an image in use by a container: `image rm` refuses it, prune keeps it. Durable when it resolves. */
   async markInUse(imageId: string, containerId: string): Promise<void> {
-    await this.mutate((ix) => {
-      if (!ix.images[imageId]) throw new ImageNotFoundError(`image ${imageId} not found`);
-      ix.inUse[containerId] = imageId;
+    // in order with removals and prunes; the append is awaited outside the lock, so a converge's marks share appends
+    const appended = await this.locked(() => {
+      if (!this.index.images[imageId]) throw new ImageNotFoundError(`image ${imageId} not found`);
+      return { done: this.inUse.put({ container: containerId, image: imageId }) };
     });
+    await appended.done;
   }
 
   async release(containerId: string): Promise<void> {
-    if (!(containerId in this.index.inUse)) return;
-    await this.mutate((ix) => {
-      delete ix.inUse[containerId];
-    });
+    if (!this.inUse.values.has(containerId)) return;
+    const appended = await this.locked(() => ({ done: this.inUse.delete(containerId) }));
+    await appended.done;
   }
 
   // ------------------------------------------------------------------ names
@@ -341,7 +371,7 @@ export class ImageStore {
   async remove(ref: string, opts: { force?: boolean } = {}): Promise<{ untagged: string[]; deleted: string[] }> {
     const rec = await this.require(ref);
     return this.mutate((ix) => {
-      const users = Object.entries(ix.inUse).filter(([, id]) => id === rec.id).map(([c]) => c);
+      const users = this.usersOf(rec.id);
       const parsed = parseReference(ref);
       const byName = parsed.ok && !parsed.ref.digest && rec.names.includes(formatReference(parsed.ref));
       const untagged: string[] = [];
@@ -371,7 +401,7 @@ export class ImageStore {
    */
   async prune(opts: { all?: boolean; keepImages?: boolean } = {}): Promise<{ images: string[]; blobs: number; snapshots: number; bytes: number }> {
     return this.mutate(async (ix) => {
-      const used = new Set(Object.values(ix.inUse));
+      const used = new Set([...this.inUse.values.values()].map((u) => u.image));
       const images: string[] = [];
       for (const img of Object.values(ix.images)) {
         if (used.has(img.id) || opts.keepImages) continue;
@@ -721,7 +751,7 @@ async function readIndex(root: string): Promise<IndexFile> {
       // torn by a crash: fall back to the previous version
     }
   }
-  return { version: 1, images: {}, inUse: {} };
+  return { version: 1, images: {} };
 }
 
 function hashFile(file: string): Promise<string> {
