@@ -15,6 +15,7 @@
 // A gantryd restart loses nothing: the monitor keeps running, and a new OciRuntime reads meta.json,
 // asks `BIN state`, and waits on exit.json again.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync, watch } from 'node:fs';
 import { chmod, type FileHandle, lstat, mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
@@ -26,6 +27,7 @@ import { mountsUnder, type RootfsMounter } from './rootfs-mount.ts';
 import { runCommand, spawnerMounter, warmSpawner } from './spawner.ts';
 import { OnceCache } from '../once-cache.ts';
 import { startThroughFifo } from './exec-fifo.ts';
+import { FirstOfKind } from './first-of-kind.ts';
 import { StateFiles } from './state-files.ts';
 import { ensureTargetsLayer, layerFits, layerPaths } from './targets-layer.ts';
 import {
@@ -281,6 +283,8 @@ export class OciRuntime implements Runtime {
   private readonly usersByImage = new OnceCache<ImageUsers>();
   private readonly fitByImage = new OnceCache<boolean>();
   private readonly targetLayers = new OnceCache<string>();
+  /** gantry-exec's first create of a seccomp profile compiles it into its cache: it goes alone (first-of-kind.ts). */
+  private readonly seccompFirsts = new FirstOfKind();
   /** meta.json as this process last wrote or read it (it is the only writer): start, wait, state and stop each need it. */
   private readonly metas = new Map<string, ContainerMeta>();
   private swept: Promise<void> | undefined;
@@ -491,7 +495,9 @@ export class OciRuntime implements Runtime {
       };
       await this.files.writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
       this.metas.set(config.id, meta);
-      const r = await this.spawnMonitor(config, dir, disk);
+      const profile = this.makesMountTargets && built.spec.linux.seccomp ? createHash('sha256').update(JSON.stringify(built.spec.linux.seccomp)).digest('hex') : '';
+      const compiled = profile ? await this.seccompFirsts.turn(profile) : () => {};
+      const r = await this.spawnMonitor(config, dir, disk).finally(compiled);
       if (r.code !== 0) throw new RuntimeError(`create container ${config.id} with ${this.name}: ${OciRuntime.errLine(r)}`);
       this.log.debug('created', { id: config.id, out: r.stdout.trim() });
     } catch (e) {

@@ -86,8 +86,23 @@ function archesFor(arch: string): string[] {
   }
 }
 
-/** Docker's default profile for a container whose effective capabilities are `caps` (CAP_ names). */
+const built = new Map<string, SeccompProfile>();
+
+/**
+ * Docker's default profile for a container whose effective capabilities are `caps` (CAP_ names).
+ * Made once per capability set and shared: callers must not change it.
+ */
 export function defaultSeccompProfile(caps: ReadonlySet<string>, arch: string = process.arch): SeccompProfile {
+  const key = `${arch} ${[...caps].sort().join(' ')}`;
+  let p = built.get(key);
+  if (!p) {
+    if (built.size >= 64) built.delete(built.keys().next().value as string);
+    built.set(key, (p = buildProfile(caps, arch)));
+  }
+  return p;
+}
+
+function buildProfile(caps: ReadonlySet<string>, arch: string): SeccompProfile {
   const allowed = new Set(ALLOWED);
   for (const [cap, names] of Object.entries(BY_CAP)) if (caps.has(cap)) for (const n of names) allowed.add(n);
   const rules: SeccompRule[] = [{ names: [...allowed].sort(), action: 'SCMP_ACT_ALLOW' }];
