@@ -263,6 +263,16 @@ class LogTail {
 }
 
 type CmdResult = { code: number; stdout: string; stderr: string };
+
+const profileKeys = new WeakMap<object, string>();
+
+/** A seccomp profile's identity: a hash of its content, worked out once per profile object (the default one is shared). */
+function profileKey(profile: object | undefined): string {
+  if (!profile) return '';
+  let k = profileKeys.get(profile);
+  if (k === undefined) profileKeys.set(profile, (k = createHash('sha256').update(JSON.stringify(profile)).digest('hex')));
+  return k;
+}
 type ImageUsers = { passwd?: string; group?: string };
 
 export class OciRuntime implements Runtime {
@@ -495,7 +505,7 @@ export class OciRuntime implements Runtime {
       };
       await this.files.writeAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
       this.metas.set(config.id, meta);
-      const profile = this.makesMountTargets && built.spec.linux.seccomp ? createHash('sha256').update(JSON.stringify(built.spec.linux.seccomp)).digest('hex') : '';
+      const profile = this.makesMountTargets ? profileKey(built.spec.linux.seccomp) : '';
       const compiled = profile ? await this.seccompFirsts.turn(profile) : () => {};
       const r = await this.spawnMonitor(config, dir, disk).finally(compiled);
       if (r.code !== 0) throw new RuntimeError(`create container ${config.id} with ${this.name}: ${OciRuntime.errLine(r)}`);
