@@ -287,6 +287,8 @@ static int one_id(int argc, char **argv, const char *usage, gx_err *err) {
   return 0;
 }
 
+/* gantryd does the same itself for the containers it made (worker/runtime/exec-fifo.ts: one byte to
+ * exec.fifo, then unlink): a change to this protocol must change that file too. */
 int cmd_start(int argc, char **argv) {
   gx_err err = {0};
   optind = 1;
