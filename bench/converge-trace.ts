@@ -19,7 +19,7 @@ import { cleanupLabs, Lab, REPO_ROOT } from '../deploy/lab/lab-hosts.ts';
 import { TaskState } from '../proto/gen/gantry/v1/objects.ts';
 import { busyboxRootfsTar } from '../test/helpers/lab-rootfs.ts';
 import { buildCli } from '../cli/bundle.ts';
-import { cpuAccount, settle } from './host-cpu.ts';
+import { cpuAccount, parentPid, settle } from './host-cpu.ts';
 
 /** The CLI a user runs: the installed bundle, built fresh at the start of main(). */
 let cliEntry = '';
@@ -61,10 +61,10 @@ async function watchEtcd(dataDir: string): Promise<void> {
   await store.close();
 }
 
-/** Starts a system-wide `perf record`; the returned function stops it and waits for the file. */
-async function startPerf(file: string): Promise<() => Promise<void>> {
-  const p = spawn('perf', ['record', '-a', '-g', '-q', '-o', file], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 300)); // perf needs a moment to open its events
+/** Starts a recorder (perf, strace) that writes its file until SIGINT; the returned function stops it and waits for the file. */
+async function startRecorder(cmd: string, args: string[]): Promise<() => Promise<void>> {
+  const p = spawn(cmd, args, { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 300)); // perf opens its events, strace attaches
   return () =>
     new Promise<void>((resolve) => {
       p.once('exit', () => resolve());
@@ -72,17 +72,11 @@ async function startPerf(file: string): Promise<() => Promise<void>> {
     });
 }
 
-/** Attaches `strace -f -tt` to each of the daemon's threads (not its children); the returned function detaches. */
-async function startStrace(pid: number, file: string): Promise<() => Promise<void>> {
-  const tids = readdirSync(`/proc/${pid}/task`).flatMap((t) => ['-p', t]);
-  const p = spawn('strace', ['-tt', '-o', file, ...tids], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 300)); // strace needs a moment to attach
-  return () =>
-    new Promise<void>((resolve) => {
-      p.once('exit', () => resolve());
-      p.kill('SIGINT');
-    });
-}
+/** A system-wide `perf record -g`. */
+const startPerf = (file: string) => startRecorder('perf', ['record', '-a', '-g', '-q', '-o', file]);
+
+/** `strace -tt` on each of the daemon's threads (not its children). */
+const startStrace = (pid: number, file: string) => startRecorder('strace', ['-tt', '-o', file, ...readdirSync(`/proc/${pid}/task`).flatMap((t) => ['-p', t])]);
 
 type Line = { t: number; kind: 'service' | 'task'; id: string; name?: string; service?: string; state?: number; ts?: number; err?: string };
 
@@ -123,7 +117,8 @@ async function main(): Promise<void> {
         // gantryd, and what it runs for the whole converge (etcd, gantry-spawn, gantry-net); this bench with
         // the CLI it runs, and its etcd watch; 'rest' is the containers' own processes (gantry-exec, monitors)
         const daemon = h.pid() ?? 0;
-        const cpu = cpuAccount([[daemon, 'gantryd'], [process.pid, 'bench+CLI'], [w.pid ?? 0, 'etcd-watch'], ...h.processes().map((p) => p.pid).filter((p) => p !== daemon && readFileSync(`/proc/${p}/stat`, 'utf8').includes(`) S ${daemon} `))]);
+        const helpers = h.processes().map((p) => p.pid).filter((p) => parentPid(p) === daemon);
+        const cpu = cpuAccount([[daemon, 'gantryd'], [process.pid, 'bench+CLI'], [w.pid ?? 0, 'etcd-watch'], ...helpers]);
         const t0 = now();
         const cliExit = await new Promise<number>((resolve, reject) => {
           const c = spawn(process.execPath, [cliEntry, 'service', 'create', '-d', '--no-resolve-image', ...flags, '--name', name, '--replicas', String(n), IMAGE, 'sleep', '1d'], { env, stdio: ['ignore', 'ignore', 'inherit'] });

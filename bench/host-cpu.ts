@@ -22,15 +22,25 @@ export async function settle(): Promise<void> {
   }
 }
 
-/** CPU time (ms) a process used so far: its threads, and its children it has reaped (/proc/PID/stat utime..cstime). */
-export function processCpuMs(pid: number): number {
+/** The fields of /proc/PID/stat after the command name (state first), or undefined when it is gone. */
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return 0; // gone
+    return undefined;
   }
+}
+
+/** CPU time (ms) a process used so far: its threads, and its children it has reaped (utime..cstime); 0 when it is gone. */
+export function processCpuMs(pid: number): number {
+  const f = statFields(pid);
+  return f ? ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100 : 0;
+}
+
+/** The parent's pid (0 when the process is gone). */
+export function parentPid(pid: number): number {
+  return Number(statFields(pid)?.[1] ?? 0);
 }
 
 /** The command name of a process ('' when it is gone). */

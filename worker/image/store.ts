@@ -196,9 +196,8 @@ export class ImageStore {
   }
 
   /**
-   * One write for every change made before it starts: a converge marks dozens of containers in use
-   * at once, and each write is a new inode. The write queues on the same lock as the changes, so it
-   * never sees half of one.
+   * One write for every change made before it starts (each write is a new inode). The write queues
+   * on the same lock as the changes, so it never sees half of one.
    */
   private saveIndex(): Promise<void> {
     if (this.pendingSave) return this.pendingSave;

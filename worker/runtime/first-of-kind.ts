@@ -3,26 +3,18 @@
 // cache the others then hit: gantry-exec compiles a seccomp profile once and keeps the program
 // (native-exec/src/seccomp_cache.c), but the 50 creates of a first converge would all miss at once
 // and compile the same profile 50 times.
+import { OnceCache } from '../once-cache.ts';
 
 export class FirstOfKind {
-  private readonly firsts = new Map<string, Promise<void>>();
-  private readonly max: number;
-
-  /** Remembers at most max kinds (oldest out). */
-  constructor(max = 64) {
-    this.max = max;
-  }
+  /** Per kind, the end of its first job (at most 64 kinds, oldest out). */
+  private readonly firsts = new OnceCache<void>();
 
   /** Waits for the first job of this kind if it is running; returns what the caller calls once its own job ended. */
   async turn(kind: string): Promise<() => void> {
-    const first = this.firsts.get(kind);
-    if (first) {
-      await first;
-      return () => {};
-    }
-    if (this.firsts.size >= this.max) this.firsts.delete(this.firsts.keys().next().value as string);
-    let ended!: () => void;
-    this.firsts.set(kind, new Promise<void>((resolve) => (ended = resolve)));
-    return ended;
+    let ended: (() => void) | undefined;
+    const first = this.firsts.get(kind, () => new Promise<void>((resolve) => (ended = resolve)));
+    if (ended) return ended; // this caller is the first
+    await first;
+    return () => {};
   }
 }

@@ -263,6 +263,7 @@ class LogTail {
 }
 
 type CmdResult = { code: number; stdout: string; stderr: string };
+type ImageUsers = { passwd?: string; group?: string };
 
 const profileKeys = new WeakMap<object, string>();
 
@@ -273,7 +274,6 @@ function profileKey(profile: object | undefined): string {
   if (k === undefined) profileKeys.set(profile, (k = createHash('sha256').update(JSON.stringify(profile)).digest('hex')));
   return k;
 }
-type ImageUsers = { passwd?: string; group?: string };
 
 export class OciRuntime implements Runtime {
   readonly name: string;
